@@ -1,0 +1,247 @@
+// Package api holds the registry's wire types, shared by caravan-central, the
+// registry client, the CLI and the agent, and the pure rules over them
+// (validation, config item merging, drain SLA defaults).
+package api
+
+import "time"
+
+// Lifecycle states of a cluster.
+const (
+	LifecycleRequested              = "requested"
+	LifecycleReady                  = "ready"
+	LifecycleDecommissionRequested  = "decommission-requested"
+	LifecycleDecommissioned         = "decommissioned"
+	ProviderAWS                     = "aws"
+	DiscountNone                    = "none"
+	DiscountSpot                    = "spot"
+	EnvironmentProduction           = "production"
+	RoleAdmin                       = "admin"
+	RoleReader                      = "reader"
+	RoleAgent                       = "agent"
+	accountLifecycleDefault         = "ready"
+	defaultClusterCriticalityLevel  = 1
+	defaultAccountCriticalityLevel  = 1
+	defaultNodePoolDiscountStrategy = DiscountNone
+)
+
+// Phases an agent reports.
+const (
+	PhaseIdle                   = "idle"
+	PhaseRendering              = "rendering"
+	PhaseUpdatingInfrastructure = "updating-infrastructure"
+	PhaseApplying               = "applying"
+	PhaseRollingNodes           = "rolling-nodes"
+	PhaseBlocked                = "blocked"
+	PhaseFailed                 = "failed"
+)
+
+// Phases lists every phase in the order of a reconcile.
+var Phases = []string{PhaseIdle, PhaseRendering, PhaseUpdatingInfrastructure, PhaseApplying, PhaseRollingNodes, PhaseBlocked, PhaseFailed}
+
+// LifecycleStatuses lists every cluster lifecycle state.
+var LifecycleStatuses = []string{LifecycleRequested, LifecycleReady, LifecycleDecommissionRequested, LifecycleDecommissioned}
+
+// Roles lists every token role.
+var Roles = []string{RoleAdmin, RoleReader, RoleAgent}
+
+// InfrastructureAccount is a cloud account that holds clusters.
+type InfrastructureAccount struct {
+	ID              string            `json:"id"`
+	Name            string            `json:"name"`
+	Owner           string            `json:"owner"`
+	Environment     string            `json:"environment"`
+	LifecycleStatus string            `json:"lifecycle_status"`
+	Criticality     int               `json:"criticality"`
+	ConfigItems     map[string]string `json:"config_items"`
+	CreatedAt       time.Time         `json:"created_at"`
+	UpdatedAt       time.Time         `json:"updated_at"`
+}
+
+// Cluster is one Kubernetes cluster of the fleet. NodePools and Status are
+// read-only here: pools have their own endpoints and the agent writes status.
+type Cluster struct {
+	ID                    string            `json:"id"`
+	Alias                 string            `json:"alias"`
+	InfrastructureAccount string            `json:"infrastructure_account"`
+	Region                string            `json:"region"`
+	APIServerURL          string            `json:"api_server_url"`
+	Environment           string            `json:"environment"`
+	Channel               string            `json:"channel"`
+	Provider              string            `json:"provider"`
+	CriticalityLevel      int               `json:"criticality_level"`
+	LifecycleStatus       string            `json:"lifecycle_status"`
+	ConfigItems           map[string]string `json:"config_items"`
+	NodePools             []NodePool        `json:"node_pools"`
+	Status                *ClusterStatus    `json:"status,omitempty"`
+	CreatedAt             time.Time         `json:"created_at"`
+	UpdatedAt             time.Time         `json:"updated_at"`
+}
+
+// Taint is a Kubernetes node taint put on every node of a pool.
+type Taint struct {
+	Key    string `json:"key"`
+	Value  string `json:"value,omitempty"`
+	Effect string `json:"effect"`
+}
+
+// NodePool is a group of nodes of one shape, backed by one auto scaling group.
+type NodePool struct {
+	Name             string            `json:"name"`
+	Profile          string            `json:"profile"`
+	InstanceTypes    []string          `json:"instance_types"`
+	MinSize          int               `json:"min_size"`
+	MaxSize          int               `json:"max_size"`
+	DiscountStrategy string            `json:"discount_strategy"`
+	ConfigItems      map[string]string `json:"config_items"`
+	Labels           map[string]string `json:"labels"`
+	Taints           []Taint           `json:"taints"`
+	CreatedAt        time.Time         `json:"created_at"`
+	UpdatedAt        time.Time         `json:"updated_at"`
+}
+
+// Channel is one step of the promotion path, backed by one git branch.
+type Channel struct {
+	Name          string    `json:"name"`
+	Branch        string    `json:"branch"`
+	Position      int       `json:"position"`
+	RepositoryURL string    `json:"repository_url"`
+	CreatedAt     time.Time `json:"created_at"`
+	UpdatedAt     time.Time `json:"updated_at"`
+}
+
+// Block stops updates of a cluster, or of one node pool when NodePool is set.
+type Block struct {
+	ID        string     `json:"id"`
+	ClusterID string     `json:"cluster_id"`
+	NodePool  string     `json:"node_pool,omitempty"`
+	Reason    string     `json:"reason"`
+	By        string     `json:"by"`
+	Since     time.Time  `json:"since"`
+	Until     *time.Time `json:"until,omitempty"`
+	UpdatedAt time.Time  `json:"updated_at"`
+}
+
+// ActiveAt reports whether the block is in force at now.
+func (b Block) ActiveAt(now time.Time) bool {
+	return b.Until == nil || now.Before(*b.Until)
+}
+
+// AuditEntry records one write: who did what, with the resource before and after.
+type AuditEntry struct {
+	ID           int64     `json:"id"`
+	Time         time.Time `json:"time"`
+	Actor        string    `json:"actor"`
+	Action       string    `json:"action"`
+	ResourceType string    `json:"resource_type"`
+	ResourceID   string    `json:"resource_id"`
+	Before       any       `json:"before"`
+	After        any       `json:"after"`
+}
+
+// Token is an API credential. Secret is only ever set in the answer to its creation.
+type Token struct {
+	ID        string     `json:"id"`
+	Name      string     `json:"name"`
+	Role      string     `json:"role"`
+	ClusterID string     `json:"cluster_id,omitempty"`
+	CreatedAt time.Time  `json:"created_at"`
+	CreatedBy string     `json:"created_by"`
+	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+	Secret    string     `json:"secret,omitempty"`
+}
+
+// ClusterStatus is what an agent reports about its cluster.
+type ClusterStatus struct {
+	CurrentVersion string             `json:"current_version"`
+	NextVersion    string             `json:"next_version"`
+	LastVersion    string             `json:"last_version"`
+	Phase          string             `json:"phase"`
+	NodePools      []NodePoolProgress `json:"node_pools"`
+	Problems       []StatusProblem    `json:"problems"`
+	AgentVersion   string             `json:"agent_version"`
+	Heartbeat      time.Time          `json:"heartbeat"`
+	ReceivedAt     time.Time          `json:"received_at"`
+}
+
+// NodePoolProgress is the rolling update progress of one node pool.
+type NodePoolProgress struct {
+	Name       string `json:"name"`
+	NodesTotal int    `json:"nodes_total"`
+	Outdated   int    `json:"outdated"`
+	Draining   int    `json:"draining"`
+}
+
+// StatusProblem is a problem an agent reports, in the spirit of RFC 9457.
+type StatusProblem struct {
+	Type   string    `json:"type"`
+	Title  string    `json:"title"`
+	Detail string    `json:"detail,omitempty"`
+	Since  time.Time `json:"since"`
+}
+
+// StatusHistoryEntry records when a cluster reached a version or phase.
+type StatusHistoryEntry struct {
+	Time           time.Time `json:"time"`
+	CurrentVersion string    `json:"current_version"`
+	NextVersion    string    `json:"next_version"`
+	Phase          string    `json:"phase"`
+}
+
+// Assignment is everything an agent needs to converge its cluster, in one document.
+type Assignment struct {
+	Cluster     AssignedCluster    `json:"cluster"`
+	Channel     AssignedChannel    `json:"channel"`
+	ConfigItems map[string]string  `json:"config_items"`
+	NodePools   []AssignedNodePool `json:"node_pools"`
+	Blocks      []Block            `json:"blocks"`
+	Drain       DrainSLA           `json:"drain"`
+}
+
+// AssignedCluster is the cluster's own fields as an agent sees them.
+type AssignedCluster struct {
+	ID                    string `json:"id"`
+	LocalID               string `json:"local_id"`
+	Alias                 string `json:"alias"`
+	InfrastructureAccount string `json:"infrastructure_account"`
+	Region                string `json:"region"`
+	APIServerURL          string `json:"api_server_url"`
+	Environment           string `json:"environment"`
+	Provider              string `json:"provider"`
+	CriticalityLevel      int    `json:"criticality_level"`
+	LifecycleStatus       string `json:"lifecycle_status"`
+}
+
+// AssignedChannel is the channel a cluster follows.
+type AssignedChannel struct {
+	Name          string `json:"name"`
+	Branch        string `json:"branch"`
+	RepositoryURL string `json:"repository_url"`
+}
+
+// AssignedNodePool is a node pool with its effective config items.
+type AssignedNodePool struct {
+	Name             string            `json:"name"`
+	Profile          string            `json:"profile"`
+	InstanceTypes    []string          `json:"instance_types"`
+	MinSize          int               `json:"min_size"`
+	MaxSize          int               `json:"max_size"`
+	DiscountStrategy string            `json:"discount_strategy"`
+	ConfigItems      map[string]string `json:"config_items"`
+	Labels           map[string]string `json:"labels"`
+	Taints           []Taint           `json:"taints"`
+}
+
+// DrainSLA holds the drain rules as Go duration strings (see DESIGN.md).
+type DrainSLA struct {
+	MinPodLifetime              string `json:"min_pod_lifetime"`
+	GracePeriod                 string `json:"grace_period"`
+	ForceEvictInterval          string `json:"force_evict_interval"`
+	MinHealthySiblingLifetime   string `json:"min_healthy_sibling_lifetime"`
+	MinUnhealthySiblingLifetime string `json:"min_unhealthy_sibling_lifetime"`
+}
+
+// List is one page of a collection; Next is the cursor of the following page.
+type List[T any] struct {
+	Items []T    `json:"items"`
+	Next  string `json:"next,omitempty"`
+}
