@@ -1,0 +1,148 @@
+package api
+
+import (
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/caravan-gitops/caravan/pkg/api"
+)
+
+// getAssignment answers an agent's poll. With ?wait it holds the request
+// until this cluster's assignment differs from If-None-Match, the wait runs
+// out (304), or the server shuts down (304).
+func (s *Server) getAssignment(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	wait, p := s.parseWait(r.URL.Query().Get("wait"))
+	if p != nil {
+		writeProblem(w, r, *p)
+		return
+	}
+	ifNoneMatch := r.Header.Get("If-None-Match")
+	deadline := time.Now().Add(wait)
+	hub := s.store.Hub()
+	for {
+		var changed <-chan struct{}
+		if wait > 0 {
+			// Watch before reading, so a change between the two is not missed.
+			changed = hub.Watch(id)
+		}
+		a, err := s.store.Assignment(r.Context(), id)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		w.Header().Set("ETag", a.ETag)
+		w.Header().Set("Cache-Control", "no-cache")
+		if ifNoneMatch == "" || !etagMatches(ifNoneMatch, a.ETag) {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write(append(a.Body, '\n'))
+			return
+		}
+		remaining := time.Until(deadline)
+		if wait == 0 || remaining <= 0 {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		if !a.ChangesAt.IsZero() {
+			remaining = min(remaining, time.Until(a.ChangesAt)+time.Millisecond)
+		}
+		if !s.await(r, changed, remaining) {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+	}
+}
+
+// await waits for changed or the timeout; it reports false when the request
+// or the server is ending and the poll must answer now.
+func (s *Server) await(r *http.Request, changed <-chan struct{}, timeout time.Duration) bool {
+	s.metrics.waiting.Inc()
+	defer s.metrics.waiting.Dec()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case <-changed:
+		return true
+	case <-timer.C:
+		return true
+	case <-r.Context().Done():
+		return false
+	case <-s.closing:
+		return false
+	}
+}
+
+func (s *Server) parseWait(raw string) (time.Duration, *api.Problem) {
+	if raw == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(raw)
+	if err != nil || d < 0 || d > s.maxWait {
+		p := problem(http.StatusBadRequest, "Invalid query parameter wait", "wait",
+			"wait must be a duration from 0s to "+s.maxWait.String()+", such as 60s; got "+raw)
+		return 0, &p
+	}
+	return d, nil
+}
+
+func (s *Server) putStatus(w http.ResponseWriter, r *http.Request) {
+	var st api.ClusterStatus
+	if p := decodeBody(r, &st, "application/json"); p != nil {
+		writeProblem(w, r, *p)
+		return
+	}
+	if err := st.Validate(); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	st.ReceivedAt = s.timestamp()
+	if st.NodePools == nil {
+		st.NodePools = []api.NodePoolProgress{}
+	}
+	if st.Problems == nil {
+		st.Problems = []api.StatusProblem{}
+	}
+	if err := s.store.PutStatus(r.Context(), r.PathValue("id"), st); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (s *Server) getStatus(w http.ResponseWriter, r *http.Request) {
+	st, err := s.store.Status(r.Context(), r.PathValue("id"))
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (s *Server) getStatusHistory(w http.ResponseWriter, r *http.Request) {
+	limit, err := parseLimit(r.URL.Query())
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if err := s.clusterExists(r.Context(), r); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	h, err := s.store.StatusHistory(r.Context(), r.PathValue("id"), limit)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, api.List[api.StatusHistoryEntry]{Items: h})
+}
+
+func sortChannels(cs []api.Channel) {
+	slices.SortStableFunc(cs, func(a, b api.Channel) int {
+		if a.Position != b.Position {
+			return a.Position - b.Position
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+}

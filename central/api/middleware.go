@@ -1,0 +1,130 @@
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/caravan-gitops/caravan/central/auth"
+)
+
+type contextKey int
+
+const (
+	principalKey contextKey = iota
+	requestIDKey
+	loggerKey
+)
+
+// plain registers a route that needs no token: probes, metrics, the spec.
+func (s *Server) plain(pattern string, h http.HandlerFunc) {
+	s.mux.Handle(pattern, s.observe(h))
+}
+
+// route registers a route that needs a token granting access.
+func (s *Server) route(pattern string, access auth.Access, h http.HandlerFunc) {
+	s.mux.Handle(pattern, s.observe(s.authorize(access, h)))
+}
+
+func (s *Server) authorize(access auth.Access, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		p, err := s.authn.Authenticate(r.Context(), r.Header.Get("Authorization"))
+		if errors.Is(err, auth.ErrUnauthenticated) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="caravan"`)
+			writeProblem(w, r, problem(http.StatusUnauthorized, "Unauthenticated", "Authorization", err.Error()))
+			return
+		}
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		if !auth.Permit(p, access, r.PathValue("id")) {
+			writeProblem(w, r, problem(http.StatusForbidden, "Forbidden", "", "the "+p.Role+" token "+strconv.Quote(p.Name)+" may not "+r.Method+" "+r.URL.Path))
+			return
+		}
+		h(w, r.WithContext(context.WithValue(r.Context(), principalKey, p)))
+	}
+}
+
+func principalFrom(ctx context.Context) auth.Principal {
+	p, _ := ctx.Value(principalKey).(auth.Principal)
+	return p
+}
+
+func requestIDFrom(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey).(string)
+	return id
+}
+
+func loggerFrom(ctx context.Context) *slog.Logger {
+	if l, ok := ctx.Value(loggerKey).(*slog.Logger); ok {
+		return l
+	}
+	return slog.Default()
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+// maxBody bounds request bodies; the largest resource is far smaller.
+const maxBody = 1 << 20
+
+// observe gives every request an id, a logger, a body limit, metrics and an access log line.
+func (s *Server) observe(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		id := r.Header.Get("X-Request-Id")
+		if id == "" || len(id) > 64 {
+			id = newRequestID()
+		}
+		w.Header().Set("X-Request-Id", id)
+		log := s.log.With("request_id", id)
+		ctx := context.WithValue(context.WithValue(r.Context(), requestIDKey, id), loggerKey, log)
+		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		rec := &statusRecorder{ResponseWriter: w}
+		h(rec, r.WithContext(ctx))
+		elapsed := time.Since(start)
+		route := r.Pattern
+		if route == "" {
+			route = "unmatched"
+		}
+		s.metrics.observe(route, r.Method, rec.status, elapsed)
+		level := slog.LevelInfo
+		if rec.status < 400 && (r.Method == http.MethodGet || r.Pattern == "PUT /api/v1/clusters/{id}/status") {
+			// Polls and heartbeats come from every agent all the time.
+			level = slog.LevelDebug
+		}
+		if rec.status >= 500 {
+			level = slog.LevelError
+		}
+		log.Log(ctx, level, "request", "method", r.Method, "path", r.URL.Path, "route", route, "status", rec.status,
+			"duration_ms", float64(elapsed.Microseconds())/1000, "principal", principalFrom(ctx).Name)
+	})
+}
+
+func newRequestID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,372 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	jsonpatch "github.com/evanphx/json-patch/v5"
+
+	"github.com/caravan-gitops/caravan/central/auth"
+	"github.com/caravan-gitops/caravan/central/store"
+	"github.com/caravan-gitops/caravan/pkg/api"
+)
+
+// resource is how one kind of resource is served: what the store keeps,
+// how a request maps to it and what the server sets on the way.
+type resource[T any] struct {
+	kind store.Kind[T]
+	// pathRef addresses an existing resource from the request path.
+	pathRef func(r *http.Request) store.Ref
+	// newRef addresses a resource about to be created.
+	newRef func(r *http.Request, v T) store.Ref
+	// owner, for nested resources, checks that the owning cluster exists.
+	owner func(ctx context.Context, r *http.Request) error
+	// filters maps query parameters to filterable columns; "parent" filters by owner.
+	filters map[string]string
+	// prepareCreate fills server-set fields and defaults, then validates.
+	prepareCreate func(ctx context.Context, r *http.Request, v *T) error
+	// prepareUpdate keeps what a client may not change from old, then validates.
+	prepareUpdate func(ctx context.Context, r *http.Request, old T, v *T) error
+	// afterCreate stores what is created together with the resource.
+	afterCreate func(ctx context.Context, r *http.Request, v *T) error
+	// checkDelete refuses deletes the resource's state does not allow.
+	checkDelete func(old T) error
+	// present completes resources before they are answered.
+	present func(ctx context.Context, items []T) error
+}
+
+func (s *Server) resourceRoutes(collection, item string, res any) {
+	switch r := res.(type) {
+	case resource[api.InfrastructureAccount]:
+		registerResource(s, collection, item, r)
+	case resource[api.Cluster]:
+		registerResource(s, collection, item, r)
+	case resource[api.NodePool]:
+		registerResource(s, collection, item, r)
+	case resource[api.Channel]:
+		registerResource(s, collection, item, r)
+	case resource[api.Block]:
+		registerResource(s, collection, item, r)
+	default:
+		panic("unknown resource type")
+	}
+}
+
+func registerResource[T any](s *Server, collection, item string, res resource[T]) {
+	path := collection + "/" + item
+	s.route("GET "+collection, auth.Read, func(w http.ResponseWriter, r *http.Request) { listResource(s, w, r, res) })
+	s.route("POST "+collection, auth.Write, func(w http.ResponseWriter, r *http.Request) { createResource(s, w, r, res, collection) })
+	s.route("GET "+path, auth.Read, func(w http.ResponseWriter, r *http.Request) { getResource(w, r, s, res) })
+	s.route("PUT "+path, auth.Write, func(w http.ResponseWriter, r *http.Request) { replaceResource(s, w, r, res, false) })
+	s.route("PATCH "+path, auth.Write, func(w http.ResponseWriter, r *http.Request) { replaceResource(s, w, r, res, true) })
+	s.route("DELETE "+path, auth.Write, func(w http.ResponseWriter, r *http.Request) { deleteResource(s, w, r, res) })
+}
+
+func listResource[T any](s *Server, w http.ResponseWriter, r *http.Request, res resource[T]) {
+	q := r.URL.Query()
+	limit, err := parseLimit(q)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if res.owner != nil {
+		if err := res.owner(r.Context(), r); err != nil {
+			writeError(w, r, err)
+			return
+		}
+	}
+	f := store.Filter{Equal: map[string]string{}, Limit: limit, Continue: q.Get("continue")}
+	if res.owner != nil {
+		f.Parent = r.PathValue("id")
+	}
+	for param, column := range res.filters {
+		if v := q.Get(param); v != "" {
+			if column == "parent" {
+				f.Parent = v
+			} else {
+				f.Equal[column] = v
+			}
+		}
+	}
+	recs, next, err := store.List(r.Context(), s.store, res.kind, f)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	items := make([]T, len(recs))
+	for i, rec := range recs {
+		items[i] = rec.Value
+	}
+	if res.present != nil {
+		if err := res.present(r.Context(), items); err != nil {
+			writeError(w, r, err)
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, api.List[T]{Items: items, Next: next})
+}
+
+func parseLimit(q url.Values) (int, error) {
+	raw := q.Get("limit")
+	if raw == "" {
+		return 100, nil
+	}
+	n, err := strconv.Atoi(raw)
+	if err != nil || n < 1 || n > 1000 {
+		return 0, &api.ValidationError{Errors: []api.FieldError{{Field: "limit", Detail: "must be a whole number from 1 to 1000, got " + strconv.Quote(raw)}}}
+	}
+	return n, nil
+}
+
+func createResource[T any](s *Server, w http.ResponseWriter, r *http.Request, res resource[T], collection string) {
+	ctx := r.Context()
+	if res.owner != nil {
+		if err := res.owner(ctx, r); err != nil {
+			writeError(w, r, err)
+			return
+		}
+	}
+	var v T
+	if p := decodeBody(r, &v, "application/json"); p != nil {
+		writeProblem(w, r, *p)
+		return
+	}
+	if err := res.prepareCreate(ctx, r, &v); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	ref := res.newRef(r, v)
+	rec, err := store.Create(ctx, s.store, res.kind, ref, v, principalFrom(ctx).Name)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if res.afterCreate != nil {
+		if err := res.afterCreate(ctx, r, &rec.Value); err != nil {
+			writeError(w, r, err)
+			return
+		}
+	}
+	if err := presentOne(ctx, res, &rec.Value); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	key := ref.Key
+	if i := strings.LastIndex(key, "/"); i >= 0 {
+		key = key[i+1:]
+	}
+	w.Header().Set("Location", strings.Replace(collection, "{id}", url.PathEscape(r.PathValue("id")), 1)+"/"+url.PathEscape(key))
+	w.Header().Set("ETag", rec.ETag)
+	writeJSON(w, http.StatusCreated, rec.Value)
+}
+
+func getResource[T any](w http.ResponseWriter, r *http.Request, s *Server, res resource[T]) {
+	rec, err := store.Get(r.Context(), s.store, res.kind, res.pathRef(r).Key)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if etagMatches(r.Header.Get("If-None-Match"), rec.ETag) {
+		w.Header().Set("ETag", rec.ETag)
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	if err := presentOne(r.Context(), res, &rec.Value); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	w.Header().Set("ETag", rec.ETag)
+	writeJSON(w, http.StatusOK, rec.Value)
+}
+
+func replaceResource[T any](s *Server, w http.ResponseWriter, r *http.Request, res resource[T], patch bool) {
+	ctx := r.Context()
+	ref := res.pathRef(r)
+	old, err := store.Get(ctx, s.store, res.kind, ref.Key)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if p := checkIfMatch(r, old.ETag); p != nil {
+		writeProblem(w, r, *p)
+		return
+	}
+	var v T
+	if patch {
+		if p := decodePatch(r, old.Value, &v); p != nil {
+			writeProblem(w, r, *p)
+			return
+		}
+	} else if p := decodeBody(r, &v, "application/json"); p != nil {
+		writeProblem(w, r, *p)
+		return
+	}
+	if err := res.prepareUpdate(ctx, r, old.Value, &v); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	rec, err := store.Update(ctx, s.store, res.kind, ref, old.Revision, old.Value, v, principalFrom(ctx).Name)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if err := presentOne(ctx, res, &rec.Value); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	w.Header().Set("ETag", rec.ETag)
+	writeJSON(w, http.StatusOK, rec.Value)
+}
+
+func deleteResource[T any](s *Server, w http.ResponseWriter, r *http.Request, res resource[T]) {
+	ctx := r.Context()
+	ref := res.pathRef(r)
+	old, err := store.Get(ctx, s.store, res.kind, ref.Key)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if p := checkIfMatch(r, old.ETag); p != nil {
+		writeProblem(w, r, *p)
+		return
+	}
+	if res.checkDelete != nil {
+		if err := res.checkDelete(old.Value); err != nil {
+			writeError(w, r, err)
+			return
+		}
+	}
+	if err := store.Delete(ctx, s.store, res.kind, ref, old.Revision, old.Value, principalFrom(ctx).Name); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func presentOne[T any](ctx context.Context, res resource[T], v *T) error {
+	if res.present == nil {
+		return nil
+	}
+	items := []T{*v}
+	if err := res.present(ctx, items); err != nil {
+		return err
+	}
+	*v = items[0]
+	return nil
+}
+
+// checkIfMatch answers 412 when the client's If-Match names another version.
+func checkIfMatch(r *http.Request, etag string) *api.Problem {
+	ifMatch := r.Header.Get("If-Match")
+	if ifMatch == "" || ifMatch == "*" || etagMatches(ifMatch, etag) {
+		return nil
+	}
+	p := problem(http.StatusPreconditionFailed, "Precondition failed", "If-Match",
+		"the resource changed since it was read: If-Match "+ifMatch+" but the current ETag is "+etag)
+	return &p
+}
+
+// etagMatches compares a list of entity tags from If-Match or If-None-Match with etag.
+func etagMatches(header, etag string) bool {
+	for _, candidate := range strings.Split(header, ",") {
+		c := strings.TrimPrefix(strings.TrimSpace(candidate), "W/")
+		if c == etag || c == "*" {
+			return true
+		}
+	}
+	return false
+}
+
+func decodeBody(r *http.Request, v any, wantType string) *api.Problem {
+	if p := checkContentType(r, wantType); p != nil {
+		return p
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return bodyReadProblem(err)
+	}
+	return decodeStrict(body, v)
+}
+
+func decodeStrict(body []byte, v any) *api.Problem {
+	if len(bytes.TrimSpace(body)) == 0 {
+		p := problem(http.StatusBadRequest, "Empty body", "(body)", "the request needs a JSON object")
+		return &p
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		p := decodeError(err)
+		return &p
+	}
+	if dec.More() {
+		p := problem(http.StatusBadRequest, "Malformed JSON", "(body)", "the body holds more than one JSON value")
+		return &p
+	}
+	return nil
+}
+
+func bodyReadProblem(err error) *api.Problem {
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		p := problem(http.StatusRequestEntityTooLarge, "Body too large", "(body)", "the body must be at most 1 MiB")
+		return &p
+	}
+	p := problem(http.StatusBadRequest, "Unreadable body", "(body)", err.Error())
+	return &p
+}
+
+func checkContentType(r *http.Request, want string) *api.Problem {
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		return nil
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err == nil && (mt == want || mt == "application/json") {
+		return nil
+	}
+	p := problem(http.StatusUnsupportedMediaType, "Unsupported media type", "Content-Type", "send "+want+", not "+ct)
+	return &p
+}
+
+// decodePatch applies an RFC 7396 JSON merge patch to the current resource.
+func decodePatch[T any](r *http.Request, current T, v *T) *api.Problem {
+	if p := checkContentType(r, "application/merge-patch+json"); p != nil {
+		return p
+	}
+	patch, err := io.ReadAll(r.Body)
+	if err != nil {
+		return bodyReadProblem(err)
+	}
+	var probe map[string]json.RawMessage
+	if err := json.Unmarshal(patch, &probe); err != nil {
+		p := problem(http.StatusBadRequest, "Malformed merge patch", "(body)", "a JSON merge patch must be a JSON object: "+err.Error())
+		return &p
+	}
+	doc, err := json.Marshal(current)
+	if err != nil {
+		p := problem(http.StatusInternalServerError, "Internal error", "", err.Error())
+		return &p
+	}
+	merged, err := jsonpatch.MergePatch(doc, patch)
+	if err != nil {
+		p := problem(http.StatusBadRequest, "Malformed merge patch", "(body)", err.Error())
+		return &p
+	}
+	return decodeStrict(merged, v)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,120 @@
+// Package api serves the registry's REST API, its OpenAPI spec, health
+// endpoints and metrics.
+package api
+
+import (
+	"context"
+	_ "embed"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/caravan-gitops/caravan/central/auth"
+	"github.com/caravan-gitops/caravan/central/store"
+)
+
+// OpenAPISpec is the registry's API description, served at /api/v1/openapi.yaml.
+//
+//go:embed openapi.yaml
+var OpenAPISpec []byte
+
+// Options configure a Server.
+type Options struct {
+	Store  *store.Store
+	Logger *slog.Logger
+	// Now is the clock; tests pass a fake one.
+	Now func() time.Time
+	// RepositoryURL is the config repo a new channel follows unless it names its own.
+	RepositoryURL string
+	// MaxWait bounds the long-poll wait a client may ask for.
+	MaxWait time.Duration
+	// Registerer receives the server's metrics; nil means a private registry.
+	Registerer prometheus.Registerer
+	Gatherer   prometheus.Gatherer
+}
+
+// Server is the registry's HTTP handler.
+type Server struct {
+	store         *store.Store
+	authn         *auth.Authenticator
+	log           *slog.Logger
+	now           func() time.Time
+	maxWait       time.Duration
+	repositoryURL string
+	metrics       *metrics
+	mux           *http.ServeMux
+	closing       chan struct{}
+}
+
+// New builds a Server and its routes.
+func New(o Options) *Server {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.MaxWait == 0 {
+		o.MaxWait = 5 * time.Minute
+	}
+	if o.Registerer == nil {
+		reg := prometheus.NewRegistry()
+		o.Registerer, o.Gatherer = reg, reg
+	}
+	s := &Server{
+		store: o.Store, authn: auth.NewAuthenticator(o.Store, o.Now), log: o.Logger, now: o.Now,
+		maxWait: o.MaxWait, repositoryURL: o.RepositoryURL, metrics: newMetrics(o.Registerer, o.Store), mux: http.NewServeMux(), closing: make(chan struct{}),
+	}
+	s.routes(promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}))
+	return s
+}
+
+// ServeHTTP serves the registry.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// BeginShutdown ends every waiting long-poll with 304; call it before
+// http.Server.Shutdown, which then waits for the requests under way.
+func (s *Server) BeginShutdown() { close(s.closing) }
+
+func (s *Server) routes(metricsHandler http.Handler) {
+	s.plain("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	s.plain("GET /readyz", s.ready)
+	s.plain("GET /metrics", metricsHandler.ServeHTTP)
+	s.plain("GET /api/v1/openapi.yaml", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/yaml")
+		_, _ = w.Write(OpenAPISpec)
+	})
+
+	s.resourceRoutes("/api/v1/infrastructure-accounts", "{id}", accountResource(s))
+	s.resourceRoutes("/api/v1/clusters", "{id}", clusterResource(s))
+	s.resourceRoutes("/api/v1/clusters/{id}/node-pools", "{name}", nodePoolResource(s))
+	s.resourceRoutes("/api/v1/channels", "{name}", channelResource(s))
+	s.resourceRoutes("/api/v1/clusters/{id}/blocks", "{block_id}", blockResource(s))
+
+	s.route("GET /api/v1/clusters/{id}/assignment", auth.AgentAssignment, s.getAssignment)
+	s.route("PUT /api/v1/clusters/{id}/status", auth.AgentStatus, s.putStatus)
+	s.route("GET /api/v1/clusters/{id}/status", auth.Read, s.getStatus)
+	s.route("GET /api/v1/clusters/{id}/status/history", auth.Read, s.getStatusHistory)
+	s.route("GET /api/v1/audit", auth.Read, s.listAudit)
+	s.route("GET /api/v1/tokens", auth.Read, s.listTokens)
+	s.route("POST /api/v1/tokens", auth.Write, s.createToken)
+	s.route("GET /api/v1/tokens/{token_id}", auth.Read, s.getToken)
+	s.route("DELETE /api/v1/tokens/{token_id}", auth.Write, s.revokeToken)
+
+	s.plain("/", func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, r, problem(http.StatusNotFound, "Not found", "", "no route for "+r.Method+" "+r.URL.Path))
+	})
+}
+
+func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.store.Ready(ctx); err != nil {
+		writeProblem(w, r, problem(http.StatusServiceUnavailable, "Not ready", "", err.Error()))
+		return
+	}
+	_, _ = w.Write([]byte("ok\n"))
+}

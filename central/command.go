@@ -1,0 +1,290 @@
+package central
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/caravan-gitops/caravan/central/demo"
+	"github.com/caravan-gitops/caravan/central/store"
+	"github.com/caravan-gitops/caravan/pkg/flagenv"
+)
+
+const defaultDatabase = "sqlite://caravan.db"
+
+// Command is the caravan-central command line.
+func Command() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "caravan-central",
+		Short: "The Caravan registry: clusters, channels, assignments and status",
+		Long: `caravan-central is the registry of a Caravan fleet. It records every cluster, the
+release channel it follows and its configuration, hands each cluster's agent its
+assignment, and keeps the status agents report. Every flag can also be set as an
+environment variable CARAVAN_<FLAG>, dashes written as underscores.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(serveCommand(), tokenCommand(), demoCommand())
+	return root
+}
+
+func withEnv(cmd *cobra.Command) *cobra.Command {
+	flagenv.Annotate(cmd.Flags())
+	inner := cmd.PreRunE
+	cmd.PreRunE = func(c *cobra.Command, args []string) error {
+		if err := flagenv.Apply(c.Flags()); err != nil {
+			return err
+		}
+		if inner != nil {
+			return inner(c, args)
+		}
+		return nil
+	}
+	return cmd
+}
+
+type serveFlags struct {
+	cfg      Config
+	logLevel string
+}
+
+func (f *serveFlags) register(cmd *cobra.Command) {
+	fs := cmd.Flags()
+	fs.StringVar(&f.cfg.Listen, "listen", "127.0.0.1:8080", "address to serve on")
+	fs.StringVar(&f.cfg.Database, "database", defaultDatabase, "sqlite://PATH, or postgres://USER:PASSWORD@HOST/DB for replicas")
+	fs.StringVar(&f.cfg.TLSCertFile, "tls-cert", "", "TLS certificate file (PEM)")
+	fs.StringVar(&f.cfg.TLSKeyFile, "tls-key", "", "TLS private key file (PEM)")
+	fs.BoolVar(&f.cfg.InsecureHTTP, "insecure-http", false, "allow plain HTTP on a non-loopback address (behind a TLS-terminating proxy only)")
+	fs.StringVar(&f.cfg.RepositoryURL, "repository-url", "", "config repo URL of the default channels and of new channels that name none")
+	fs.DurationVar(&f.cfg.MaxWait, "max-wait", 5*time.Minute, "longest assignment long-poll a client may ask for")
+	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+}
+
+func (f *serveFlags) logger(w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: %w", f.logLevel, err)
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})), nil
+}
+
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+func serveCommand() *cobra.Command {
+	f := &serveFlags{}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve the registry API",
+		Long: `Serve the registry's REST API (spec at /api/v1/openapi.yaml), /healthz, /readyz and
+/metrics. Migrations are applied on start. Plain HTTP is refused on a non-loopback
+address unless --insecure-http is given. SIGTERM ends waiting long-polls with 304
+and lets requests under way finish.`,
+		Example: `  caravan-central serve
+  caravan-central serve --listen 0.0.0.0:8443 --tls-cert tls.crt --tls-key tls.key \
+    --database postgres://caravan:secret@db/caravan`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := f.logger(cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			f.cfg.Logger = log
+			ctx, cancel := signalContext()
+			defer cancel()
+			return Run(ctx, f.cfg)
+		},
+	}
+	f.register(cmd)
+	return withEnv(cmd)
+}
+
+func demoCommand() *cobra.Command {
+	f := &serveFlags{}
+	var dir string
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Serve a registry seeded with a demo fleet",
+		Long: `Seed the database with a demo fleet (two accounts, a test and a production cluster in
+every channel, node pools and config items), create an admin token, write the
+server URL and token to DIR/demo.env, and serve.`,
+		Example: `  caravan-central demo --dir .caravan
+  . .caravan/demo.env && caravan clusters list`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := f.logger(cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				return err
+			}
+			if f.cfg.Database == defaultDatabase {
+				f.cfg.Database = "sqlite://" + filepath.Join(dir, "demo.db")
+			}
+			token, err := seedDemo(f.cfg.Database)
+			if err != nil {
+				return err
+			}
+			f.cfg.Logger = log
+			f.cfg.Ready = func(addr string) { announceDemo(cmd.OutOrStdout(), dir, "http://"+addr, token) }
+			ctx, cancel := signalContext()
+			defer cancel()
+			return Run(ctx, f.cfg)
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().StringVar(&dir, "dir", ".caravan", "folder for the demo database and demo.env")
+	return withEnv(cmd)
+}
+
+func seedDemo(databaseURL string) (string, error) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, databaseURL)
+	if err != nil {
+		return "", err
+	}
+	defer st.Close()
+	if err := st.SeedChannels(ctx, DefaultChannels(""), "demo-seed"); err != nil {
+		return "", err
+	}
+	return demo.Seed(ctx, st)
+}
+
+func announceDemo(w io.Writer, dir, url, token string) {
+	env := fmt.Sprintf("CARAVAN_SERVER=%s\nCARAVAN_TOKEN=%s\nexport CARAVAN_SERVER CARAVAN_TOKEN\n", url, token)
+	envFile := filepath.Join(dir, "demo.env")
+	if err := os.WriteFile(envFile, []byte(env), 0o600); err != nil {
+		fmt.Fprintf(w, "could not write %s: %v\n", envFile, err)
+	}
+	fmt.Fprintf(w, `
+Caravan registry demo is running.
+
+  URL:          %s
+  admin token:  %s
+  (both written to %s)
+
+Try, in another terminal:
+  . %s
+  caravan clusters list
+  caravan clusters list --channel stable -o wide
+  caravan clusters block %s --reason "investigating an incident"
+
+Ctrl-C stops the demo.
+`, url, token, envFile, envFile, demo.Clusters()[0].ID)
+}
+
+func tokenCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "token",
+		Short: "Create, list and revoke API tokens directly in the database",
+		Long: `Manage API tokens directly in the database, for example to bootstrap the first admin
+token. Tokens are stored hashed; a new token's secret is printed once.`,
+	}
+	var database string
+	cmd.PersistentFlags().StringVar(&database, "database", defaultDatabase, "sqlite://PATH or postgres://...")
+	cmd.AddCommand(tokenCreateCommand(&database), tokenListCommand(&database), tokenRevokeCommand(&database))
+	return cmd
+}
+
+func withStore(databaseURL string, fn func(ctx context.Context, st *store.Store) error) error {
+	ctx := context.Background()
+	st, err := store.Open(ctx, databaseURL)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	return fn(ctx, st)
+}
+
+func tokenCreateCommand(database *string) *cobra.Command {
+	var role, name, cluster string
+	cmd := &cobra.Command{
+		Use:   "create",
+		Short: "Create a token and print its secret alone on stdout",
+		Example: `  caravan-central token create --role admin --name ops
+  caravan-central token create --role agent --cluster aws:123456789012:eu-central-1:kube-1 --name kube-1-agent`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withStore(*database, func(ctx context.Context, st *store.Store) error {
+				t, err := st.CreateToken(ctx, name, role, cluster, "caravan-central token create")
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), t.Secret)
+				return nil
+			})
+		},
+	}
+	cmd.Flags().StringVar(&role, "role", "", "admin, reader or agent")
+	cmd.Flags().StringVar(&name, "name", "", "a unique name for the token, shown in the audit log")
+	cmd.Flags().StringVar(&cluster, "cluster", "", "the cluster an agent token is bound to")
+	_ = cmd.MarkFlagRequired("role")
+	_ = cmd.MarkFlagRequired("name")
+	return withEnv(cmd)
+}
+
+func tokenListCommand(database *string) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List tokens (never their secrets)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withStore(*database, func(ctx context.Context, st *store.Store) error {
+				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "ID\tNAME\tROLE\tCLUSTER\tCREATED\tREVOKED")
+				next := ""
+				for {
+					tokens, n, err := st.Tokens(ctx, store.Filter{Limit: 1000, Continue: next})
+					if err != nil {
+						return err
+					}
+					for _, t := range tokens {
+						revoked := "-"
+						if t.RevokedAt != nil {
+							revoked = t.RevokedAt.Format(time.RFC3339)
+						}
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Name, t.Role, orDash(t.ClusterID), t.CreatedAt.Format(time.RFC3339), revoked)
+					}
+					if next = n; next == "" {
+						return tw.Flush()
+					}
+				}
+			})
+		},
+	}
+	return withEnv(cmd)
+}
+
+func orDash(s string) string {
+	if strings.TrimSpace(s) == "" {
+		return "-"
+	}
+	return s
+}
+
+func tokenRevokeCommand(database *string) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "revoke ID",
+		Short: "Revoke a token; a running server stops accepting it within 30 seconds",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withStore(*database, func(ctx context.Context, st *store.Store) error {
+				_, err := st.RevokeToken(ctx, args[0], "caravan-central token revoke")
+				return err
+			})
+		},
+	}
+	return withEnv(cmd)
+}

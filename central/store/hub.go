@@ -1,0 +1,83 @@
+package store
+
+import "sync"
+
+// Hub tells long-polls and caches that a cluster's assignment may have
+// changed. Each cluster has a generation that every change bumps, and a
+// channel that is closed on its next change; waiters of other clusters are
+// never woken.
+type Hub struct {
+	mu      sync.Mutex
+	epoch   uint64
+	gens    map[string]uint64
+	waiters map[string]chan struct{}
+	tokens  uint64
+}
+
+// NewHub returns an empty hub.
+func NewHub() *Hub {
+	return &Hub{gens: map[string]uint64{}, waiters: map[string]chan struct{}{}}
+}
+
+// Generation identifies the state of a cluster's assignment inputs: equal
+// generations mean nothing of the cluster changed in between.
+type Generation struct{ epoch, cluster uint64 }
+
+// Generation returns the current generation of a cluster.
+func (h *Hub) Generation(clusterID string) Generation {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return Generation{h.epoch, h.gens[clusterID]}
+}
+
+// Watch returns a channel that is closed at the cluster's next change.
+func (h *Hub) Watch(clusterID string) <-chan struct{} {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ch, ok := h.waiters[clusterID]
+	if !ok {
+		ch = make(chan struct{})
+		h.waiters[clusterID] = ch
+	}
+	return ch
+}
+
+// Changed announces that the given clusters changed.
+func (h *Hub) Changed(clusterIDs ...string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, id := range clusterIDs {
+		h.gens[id]++
+		if ch, ok := h.waiters[id]; ok {
+			close(ch)
+			delete(h.waiters, id)
+		}
+	}
+}
+
+// ChangedAll announces that any cluster may have changed, as after a lost
+// connection to the other replicas' notifications.
+func (h *Hub) ChangedAll() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.epoch++
+	h.tokens++
+	for id, ch := range h.waiters {
+		close(ch)
+		delete(h.waiters, id)
+	}
+}
+
+// TokensChanged announces that a token was revoked or created.
+func (h *Hub) TokensChanged() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.tokens++
+}
+
+// TokenGeneration returns a number that changes whenever tokens change.
+func (h *Hub) TokenGeneration() uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.tokens
+}

@@ -1,0 +1,110 @@
+package store
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/caravan-gitops/caravan/pkg/api"
+)
+
+// Accounts are infrastructure accounts; their config items reach every cluster in them.
+var Accounts = Kind[api.InfrastructureAccount]{
+	table: "accounts", resource: "infrastructure-account",
+	columns: []string{"environment", "lifecycle_status"},
+	values:  func(a api.InfrastructureAccount) []any { return []any{a.Environment, a.LifecycleStatus} },
+	affected: func(ctx context.Context, s *Store, q querier, ref Ref) ([]string, error) {
+		return clusterIDsWhere(ctx, s, q, "parent", ref.Key)
+	},
+	beforeDelete: func(ctx context.Context, s *Store, q querier, ref Ref) error {
+		return refuseWhileReferenced(ctx, s, q, "parent", ref.Key, "the infrastructure account still holds clusters")
+	},
+}
+
+// Clusters are stored without their node pools and status, which live apart.
+var Clusters = Kind[api.Cluster]{
+	table: "clusters", resource: "cluster",
+	columns: []string{"channel", "environment", "lifecycle_status", "alias"},
+	values: func(c api.Cluster) []any {
+		return []any{c.Channel, c.Environment, c.LifecycleStatus, c.Alias}
+	},
+	stored: func(c api.Cluster) api.Cluster {
+		c.NodePools, c.Status = nil, nil
+		return c
+	},
+	affected: func(_ context.Context, _ *Store, _ querier, ref Ref) ([]string, error) { return []string{ref.Key}, nil },
+	beforeDelete: func(ctx context.Context, s *Store, q querier, ref Ref) error {
+		for _, stmt := range []string{
+			`DELETE FROM node_pools WHERE parent = ?`,
+			`DELETE FROM blocks WHERE parent = ?`,
+			`DELETE FROM cluster_status WHERE cluster_id = ?`,
+			`DELETE FROM status_history WHERE cluster_id = ?`,
+		} {
+			if _, err := q.ExecContext(ctx, s.rebind(stmt), ref.Key); err != nil {
+				return fmt.Errorf("deleting what belongs to cluster %q: %w", ref.Key, err)
+			}
+		}
+		return nil
+	},
+}
+
+// NodePools are keyed "<cluster id>/<pool name>" with the cluster as parent.
+var NodePools = Kind[api.NodePool]{
+	table: "node_pools", resource: "node-pool",
+	values:   func(api.NodePool) []any { return nil },
+	affected: parentCluster,
+}
+
+// Channels are the steps of the promotion path.
+var Channels = Kind[api.Channel]{
+	table: "channels", resource: "channel",
+	columns: []string{"position"},
+	values:  func(c api.Channel) []any { return []any{c.Position} },
+	affected: func(ctx context.Context, s *Store, q querier, ref Ref) ([]string, error) {
+		return clusterIDsWhere(ctx, s, q, "channel", ref.Key)
+	},
+	beforeDelete: func(ctx context.Context, s *Store, q querier, ref Ref) error {
+		return refuseWhileReferenced(ctx, s, q, "channel", ref.Key, "clusters still follow the channel")
+	},
+}
+
+// Blocks are keyed by their id with the cluster as parent.
+var Blocks = Kind[api.Block]{
+	table: "blocks", resource: "block",
+	values:   func(api.Block) []any { return nil },
+	affected: parentCluster,
+}
+
+// NodePoolKey is the storage key of a node pool.
+func NodePoolKey(clusterID, pool string) string { return clusterID + "/" + pool }
+
+func parentCluster(_ context.Context, _ *Store, _ querier, ref Ref) ([]string, error) {
+	return []string{ref.Parent}, nil
+}
+
+func clusterIDsWhere(ctx context.Context, s *Store, q querier, column, value string) ([]string, error) {
+	rows, err := q.QueryContext(ctx, s.rebind(`SELECT key FROM clusters WHERE `+column+` = ?`), value)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
+func refuseWhileReferenced(ctx context.Context, s *Store, q querier, column, value, reason string) error {
+	var n int
+	if err := q.QueryRowContext(ctx, s.rebind(`SELECT COUNT(*) FROM clusters WHERE `+column+` = ?`), value).Scan(&n); err != nil {
+		return err
+	}
+	if n > 0 {
+		return &InUseError{Reason: fmt.Sprintf("%s (%d)", reason, n)}
+	}
+	return nil
+}

@@ -1,0 +1,91 @@
+package store
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// listener carries the other replicas' writes into the local hub through
+// PostgreSQL LISTEN, so a long-poll on one replica wakes for a write on another.
+type listener struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func startListener(ctx context.Context, dsn string, hub *Hub, log *slog.Logger) (*listener, error) {
+	conn, err := listen(ctx, dsn)
+	if err != nil {
+		return nil, err
+	}
+	lctx, cancel := context.WithCancel(context.Background())
+	l := &listener{cancel: cancel, done: make(chan struct{})}
+	go l.run(lctx, conn, dsn, hub, log)
+	return l, nil
+}
+
+func listen(ctx context.Context, dsn string) (*pgx.Conn, error) {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := conn.Exec(ctx, "LISTEN "+notifyChannel); err != nil {
+		conn.Close(ctx)
+		return nil, err
+	}
+	return conn, nil
+}
+
+func (l *listener) run(ctx context.Context, conn *pgx.Conn, dsn string, hub *Hub, log *slog.Logger) {
+	defer close(l.done)
+	backoff := 100 * time.Millisecond
+	for {
+		for conn != nil {
+			n, err := conn.WaitForNotification(ctx)
+			if err != nil {
+				conn.Close(context.Background())
+				conn = nil
+				if ctx.Err() != nil {
+					return
+				}
+				log.Warn("lost the database notification connection; reconnecting", "error", err)
+				break
+			}
+			dispatch(hub, n.Payload)
+			backoff = 100 * time.Millisecond
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 10*time.Second)
+		c, err := listen(ctx, dsn)
+		if err != nil {
+			log.Warn("reconnecting for database notifications failed", "error", err)
+			continue
+		}
+		conn = c
+		// Writes made while disconnected were never heard: assume everything changed.
+		hub.ChangedAll()
+	}
+}
+
+func dispatch(hub *Hub, payload string) {
+	switch {
+	case payload == "t":
+		hub.TokensChanged()
+	case strings.HasPrefix(payload, "c:"):
+		hub.Changed(strings.Split(payload[2:], ",")...)
+	default:
+		hub.ChangedAll()
+	}
+}
+
+func (l *listener) stop() {
+	l.cancel()
+	<-l.done
+}

@@ -1,0 +1,283 @@
+// Package registry is the client of the caravan-central REST API, shared by
+// the caravan command line and the in-cluster agent.
+//
+// Every call retries transient failures (connection errors, 5xx, 429 with
+// Retry-After) only when a replay cannot apply a change twice; see retry.go.
+package registry
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-cleanhttp"
+	"github.com/hashicorp/go-retryablehttp"
+)
+
+const (
+	apiPrefix        = "/api/v1"
+	defaultUserAgent = "caravan-registry-client"
+	defaultTimeout   = 30 * time.Second
+	defaultRetryMax  = 4
+	defaultWaitMin   = 500 * time.Millisecond
+	defaultWaitMax   = 15 * time.Second
+	mediaJSON        = "application/json"
+	mediaMergePatch  = "application/merge-patch+json"
+	mediaProblem     = "application/problem+json"
+)
+
+// Client talks to one caravan-central. It is safe for concurrent use.
+type Client struct {
+	base      string
+	token     string
+	userAgent string
+	http      *retryablehttp.Client
+}
+
+type settings struct {
+	httpClient *http.Client
+	retryMax   int
+	waitMin    time.Duration
+	waitMax    time.Duration
+	timeout    time.Duration
+	logger     *slog.Logger
+	userAgent  string
+}
+
+// Option changes a setting of New.
+type Option func(*settings)
+
+// WithHTTPClient makes the client send its requests through hc, for example
+// to trust a private certificate authority. hc is not modified.
+func WithHTTPClient(hc *http.Client) Option {
+	return func(s *settings) { s.httpClient = hc }
+}
+
+// WithRetryMax sets how many times a failed request is retried; 0 disables retries.
+func WithRetryMax(n int) Option {
+	return func(s *settings) { s.retryMax = n }
+}
+
+// WithRetryWait bounds the exponential backoff between retries. A
+// Retry-After header of the server takes precedence over it.
+func WithRetryWait(minWait, maxWait time.Duration) Option {
+	return func(s *settings) { s.waitMin, s.waitMax = minWait, maxWait }
+}
+
+// WithTimeout bounds each attempt of a request, from sending it to reading
+// the whole answer; 0 means no bound. Long polls get their wait on top.
+func WithTimeout(d time.Duration) Option {
+	return func(s *settings) { s.timeout = d }
+}
+
+// WithLogger logs requests, failures and retries to l.
+func WithLogger(l *slog.Logger) Option {
+	return func(s *settings) { s.logger = l }
+}
+
+// WithUserAgent sets the User-Agent header of every request.
+func WithUserAgent(ua string) Option {
+	return func(s *settings) { s.userAgent = ua }
+}
+
+// New returns a client of the registry at baseURL (scheme and host, optionally
+// a path prefix) that authenticates with the bearer token.
+func New(baseURL, token string, opts ...Option) (*Client, error) {
+	u, err := url.Parse(baseURL)
+	if err != nil {
+		return nil, fmt.Errorf("registry URL %q: %w", baseURL, err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("registry URL %q: must be an absolute http(s) URL", baseURL)
+	}
+	s := settings{
+		retryMax:  defaultRetryMax,
+		waitMin:   defaultWaitMin,
+		waitMax:   defaultWaitMax,
+		timeout:   defaultTimeout,
+		userAgent: defaultUserAgent,
+	}
+	for _, opt := range opts {
+		opt(&s)
+	}
+	rc := &retryablehttp.Client{
+		HTTPClient:   withAttemptTimeout(s.httpClient, s.timeout),
+		RetryWaitMin: s.waitMin,
+		RetryWaitMax: s.waitMax,
+		RetryMax:     s.retryMax,
+		CheckRetry:   checkRetry,
+		Backoff:      retryablehttp.DefaultBackoff,
+		// The last answer of a request that exhausted its retries still
+		// carries the server's problem document, so it is handed back as is.
+		ErrorHandler: retryablehttp.PassthroughErrorHandler,
+	}
+	if s.logger != nil {
+		rc.Logger = s.logger
+	}
+	return &Client{
+		base:      strings.TrimSuffix(u.String(), "/") + apiPrefix,
+		token:     token,
+		userAgent: s.userAgent,
+		http:      rc,
+	}, nil
+}
+
+// withAttemptTimeout copies hc (or a fresh pooled client) with a transport
+// that bounds each attempt. http.Client.Timeout cannot do this: it is one
+// value for every request, and long polls need a longer one.
+func withAttemptTimeout(hc *http.Client, timeout time.Duration) *http.Client {
+	if hc == nil {
+		hc = cleanhttp.DefaultPooledClient()
+	}
+	c := *hc
+	next := c.Transport
+	if next == nil {
+		next = http.DefaultTransport
+	}
+	c.Transport = &timeoutTransport{next: next, timeout: timeout}
+	return &c
+}
+
+// request is one call of the API. path is relative to /api/v1 and already escaped.
+type request struct {
+	method      string
+	path        string
+	query       url.Values
+	body        []byte
+	contentType string
+	ifMatch     string
+	ifNoneMatch string
+	longPoll    time.Duration
+}
+
+// do sends r and returns the answer when it is 2xx or 304; the caller closes
+// its body. Any other answer becomes an error wrapping an *api.Problem.
+func (c *Client) do(ctx context.Context, r request) (*http.Response, error) {
+	target := c.base + r.path
+	if len(r.query) > 0 {
+		target += "?" + r.query.Encode()
+	}
+	ctx = withRetryMode(ctx, retryModeOf(r))
+	ctx = withLongPoll(ctx, r.longPoll)
+	var body any
+	if r.body != nil {
+		body = r.body
+	}
+	req, err := retryablehttp.NewRequestWithContext(ctx, r.method, target, body)
+	if err != nil {
+		return nil, fmt.Errorf("building %s %s: %w", r.method, r.path, err)
+	}
+	req.Header.Set("Accept", mediaJSON+", "+mediaProblem)
+	req.Header.Set("User-Agent", c.userAgent)
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	if r.body != nil {
+		req.Header.Set("Content-Type", r.contentType)
+	}
+	if r.ifMatch != "" {
+		req.Header.Set("If-Match", r.ifMatch)
+	}
+	if r.ifNoneMatch != "" {
+		req.Header.Set("If-None-Match", r.ifNoneMatch)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		if resp != nil {
+			resp.Body.Close()
+		}
+		return nil, fmt.Errorf("registry request %s %s: %w", r.method, r.path, err)
+	}
+	if resp.StatusCode/100 == 2 || resp.StatusCode == http.StatusNotModified {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	return nil, fmt.Errorf("%s %s: %w", r.method, r.path, problemFrom(resp))
+}
+
+// call sends r and decodes a 2xx answer into a new T. It also returns the ETag.
+func call[T any](ctx context.Context, c *Client, r request) (*T, string, error) {
+	resp, err := c.do(ctx, r)
+	if err != nil {
+		return nil, "", err
+	}
+	defer resp.Body.Close()
+	v, err := decode[T](resp)
+	if err != nil {
+		return nil, "", fmt.Errorf("%s %s: %w", r.method, r.path, err)
+	}
+	return v, resp.Header.Get("ETag"), nil
+}
+
+// callNoContent sends r and discards a 2xx answer.
+func (c *Client) callNoContent(ctx context.Context, r request) error {
+	resp, err := c.do(ctx, r)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, err = io.Copy(io.Discard, resp.Body)
+	if err != nil {
+		return fmt.Errorf("%s %s: reading answer: %w", r.method, r.path, err)
+	}
+	return nil
+}
+
+func decode[T any](resp *http.Response) (*T, error) {
+	var v T
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("answer %d has no body", resp.StatusCode)
+		}
+		return nil, fmt.Errorf("decoding answer %d: %w", resp.StatusCode, err)
+	}
+	return &v, nil
+}
+
+func jsonRequest(method, path string, v any) (request, error) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return request{}, fmt.Errorf("encoding %s %s: %w", method, path, err)
+	}
+	return request{method: method, path: path, body: body, contentType: mediaJSON}, nil
+}
+
+// mergePatchRequest accepts a patch as raw JSON ([]byte, json.RawMessage) or
+// as any value that encodes to a JSON object.
+func mergePatchRequest(path string, patch any, ifMatch string) (request, error) {
+	var body []byte
+	switch p := patch.(type) {
+	case json.RawMessage:
+		body = p
+	case []byte:
+		body = p
+	default:
+		var err error
+		if body, err = json.Marshal(p); err != nil {
+			return request{}, fmt.Errorf("encoding merge patch for %s: %w", path, err)
+		}
+	}
+	if trimmed := bytes.TrimSpace(body); len(trimmed) == 0 || trimmed[0] != '{' || !json.Valid(trimmed) {
+		return request{}, fmt.Errorf("merge patch for %s: must be a JSON object", path)
+	}
+	return request{method: http.MethodPatch, path: path, body: body, contentType: mediaMergePatch, ifMatch: ifMatch}, nil
+}
+
+// resourcePath joins escaped segments: ids such as
+// aws:123456789012:eu-central-1:kube-1 must stay one segment whatever they hold.
+func resourcePath(segments ...string) string {
+	var b strings.Builder
+	for _, s := range segments {
+		b.WriteByte('/')
+		b.WriteString(url.PathEscape(s))
+	}
+	return b.String()
+}
