@@ -128,6 +128,7 @@ Exit codes: 0 success, 1 error (the registry's problem is printed on stderr),
 // a usage error instead of printing help with success.
 func group(cmd *cobra.Command, subcommands ...*cobra.Command) *cobra.Command {
 	cmd.Args = unknownSubcommand
+	cmd.SuggestionsMinimumDistance = 2
 	cmd.RunE = func(c *cobra.Command, _ []string) error { return c.Help() }
 	cmd.AddCommand(subcommands...)
 	return cmd

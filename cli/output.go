@@ -97,6 +97,18 @@ func writeTable(w io.Writer, header []string, rows [][]string) error {
 	return nil
 }
 
+// writeFields prints one "name: value" line per field, values aligned.
+func writeFields(w io.Writer, fields [][2]string) error {
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	for _, f := range fields {
+		fmt.Fprintf(tw, "%s:\t%s\n", f[0], cell(f[1]))
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("writing fields: %w", err)
+	}
+	return nil
+}
+
 // cell makes a value fit one table cell: never empty, never multi-line.
 func cell(s string) string {
 	s = strings.Join(strings.Fields(s), " ")

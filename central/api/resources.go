@@ -121,7 +121,7 @@ func parseLimit(q url.Values) (int, error) {
 	}
 	n, err := strconv.Atoi(raw)
 	if err != nil || n < 1 || n > 1000 {
-		return 0, &api.ValidationError{Errors: []api.FieldError{{Field: "limit", Detail: "must be a whole number from 1 to 1000, got " + strconv.Quote(raw)}}}
+		return 0, queryProblem("limit", "must be a whole number from 1 to 1000, got "+strconv.Quote(raw))
 	}
 	return n, nil
 }
@@ -369,4 +369,10 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Cache-Control", "no-cache")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// queryProblem is a 400 naming a bad query parameter.
+func queryProblem(param, detail string) *api.Problem {
+	return &api.Problem{Type: api.ProblemTypeBase + "invalid-query-parameter", Status: http.StatusBadRequest,
+		Title: "Invalid query parameter " + param, Field: param, Detail: param + " " + detail}
 }

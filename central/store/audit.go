@@ -33,7 +33,7 @@ func (s *Store) Audit(ctx context.Context, f AuditFilter) ([]api.AuditEntry, str
 	if f.Continue != "" {
 		before, err := strconv.ParseInt(f.Continue, 10, 64)
 		if err != nil {
-			return nil, "", &api.ValidationError{Errors: []api.FieldError{{Field: "continue", Detail: "is not a cursor this server issued"}}}
+			return nil, "", &api.Problem{Type: api.ProblemTypeBase + "invalid-query-parameter", Status: 400, Title: "Invalid query parameter continue", Field: "continue", Detail: "continue is not a cursor this server issued"}
 		}
 		where, args = append(where, "id < ?"), append(args, before)
 	}

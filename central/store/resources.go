@@ -121,7 +121,7 @@ func List[T any](ctx context.Context, s *Store, k Kind[T], f Filter) ([]Record[T
 	if f.Continue != "" {
 		after, err := base64.RawURLEncoding.DecodeString(f.Continue)
 		if err != nil {
-			return nil, "", &api.ValidationError{Errors: []api.FieldError{{Field: "continue", Detail: "is not a cursor this server issued"}}}
+			return nil, "", &api.Problem{Type: api.ProblemTypeBase + "invalid-query-parameter", Status: 400, Title: "Invalid query parameter continue", Field: "continue", Detail: "continue is not a cursor this server issued"}
 		}
 		where, args = append(where, "key > ?"), append(args, string(after))
 	}

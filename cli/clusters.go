@@ -1,0 +1,443 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/caravan-gitops/caravan/pkg/api"
+	"github.com/caravan-gitops/caravan/pkg/registry"
+)
+
+const (
+	exampleClusterID = "aws:123456789012:eu-central-1:kube-1"
+	// configSetAttempts bounds the read-modify-write of a config item when
+	// others keep changing the cluster in between.
+	configSetAttempts = 3
+)
+
+var clusterKind = kind[api.Cluster]{
+	noun: "cluster", command: "clusters", keyArg: "ID", keyField: "id", keyExample: exampleClusterID,
+	fileExample: "kube-1.yaml",
+	sample: `id: aws:123456789012:eu-central-1:kube-1
+infrastructure_account: aws:123456789012
+region: eu-central-1
+api_server_url: https://kube-1.example.org
+environment: test
+channel: dev
+`,
+	patchExample: `{"config_items":{"log_level":"debug","old_item":null}}`,
+	key:          func(c *api.Cluster) *string { return &c.ID },
+	get: func(ctx context.Context, cl *registry.Client, r ref) (*api.Cluster, string, error) {
+		return cl.GetCluster(ctx, r.key)
+	},
+	create: func(ctx context.Context, cl *registry.Client, _ string, c *api.Cluster) (*api.Cluster, string, error) {
+		return cl.CreateCluster(ctx, c)
+	},
+	update: func(ctx context.Context, cl *registry.Client, r ref, c *api.Cluster) (*api.Cluster, string, error) {
+		return cl.UpdateCluster(ctx, r.key, c, "")
+	},
+	patch: func(ctx context.Context, cl *registry.Client, r ref, p json.RawMessage) (*api.Cluster, string, error) {
+		return cl.PatchCluster(ctx, r.key, p, "")
+	},
+	delete: func(ctx context.Context, cl *registry.Client, r ref) error {
+		return cl.DeleteCluster(ctx, r.key, "")
+	},
+}
+
+func (a *app) clustersCommand() *cobra.Command {
+	cmd := group(&cobra.Command{
+		Use:     "clusters",
+		Aliases: []string{"cluster"},
+		Short:   "Manage the clusters of the fleet",
+		Long: `Manage the clusters of the fleet: register and change them, set their
+config items, block and unblock their updates, and see what their agents
+report.
+
+A cluster id is <infrastructure account>:<region>:<local id>, such as
+aws:123456789012:eu-central-1:kube-1.`,
+		Example: `  caravan clusters list --environment production -o wide
+  caravan clusters config set aws:123456789012:eu-central-1:kube-1 log_level debug
+  caravan clusters status aws:123456789012:eu-central-1:kube-1`,
+	}, a.clustersListCommand())
+	cmd.AddCommand(clusterKind.commands(a)...)
+	cmd.AddCommand(
+		a.clusterConfigCommand(),
+		a.clusterBlockCommand(),
+		a.clusterUnblockCommand(),
+		a.clusterStatusCommand(),
+		a.clusterHistoryCommand(),
+	)
+	return cmd
+}
+
+func (a *app) clustersListCommand() *cobra.Command {
+	var f registry.ClusterFilter
+	var output *outputFlag
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List clusters",
+		Long: `List the clusters that match every filter given.
+
+VERSION is the version the agent converged to: the first 7 characters of the
+config commit and of the assignment hash, or - when it never converged.
+STATUS is "blocked" when updates are blocked, else the title of the first
+problem the agent reports, else its phase; "unknown" until the agent reports.
+-o wide adds REGION, ACCOUNT, LIFECYCLE, PHASE, HEARTBEAT (time since the
+agent's last report) and NODEPOOLS. -o json and -o yaml print the full
+clusters as a JSON array or a YAML list.`,
+		Example: `  caravan clusters list
+  caravan clusters list --channel stable --environment production -o wide
+  caravan clusters list --lifecycle-status ready -o json | jq -r '.[].id'`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cl, err := a.client()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			clusters, err := registry.All(func(p registry.Page) (*api.List[api.Cluster], error) {
+				return cl.ListClusters(ctx, f, p)
+			})
+			if err != nil {
+				return err
+			}
+			return writeClusters(a.out, output.value, clusters, a.now())
+		},
+	}
+	flags := cmd.Flags()
+	flags.StringVar(&f.Channel, "channel", "", "only clusters that follow this channel")
+	flags.StringVar(&f.Environment, "environment", "", "only clusters of this environment")
+	flags.StringVar(&f.LifecycleStatus, "lifecycle-status", "", "only clusters in this lifecycle state (requested, ready, decommission-requested, decommissioned)")
+	flags.StringVar(&f.Alias, "alias", "", "only clusters with this alias")
+	flags.StringVar(&f.InfrastructureAccount, "account", "", "only clusters of this infrastructure account")
+	output = addOutputFlag(cmd, formatTable, formatWide, formatJSON, formatYAML)
+	return cmd
+}
+
+func writeClusters(w io.Writer, format string, clusters []api.Cluster, now time.Time) error {
+	switch format {
+	case formatTable, formatWide:
+		return writeClusterTable(w, clusters, format == formatWide, now)
+	default:
+		return writeObject(w, format, clusters)
+	}
+}
+
+func (a *app) clusterConfigCommand() *cobra.Command {
+	return group(&cobra.Command{
+		Use:   "config",
+		Short: "Set and unset config items of a cluster",
+		Long: `Set and unset config items of a cluster. Config items parameterise the
+cluster's configuration; a cluster's items override those of its account.
+The agent picks a change up with its next assignment and reconciles.`,
+		Example: `  caravan clusters config set aws:123456789012:eu-central-1:kube-1 drain_grace_period 4h
+  caravan clusters config unset aws:123456789012:eu-central-1:kube-1 drain_grace_period`,
+	}, a.clusterConfigSetCommand(), a.clusterConfigUnsetCommand())
+}
+
+func (a *app) clusterConfigSetCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "set ID KEY VALUE",
+		Short: "Set a config item of a cluster",
+		Long: `Set a config item of a cluster. KEY is lower case letters, digits and _.
+Values prefixed aws:kms: are decrypted by the agent inside the cluster's own
+account, so the registry only ever holds the ciphertext.`,
+		Example: `  caravan clusters config set aws:123456789012:eu-central-1:kube-1 drain_grace_period 4h
+  caravan clusters config set aws:123456789012:eu-central-1:kube-1 db_password "aws:kms:$CIPHERTEXT"`,
+		Args: cobra.ExactArgs(3),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.setConfigItem(cmd.Context(), args[0], args[1], &args[2])
+		},
+	}
+}
+
+func (a *app) clusterConfigUnsetCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:     "unset ID KEY",
+		Short:   "Remove a config item of a cluster",
+		Long:    "Remove a config item of a cluster: the account's value or the default of the config repository applies again.",
+		Example: "  caravan clusters config unset aws:123456789012:eu-central-1:kube-1 drain_grace_period",
+		Args:    cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.setConfigItem(cmd.Context(), args[0], args[1], nil)
+		},
+	}
+}
+
+// setConfigItem sets (or with a nil value removes) one config item. The
+// patch carries If-Match from a fresh read, which makes it safe to retry on
+// a transient failure; a 412 means the cluster changed in between (or a
+// retried patch already applied), so it reads again and checks.
+func (a *app) setConfigItem(ctx context.Context, id, key string, value *string) error {
+	if !api.ValidConfigKey(key) {
+		return usagef("config item key %q must match [a-z0-9_]+", key)
+	}
+	cl, err := a.client()
+	if err != nil {
+		return err
+	}
+	patch := map[string]map[string]*string{"config_items": {key: value}}
+	for attempt := 1; ; attempt++ {
+		c, etag, err := cl.GetCluster(ctx, id)
+		if err != nil {
+			return err
+		}
+		if configItemIs(c.ConfigItems, key, value) {
+			fmt.Fprintln(a.out, configItemMessage(id, key, value))
+			return nil
+		}
+		_, _, err = cl.PatchCluster(ctx, id, patch, etag)
+		if err == nil {
+			fmt.Fprintln(a.out, configItemMessage(id, key, value))
+			return nil
+		}
+		if !registry.IsPreconditionFailed(err) || attempt == configSetAttempts {
+			return fmt.Errorf("changing config item %q of cluster %q: %w", key, id, err)
+		}
+	}
+}
+
+func configItemIs(items map[string]string, key string, value *string) bool {
+	current, ok := items[key]
+	if value == nil {
+		return !ok
+	}
+	return ok && current == *value
+}
+
+func configItemMessage(id, key string, value *string) string {
+	if value == nil {
+		return fmt.Sprintf("cluster %q: config item %q unset", id, key)
+	}
+	return fmt.Sprintf("cluster %q: config item %q set", id, key)
+}
+
+func (a *app) clusterBlockCommand() *cobra.Command {
+	var reason, nodePool, until string
+	var duration time.Duration
+	cmd := &cobra.Command{
+		Use:   "block ID --reason REASON",
+		Short: "Block updates of a cluster or of one of its node pools",
+		Long: `Block updates of a cluster, or only of one of its node pools with
+--node-pool. The agent stops an update in progress at the next safe point
+and starts none until the block is lifted: with 'caravan clusters unblock',
+or by itself at --until or after --for.`,
+		Example: `  caravan clusters block aws:123456789012:eu-central-1:kube-1 --reason "incident 4711"
+  caravan clusters block aws:123456789012:eu-central-1:kube-1 --reason "load test" --node-pool workers --for 6h
+  caravan clusters block aws:123456789012:eu-central-1:kube-1 --reason "freeze" --until 2030-01-06T08:00:00Z`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req := registry.BlockRequest{Reason: reason, NodePool: nodePool}
+			switch {
+			case until != "":
+				t, err := time.Parse(time.RFC3339, until)
+				if err != nil {
+					return usagef("--until must be an RFC 3339 time such as 2030-01-06T08:00:00Z, got %q", until)
+				}
+				req.Until = &t
+			case cmd.Flags().Changed("for"):
+				if duration <= 0 {
+					return usagef("--for must be positive, got %s", duration)
+				}
+				t := a.now().Add(duration).UTC().Truncate(time.Second)
+				req.Until = &t
+			}
+			cl, err := a.client()
+			if err != nil {
+				return err
+			}
+			b, _, err := cl.CreateBlock(cmd.Context(), args[0], req)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(a.out, blockMessage(b, "created"))
+			return nil
+		},
+	}
+	flags := cmd.Flags()
+	flags.StringVar(&reason, "reason", "", "why updates are blocked; shown to everyone who looks at the cluster")
+	flags.StringVar(&nodePool, "node-pool", "", "block only this node pool")
+	flags.StringVar(&until, "until", "", "lift the block at this RFC 3339 time")
+	flags.DurationVar(&duration, "for", 0, "lift the block after this long, such as 4h")
+	_ = cmd.MarkFlagRequired("reason")
+	cmd.MarkFlagsMutuallyExclusive("until", "for")
+	return cmd
+}
+
+func blockMessage(b *api.Block, verb string) string {
+	target := fmt.Sprintf("cluster %q", b.ClusterID)
+	if b.NodePool != "" {
+		target = fmt.Sprintf("node pool %q of cluster %q", b.NodePool, b.ClusterID)
+	}
+	msg := fmt.Sprintf("block %s on %s %s", b.ID, target, verb)
+	if b.Until != nil && verb == "created" {
+		msg += ", until " + formatTime(*b.Until)
+	}
+	return msg
+}
+
+func (a *app) clusterUnblockCommand() *cobra.Command {
+	var nodePool string
+	cmd := &cobra.Command{
+		Use:   "unblock ID",
+		Short: "Lift the blocks of a cluster or of one of its node pools",
+		Long: `Lift the active blocks of a cluster, or with --node-pool those of one of
+its node pools. Blocks of node pools stay when the cluster's are lifted.
+Nothing to lift is not an error.`,
+		Example: `  caravan clusters unblock aws:123456789012:eu-central-1:kube-1
+  caravan clusters unblock aws:123456789012:eu-central-1:kube-1 --node-pool workers`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.unblock(cmd.Context(), args[0], nodePool)
+		},
+	}
+	cmd.Flags().StringVar(&nodePool, "node-pool", "", "lift the blocks of this node pool instead of the cluster's")
+	return cmd
+}
+
+func (a *app) unblock(ctx context.Context, id, nodePool string) error {
+	cl, err := a.client()
+	if err != nil {
+		return err
+	}
+	blocks, err := registry.All(func(p registry.Page) (*api.List[api.Block], error) {
+		return cl.ListBlocks(ctx, id, p)
+	})
+	if err != nil {
+		return err
+	}
+	now := a.now()
+	lifted := 0
+	for _, b := range blocks {
+		if b.NodePool != nodePool || !b.ActiveAt(now) {
+			continue
+		}
+		// Someone else lifting the same block at the same time is fine.
+		if err := cl.DeleteBlock(ctx, id, b.ID, ""); err != nil && !registry.IsNotFound(err) {
+			return fmt.Errorf("lifting block %s: %w", b.ID, err)
+		}
+		fmt.Fprintln(a.out, blockMessage(&b, "lifted"))
+		lifted++
+	}
+	if lifted == 0 {
+		fmt.Fprintln(a.out, "no active block to lift")
+	}
+	return nil
+}
+
+func (a *app) clusterStatusCommand() *cobra.Command {
+	var output *outputFlag
+	cmd := &cobra.Command{
+		Use:   "status ID",
+		Short: "Show what the agent of a cluster reports",
+		Long: `Show the last status the agent of a cluster reported: the version it runs,
+the version it moves to, its phase, the progress of each node pool's rolling
+update, and its problems. -o json and -o yaml print the status document
+(null when the agent never reported).`,
+		Example: `  caravan clusters status aws:123456789012:eu-central-1:kube-1
+  caravan clusters status aws:123456789012:eu-central-1:kube-1 -o json | jq .problems`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := a.client()
+			if err != nil {
+				return err
+			}
+			c, _, err := cl.GetCluster(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if output.value != formatText {
+				return writeObject(a.out, output.value, c.Status)
+			}
+			return writeStatus(a.out, c, a.now())
+		},
+	}
+	output = addOutputFlag(cmd, formatText, formatJSON, formatYAML)
+	return cmd
+}
+
+func writeStatus(w io.Writer, c *api.Cluster, now time.Time) error {
+	s := c.Status
+	if s == nil {
+		_, err := fmt.Fprintf(w, "Cluster %s (%s): the agent has not reported yet\n", c.ID, c.Alias)
+		return err
+	}
+	heartbeat := ""
+	if !s.Heartbeat.IsZero() {
+		heartbeat = formatTime(s.Heartbeat) + " (" + age(s.Heartbeat, now) + " ago)"
+	}
+	err := writeFields(w, [][2]string{
+		{"Cluster", c.ID + " (" + c.Alias + ")"},
+		{"Status", clusterStatusText(s)},
+		{"Phase", s.Phase},
+		{"Current version", s.CurrentVersion},
+		{"Next version", s.NextVersion},
+		{"Last version", s.LastVersion},
+		{"Agent", s.AgentVersion},
+		{"Heartbeat", heartbeat},
+	})
+	if err != nil {
+		return err
+	}
+	if len(s.NodePools) > 0 {
+		rows := make([][]string, len(s.NodePools))
+		for i, p := range s.NodePools {
+			rows[i] = []string{p.Name, strconv.Itoa(p.NodesTotal), strconv.Itoa(p.Outdated), strconv.Itoa(p.Draining)}
+		}
+		fmt.Fprintln(w, "\nNode pools:")
+		if err := writeTable(w, []string{"NAME", "NODES", "OUTDATED", "DRAINING"}, rows); err != nil {
+			return err
+		}
+	}
+	if len(s.Problems) > 0 {
+		rows := make([][]string, len(s.Problems))
+		for i, p := range s.Problems {
+			rows[i] = []string{formatTime(p.Since), p.Title, p.Detail}
+		}
+		fmt.Fprintln(w, "\nProblems:")
+		return writeTable(w, []string{"SINCE", "TITLE", "DETAIL"}, rows)
+	}
+	return nil
+}
+
+func (a *app) clusterHistoryCommand() *cobra.Command {
+	var output *outputFlag
+	cmd := &cobra.Command{
+		Use:   "history ID",
+		Short: "Show the versions and phases a cluster went through",
+		Long: `Show when the agent of a cluster reached each version and phase, with
+versions shortened as in 'caravan clusters list'.`,
+		Example: `  caravan clusters history aws:123456789012:eu-central-1:kube-1
+  caravan clusters history aws:123456789012:eu-central-1:kube-1 -o json`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := a.client()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			entries, err := registry.All(func(p registry.Page) (*api.List[api.StatusHistoryEntry], error) {
+				return cl.ListClusterStatusHistory(ctx, args[0], p)
+			})
+			if err != nil {
+				return err
+			}
+			if output.value != formatTable {
+				return writeObject(a.out, output.value, entries)
+			}
+			rows := make([][]string, len(entries))
+			for i, e := range entries {
+				rows[i] = []string{formatTime(e.Time), e.Phase, shortVersion(e.CurrentVersion), shortVersion(e.NextVersion)}
+			}
+			return writeTable(a.out, []string{"TIME", "PHASE", "CURRENT", "NEXT"}, rows)
+		},
+	}
+	output = addOutputFlag(cmd, formatTable, formatJSON, formatYAML)
+	return cmd
+}

@@ -1,0 +1,121 @@
+package api
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func validCluster() Cluster {
+	c := Cluster{
+		ID: "aws:123456789012:eu-central-1:kube-1", InfrastructureAccount: "aws:123456789012", Region: "eu-central-1",
+		APIServerURL: "https://kube-1.example.org", Environment: "test", Channel: "dev",
+		NodePools: []NodePool{{Name: "default", Profile: "worker", InstanceTypes: []string{"m6i.large"}, MinSize: 1, MaxSize: 3}},
+	}
+	c.Normalize()
+	return c
+}
+
+// fields returns the names of the invalid fields of err.
+func fields(t *testing.T, err error) []string {
+	t.Helper()
+	var v *ValidationError
+	require.True(t, errors.As(err, &v), "want a ValidationError, got %v", err)
+	var out []string
+	for _, e := range v.Errors {
+		out = append(out, e.Field)
+	}
+	return out
+}
+
+func TestClusterDefaults(t *testing.T) {
+	c := validCluster()
+	require.NoError(t, c.Validate())
+	assert.Equal(t, "kube-1", c.Alias, "the alias defaults to the local id")
+	assert.Equal(t, ProviderAWS, c.Provider)
+	assert.Equal(t, LifecycleRequested, c.LifecycleStatus)
+	assert.Equal(t, 1, c.CriticalityLevel)
+	assert.Equal(t, DiscountNone, c.NodePools[0].DiscountStrategy)
+}
+
+func TestClusterValidationNamesTheField(t *testing.T) {
+	cases := map[string]struct {
+		change func(*Cluster)
+		field  string
+	}{
+		"malformed id":             {func(c *Cluster) { c.ID = "kube-1" }, "id"},
+		"id of another account":    {func(c *Cluster) { c.InfrastructureAccount = "aws:999999999999" }, "infrastructure_account"},
+		"id of another region":     {func(c *Cluster) { c.Region = "eu-west-1" }, "region"},
+		"bad region":               {func(c *Cluster) { c.ID, c.Region = "aws:123456789012:Europe:kube-1", "Europe" }, "id"},
+		"bad alias":                {func(c *Cluster) { c.Alias = "Kube_1" }, "alias"},
+		"relative api server url":  {func(c *Cluster) { c.APIServerURL = "kube-1.example.org" }, "api_server_url"},
+		"bad environment":          {func(c *Cluster) { c.Environment = "Prod" }, "environment"},
+		"no channel":               {func(c *Cluster) { c.Channel = "" }, "channel"},
+		"other provider":           {func(c *Cluster) { c.Provider = "gcp" }, "provider"},
+		"criticality out of range": {func(c *Cluster) { c.CriticalityLevel = 7 }, "criticality_level"},
+		"unknown lifecycle":        {func(c *Cluster) { c.LifecycleStatus = "running" }, "lifecycle_status"},
+		"bad config key":           {func(c *Cluster) { c.ConfigItems["Bad-Key"] = "x" }, "config_items"},
+		"pool min above max":       {func(c *Cluster) { c.NodePools[0].MinSize = 5 }, "node_pools[0].max_size"},
+		"pool without types":       {func(c *Cluster) { c.NodePools[0].InstanceTypes = nil }, "node_pools[0].instance_types"},
+		"pool bad type":            {func(c *Cluster) { c.NodePools[0].InstanceTypes = []string{"large"} }, "node_pools[0].instance_types[0]"},
+		"pool bad discount":        {func(c *Cluster) { c.NodePools[0].DiscountStrategy = "cheap" }, "node_pools[0].discount_strategy"},
+		"pool bad taint effect": {func(c *Cluster) {
+			c.NodePools[0].Taints = []Taint{{Key: "a", Effect: "Never"}}
+		}, "node_pools[0].taints[0].effect"},
+		"pool bad label": {func(c *Cluster) { c.NodePools[0].Labels = map[string]string{"a b": "x"} }, "node_pools[0].labels"},
+		"duplicate pool": {func(c *Cluster) { c.NodePools = append(c.NodePools, c.NodePools[0]) }, "node_pools[default].name"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			c := validCluster()
+			tc.change(&c)
+			assert.Contains(t, fields(t, c.Validate()), tc.field)
+		})
+	}
+}
+
+func TestParseClusterID(t *testing.T) {
+	acc, region, local, ok := ParseClusterID("aws:123456789012:us-east-2:prod-eu-1")
+	require.True(t, ok)
+	assert.Equal(t, []string{"aws:123456789012", "us-east-2", "prod-eu-1"}, []string{acc, region, local})
+	for _, bad := range []string{"", "aws:12345678901:eu-central-1:a", "gcp:123456789012:eu-central-1:a", "aws:123456789012:eu-central-1:", "aws:123456789012:eu-central-1:-a"} {
+		_, _, _, ok := ParseClusterID(bad)
+		assert.False(t, ok, bad)
+	}
+}
+
+func TestAccountChannelBlockTokenValidation(t *testing.T) {
+	a := InfrastructureAccount{ID: "aws:123456789012", Name: "n", Owner: "o", Environment: "production"}
+	a.Normalize()
+	require.NoError(t, a.Validate())
+	a.ID, a.Owner = "123456789012", ""
+	assert.ElementsMatch(t, []string{"id", "owner"}, fields(t, a.Validate()))
+
+	ch := Channel{Name: "beta", Branch: "release/beta", Position: 2, RepositoryURL: "git@github.com:org/config.git"}
+	require.NoError(t, ch.Validate())
+	ch.Branch, ch.RepositoryURL = "a..b", "ftp://x"
+	assert.ElementsMatch(t, []string{"branch", "repository_url"}, fields(t, ch.Validate()))
+
+	since := time.Unix(100, 0)
+	before := since.Add(-time.Hour)
+	b := Block{Reason: "", Since: since, Until: &before, NodePool: "Bad"}
+	assert.ElementsMatch(t, []string{"reason", "until", "node_pool"}, fields(t, b.Validate()))
+
+	require.NoError(t, ValidateToken("kube-1-agent", RoleAgent, "aws:123456789012:eu-central-1:kube-1"))
+	assert.Equal(t, []string{"cluster_id"}, fields(t, ValidateToken("a", RoleAgent, "")))
+	assert.Equal(t, []string{"cluster_id"}, fields(t, ValidateToken("a", RoleAdmin, "aws:123456789012:eu-central-1:kube-1")))
+	assert.Equal(t, []string{"role"}, fields(t, ValidateToken("a", "root", "")))
+	assert.Equal(t, []string{"name"}, fields(t, ValidateToken("", RoleReader, "")))
+}
+
+func TestStatusValidation(t *testing.T) {
+	s := ClusterStatus{Phase: PhaseApplying, NodePools: []NodePoolProgress{{Name: "a", NodesTotal: 3}}}
+	require.NoError(t, s.Validate())
+	s.Phase = "dancing"
+	s.Problems = []StatusProblem{{Title: "no type"}}
+	s.NodePools = append(s.NodePools, NodePoolProgress{Name: "a", Outdated: -1})
+	assert.ElementsMatch(t, []string{"phase", "problems[0].type", "node_pools[1].name", "node_pools[1]"}, fields(t, s.Validate()))
+}
