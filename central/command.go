@@ -164,6 +164,10 @@ func seedDemo(databaseURL string) (string, error) {
 
 func announceDemo(w io.Writer, dir, url, token string) {
 	env := fmt.Sprintf("CARAVAN_SERVER=%s\nCARAVAN_TOKEN=%s\nexport CARAVAN_SERVER CARAVAN_TOKEN\n", url, token)
+	if cliDir := siblingCLI(); cliDir != "" {
+		// So that `caravan` works right after sourcing the file.
+		env += fmt.Sprintf("PATH=%q:\"$PATH\"\n", cliDir)
+	}
 	envFile := filepath.Join(dir, "demo.env")
 	if err := os.WriteFile(envFile, []byte(env), 0o600); err != nil {
 		fmt.Fprintf(w, "could not write %s: %v\n", envFile, err)
@@ -183,6 +187,20 @@ Try, in another terminal:
 
 Ctrl-C stops the demo.
 `, url, token, envFile, envFile, demo.Clusters()[0].ID)
+}
+
+// siblingCLI is the folder of the caravan command when it was built next to
+// this executable, as `make build` does.
+func siblingCLI() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	dir := filepath.Dir(exe)
+	if _, err := os.Stat(filepath.Join(dir, "caravan")); err != nil {
+		return ""
+	}
+	return dir
 }
 
 func tokenCommand() *cobra.Command {

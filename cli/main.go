@@ -26,7 +26,12 @@ const (
 	ExitUsage = 2
 )
 
-const userAgent = "caravan-cli"
+const (
+	userAgent = "caravan-cli"
+	// cliRetryMax keeps someone at a terminal waiting a few seconds at most
+	// (0.5 s, 1 s, 2 s) before an unreachable registry is reported.
+	cliRetryMax = 3
+)
 
 type globalFlags struct {
 	server  string
@@ -171,7 +176,7 @@ func (a *app) client() (*registry.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return registry.New(conn.server, conn.token, registry.WithUserAgent(userAgent))
+	return registry.New(conn.server, conn.token, registry.WithUserAgent(userAgent), registry.WithRetryMax(cliRetryMax))
 }
 
 // printError prints a registry problem as its title, detail and one line

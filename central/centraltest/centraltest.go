@@ -28,7 +28,9 @@ type Server struct {
 type Option func(*central.Config)
 
 // WithDatabase serves from databaseURL instead of a new SQLite file.
-func WithDatabase(databaseURL string) Option { return func(c *central.Config) { c.Database = databaseURL } }
+func WithDatabase(databaseURL string) Option {
+	return func(c *central.Config) { c.Database = databaseURL }
+}
 
 // WithMaxWait bounds long-polls.
 func WithMaxWait(d time.Duration) Option { return func(c *central.Config) { c.MaxWait = d } }

@@ -194,7 +194,8 @@ func (c *Client) do(ctx context.Context, r request) (*http.Response, error) {
 		if resp != nil {
 			resp.Body.Close()
 		}
-		return nil, fmt.Errorf("registry request %s %s: %w", r.method, r.path, err)
+		// err is a *url.Error, which names method and URL already.
+		return nil, fmt.Errorf("calling the registry: %w", err)
 	}
 	if resp.StatusCode/100 == 2 || resp.StatusCode == http.StatusNotModified {
 		return resp, nil
