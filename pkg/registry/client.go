@@ -1,8 +1,10 @@
 // Package registry is the client of the caravan-central REST API, shared by
 // the caravan command line and the in-cluster agent.
 //
-// Every call retries transient failures (connection errors, 5xx, 429 with
-// Retry-After) only when a replay cannot apply a change twice; see retry.go.
+// Calls retry transient failures (connection errors, 5xx, and 429 after its
+// Retry-After) only when a replay cannot apply a change twice: GET, PUT and
+// DELETE always, PATCH only with If-Match, POST only when the connection was
+// never established. Failed answers are *api.Problem errors.
 package registry
 
 import (
@@ -35,6 +37,13 @@ const (
 )
 
 // Client talks to one caravan-central. It is safe for concurrent use.
+//
+// Every Get, Create, Update and Patch returns the resource with its ETag.
+// Update, Patch and Delete send ifMatch as If-Match when it is not empty, so
+// that they fail with 412 (see IsPreconditionFailed) when the resource changed
+// since the caller read it. A patch is a JSON merge patch (RFC 7396): raw
+// JSON ([]byte, json.RawMessage) or a value that encodes to a JSON object,
+// where null removes a key.
 type Client struct {
 	base      string
 	token     string
@@ -56,7 +65,8 @@ type settings struct {
 type Option func(*settings)
 
 // WithHTTPClient makes the client send its requests through hc, for example
-// to trust a private certificate authority. hc is not modified.
+// to trust a private certificate authority. hc is not modified. Leave its
+// Timeout 0: it would also cut long polls short; WithTimeout bounds attempts.
 func WithHTTPClient(hc *http.Client) Option {
 	return func(s *settings) { s.httpClient = hc }
 }

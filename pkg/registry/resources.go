@@ -9,13 +9,6 @@ import (
 	"github.com/caravan-gitops/caravan/pkg/api"
 )
 
-// Every Get, Create, Update and Patch returns the resource with its ETag.
-// Update, Patch and Delete send ifMatch as If-Match when it is not empty, so
-// that they fail with 412 (see IsPreconditionFailed) when the resource changed
-// since the caller read it. A patch is a JSON merge patch (RFC 7396): raw
-// JSON ([]byte, json.RawMessage) or a value that encodes to a JSON object,
-// where null removes a key.
-
 // ListInfrastructureAccounts returns one page of the accounts that match f.
 func (c *Client) ListInfrastructureAccounts(ctx context.Context, f AccountFilter, p Page) (*api.List[api.InfrastructureAccount], error) {
 	return list[api.InfrastructureAccount](ctx, c, resourcePath("infrastructure-accounts"), f.query(), p)
