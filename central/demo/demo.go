@@ -90,7 +90,7 @@ func Seed(ctx context.Context, st *store.Store) (string, error) {
 			}
 		}
 	}
-	t, err := st.CreateToken(ctx, fmt.Sprintf("demo-admin-%d", now.UnixNano()), api.RoleAdmin, "", actor)
+	t, err := st.CreateToken(ctx, "demo-admin-"+now.Format("20060102-150405.000"), api.RoleAdmin, "", actor)
 	if err != nil {
 		return "", err
 	}
