@@ -28,7 +28,10 @@ func TestClusterLifecycleThroughTheAPI(t *testing.T) {
 		assert.Equal(t, "none", c.NodePools[0].DiscountStrategy)
 		etag := got.Header.Get("ETag")
 		require.NotEmpty(t, etag)
-		admin.must(http.StatusNotModified, "GET", u, nil, "If-None-Match", etag)
+		admin.must(http.StatusOK, "GET", u, nil, "If-None-Match", etag)
+		poolRes := admin.must(http.StatusOK, "GET", u+"/node-pools/default", nil)
+		admin.must(http.StatusNotModified, "GET", u+"/node-pools/default", nil, "If-None-Match", poolRes.Header.Get("ETag"))
+		admin.must(http.StatusPreconditionFailed, "PATCH", u, `{"alias":"x"}`, "If-Match", "W/"+etag)
 
 		patched := admin.must(http.StatusOK, "PATCH", u, `{"config_items":{"dns_zone":null,"team":"a"},"criticality_level":2}`, "If-Match", etag)
 		c = api.Cluster{}
@@ -238,5 +241,53 @@ func TestStatusReportsAndHistory(t *testing.T) {
 		admin.must(http.StatusOK, "GET", "/api/v1/clusters/"+clusterA, nil).json(t, &c)
 		require.NotNil(t, c.Status)
 		assert.Equal(t, "abc#1", c.Status.CurrentVersion)
+	})
+}
+
+// Regression: a block was found by its id alone, so another cluster's path
+// could read or delete it and the wrong cluster's agents were told.
+func TestBlocksAreOnlyReachedThroughTheirCluster(t *testing.T) {
+	srv := centraltest.Start(t)
+	admin := newClient(t, srv, srv.AdminToken)
+	seed(t, admin)
+	var b api.Block
+	admin.must(http.StatusCreated, "POST", "/api/v1/clusters/"+clusterB+"/blocks", map[string]any{"reason": "B only"}).json(t, &b)
+	admin.must(http.StatusNotFound, "GET", "/api/v1/clusters/"+clusterA+"/blocks/"+b.ID, nil)
+	admin.must(http.StatusNotFound, "DELETE", "/api/v1/clusters/"+clusterA+"/blocks/"+b.ID, nil)
+	var a api.Assignment
+	admin.must(http.StatusOK, "GET", "/api/v1/clusters/"+clusterB+"/assignment", nil).json(t, &a)
+	assert.Len(t, a.Blocks, 1)
+}
+
+func TestWrongMethodGets405WithAllow(t *testing.T) {
+	srv := centraltest.Start(t)
+	admin := newClient(t, srv, srv.AdminToken)
+	r := admin.must(http.StatusMethodNotAllowed, "PATCH", "/api/v1/tokens", `{}`)
+	assert.Equal(t, "GET, POST", r.Header.Get("Allow"))
+	r.problem(t)
+	admin.must(http.StatusNotFound, "GET", "/api/v1/nothing-here", nil).problem(t)
+}
+
+// Regression: references were checked outside the write's transaction, so a
+// cluster created while its account was deleted was left without one.
+func TestConcurrentDeleteAndCreateLeaveNoOrphan(t *testing.T) {
+	onBothDatabases(t, func(t *testing.T, srv *centraltest.Server) {
+		admin := newClient(t, srv, srv.AdminToken)
+		for i := range 15 {
+			acc := path("aws:%012d", 500+i)
+			admin.must(http.StatusCreated, "POST", "/api/v1/infrastructure-accounts", withField(account(), "id", acc))
+			id := acc + ":eu-central-1:race"
+			c := withField(withField(cluster(id, "dev"), "infrastructure_account", acc), "lifecycle_status", "requested")
+			deleted, created := make(chan response, 1), make(chan response, 1)
+			go func() { deleted <- admin.do("DELETE", "/api/v1/infrastructure-accounts/"+acc, nil) }()
+			go func() { created <- admin.do("POST", "/api/v1/clusters", c) }()
+			del, create := <-deleted, <-created
+			accountGone := admin.do("GET", "/api/v1/infrastructure-accounts/"+acc, nil).Status == http.StatusNotFound
+			clusterThere := admin.do("GET", "/api/v1/clusters/"+id, nil).Status == http.StatusOK
+			assert.False(t, accountGone && clusterThere, "round %d: a cluster without its account (%d, %d)", i, del.Status, create.Status)
+			if clusterThere {
+				admin.must(http.StatusOK, "GET", "/api/v1/clusters/"+id+"/assignment", nil)
+			}
+		}
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/caravan-gitops/caravan/central/store"
 	"github.com/caravan-gitops/caravan/pkg/api"
 )
 
@@ -22,37 +23,46 @@ func (s *Server) getAssignment(w http.ResponseWriter, r *http.Request) {
 	ifNoneMatch := r.Header.Get("If-None-Match")
 	deadline := time.Now().Add(wait)
 	hub := s.store.Hub()
+	var changed <-chan struct{}
 	for {
-		var changed <-chan struct{}
-		if wait > 0 {
-			// Watch before reading, so a change between the two is not missed.
-			changed = hub.Watch(id)
-		}
 		a, err := s.store.Assignment(r.Context(), id)
 		if err != nil {
 			writeError(w, r, err)
 			return
 		}
-		w.Header().Set("ETag", a.ETag)
-		w.Header().Set("Cache-Control", "no-cache")
 		if ifNoneMatch == "" || !etagMatches(ifNoneMatch, a.ETag) {
-			w.Header().Set("Content-Type", "application/json")
-			_, _ = w.Write(append(a.Body, '\n'))
+			writeAssignment(w, a)
 			return
 		}
 		remaining := time.Until(deadline)
 		if wait == 0 || remaining <= 0 {
+			w.Header().Set("ETag", a.ETag)
 			w.WriteHeader(http.StatusNotModified)
 			return
+		}
+		if changed == nil {
+			// Watch only a cluster known to exist, then read again: a change
+			// between the first read and the watch is not missed.
+			changed = hub.Watch(id)
+			continue
 		}
 		if !a.ChangesAt.IsZero() {
 			remaining = min(remaining, time.Until(a.ChangesAt)+time.Millisecond)
 		}
 		if !s.await(r, changed, remaining) {
+			w.Header().Set("ETag", a.ETag)
 			w.WriteHeader(http.StatusNotModified)
 			return
 		}
+		changed = hub.Watch(id)
 	}
+}
+
+func writeAssignment(w http.ResponseWriter, a store.Assignment) {
+	w.Header().Set("ETag", a.ETag)
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(append(a.Body, '\n'))
 }
 
 // await waits for changed or the timeout; it reports false when the request

@@ -40,20 +40,32 @@ func (s *Server) authorize(access auth.Access, h http.HandlerFunc) http.HandlerF
 			return
 		}
 		if err != nil {
-			writeError(w, r, err)
+			// The token could not be checked: a retry may succeed, a 401 would
+			// make agents think their credentials are bad.
+			loggerFrom(r.Context()).Error("checking a token failed", "error", err)
+			w.Header().Set("Retry-After", "5")
+			writeProblem(w, r, problem(http.StatusServiceUnavailable, "Service unavailable", "", "the token could not be checked; retry"))
 			return
+		}
+		if holder, ok := r.Context().Value(principalKey).(*auth.Principal); ok {
+			*holder = p
 		}
 		if !auth.Permit(p, access, r.PathValue("id")) {
 			writeProblem(w, r, problem(http.StatusForbidden, "Forbidden", "", "the "+p.Role+" token "+strconv.Quote(p.Name)+" may not "+r.Method+" "+r.URL.Path))
 			return
 		}
-		h(w, r.WithContext(context.WithValue(r.Context(), principalKey, p)))
+		h(w, r)
 	}
 }
 
+// principalFrom returns who sent the request; observe puts an empty holder
+// into every request's context and authorize fills it, so that the access
+// log names the caller too.
 func principalFrom(ctx context.Context) auth.Principal {
-	p, _ := ctx.Value(principalKey).(auth.Principal)
-	return p
+	if p, ok := ctx.Value(principalKey).(*auth.Principal); ok {
+		return *p
+	}
+	return auth.Principal{}
 }
 
 func requestIDFrom(ctx context.Context) string {
@@ -101,6 +113,7 @@ func (s *Server) observe(h http.HandlerFunc) http.Handler {
 		w.Header().Set("X-Request-Id", id)
 		log := s.log.With("request_id", id)
 		ctx := context.WithValue(context.WithValue(r.Context(), requestIDKey, id), loggerKey, log)
+		ctx = context.WithValue(ctx, principalKey, &auth.Principal{})
 		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		rec := &statusRecorder{ResponseWriter: w}
 		h(rec, r.WithContext(ctx))
@@ -109,7 +122,7 @@ func (s *Server) observe(h http.HandlerFunc) http.Handler {
 		if route == "" {
 			route = "unmatched"
 		}
-		s.metrics.observe(route, r.Method, rec.status, elapsed)
+		s.metrics.observe(route, metricMethod(r.Method), rec.status, elapsed)
 		level := slog.LevelInfo
 		if rec.status < 400 && (r.Method == http.MethodGet || r.Pattern == "PUT /api/v1/clusters/{id}/status") {
 			// Polls and heartbeats come from every agent all the time.
@@ -127,4 +140,14 @@ func newRequestID() string {
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// metricMethod bounds the method label: any client can send any method
+// token, and each would otherwise become a new series.
+func metricMethod(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions:
+		return m
+	}
+	return "other"
 }

@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -26,10 +25,11 @@ func (s *Server) timestamp() time.Time { return s.now().UTC().Truncate(time.Mill
 
 func accountResource(s *Server) resource[api.InfrastructureAccount] {
 	return resource[api.InfrastructureAccount]{
-		kind:    store.Accounts,
-		pathRef: keyFromPath("id"),
-		newRef:  func(_ *http.Request, a api.InfrastructureAccount) store.Ref { return store.Ref{Key: a.ID} },
-		filters: map[string]string{"environment": "environment", "lifecycle_status": "lifecycle_status"},
+		kind:           store.Accounts,
+		pathRef:        keyFromPath("id"),
+		newRef:         func(_ *http.Request, a api.InfrastructureAccount) store.Ref { return store.Ref{Key: a.ID} },
+		filters:        map[string]string{"environment": "environment", "lifecycle_status": "lifecycle_status"},
+		conditionalGet: true,
 		prepareCreate: func(_ context.Context, _ *http.Request, a *api.InfrastructureAccount) error {
 			a.CreatedAt, a.UpdatedAt = s.timestamp(), s.timestamp()
 			a.Normalize()
@@ -77,14 +77,8 @@ func clusterResource(s *Server) resource[api.Cluster] {
 			c.Normalize()
 			return s.validateCluster(ctx, c)
 		},
-		afterCreate: func(ctx context.Context, r *http.Request, c *api.Cluster) error {
-			for _, p := range c.NodePools {
-				ref := store.Ref{Key: store.NodePoolKey(c.ID, p.Name), Parent: c.ID}
-				if _, err := store.Create(ctx, s.store, store.NodePools, ref, p, principalFrom(ctx).Name); err != nil {
-					return fmt.Errorf("creating node pool %q of the new cluster: %w", p.Name, err)
-				}
-			}
-			return nil
+		create: func(ctx context.Context, c api.Cluster, actor string) (store.Record[api.Cluster], error) {
+			return store.CreateCluster(ctx, s.store, c, actor)
 		},
 		checkDelete: func(old api.Cluster) error {
 			if old.LifecycleStatus == api.LifecycleRequested || old.LifecycleStatus == api.LifecycleDecommissioned {
@@ -97,43 +91,10 @@ func clusterResource(s *Server) resource[api.Cluster] {
 	}
 }
 
-// validateCluster checks a cluster's fields and that its account and channel exist.
-func (s *Server) validateCluster(ctx context.Context, c *api.Cluster) error {
-	verr := &api.ValidationError{}
-	if err := c.Validate(); err != nil && !errors.As(err, &verr) {
-		return err
-	}
-	if c.InfrastructureAccount != "" {
-		if err := s.exists(ctx, store.Accounts, c.InfrastructureAccount); err != nil {
-			verr.Errors = append(verr.Errors, api.FieldError{Field: "infrastructure_account", Detail: err.Error()})
-		}
-	}
-	if c.Channel != "" {
-		if err := s.exists(ctx, store.Channels, c.Channel); err != nil {
-			verr.Errors = append(verr.Errors, api.FieldError{Field: "channel", Detail: err.Error()})
-		}
-	}
-	if len(verr.Errors) > 0 {
-		return verr
-	}
-	return nil
-}
-
-func (s *Server) exists(ctx context.Context, kind any, key string) error {
-	var err error
-	switch k := kind.(type) {
-	case store.Kind[api.InfrastructureAccount]:
-		_, err = store.Get(ctx, s.store, k, key)
-		if errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("no infrastructure account %q exists", key)
-		}
-	case store.Kind[api.Channel]:
-		_, err = store.Get(ctx, s.store, k, key)
-		if errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("no channel %q exists", key)
-		}
-	}
-	return err
+// validateCluster checks a cluster's fields; that its account and channel
+// exist is checked by the store, inside the write's transaction.
+func (s *Server) validateCluster(_ context.Context, c *api.Cluster) error {
+	return c.Validate()
 }
 
 func (s *Server) clusterExists(ctx context.Context, r *http.Request) error {
@@ -150,7 +111,8 @@ func nodePoolResource(s *Server) resource[api.NodePool] {
 		newRef: func(r *http.Request, p api.NodePool) store.Ref {
 			return store.Ref{Key: store.NodePoolKey(r.PathValue("id"), p.Name), Parent: r.PathValue("id")}
 		},
-		owner: s.clusterExists,
+		owner:          s.clusterExists,
+		conditionalGet: true,
 		prepareCreate: func(_ context.Context, _ *http.Request, p *api.NodePool) error {
 			p.CreatedAt, p.UpdatedAt = s.timestamp(), s.timestamp()
 			p.Normalize()
@@ -172,10 +134,11 @@ func nodePoolResource(s *Server) resource[api.NodePool] {
 
 func channelResource(s *Server) resource[api.Channel] {
 	return resource[api.Channel]{
-		kind:    store.Channels,
-		pathRef: keyFromPath("name"),
-		newRef:  func(_ *http.Request, c api.Channel) store.Ref { return store.Ref{Key: c.Name} },
-		filters: map[string]string{},
+		kind:           store.Channels,
+		pathRef:        keyFromPath("name"),
+		newRef:         func(_ *http.Request, c api.Channel) store.Ref { return store.Ref{Key: c.Name} },
+		filters:        map[string]string{},
+		conditionalGet: true,
 		prepareCreate: func(_ context.Context, _ *http.Request, c *api.Channel) error {
 			c.CreatedAt, c.UpdatedAt = s.timestamp(), s.timestamp()
 			if c.RepositoryURL == "" {
@@ -204,10 +167,13 @@ func blockResource(s *Server) resource[api.Block] {
 	return resource[api.Block]{
 		kind: store.Blocks,
 		pathRef: func(r *http.Request) store.Ref {
-			return store.Ref{Key: r.PathValue("block_id"), Parent: r.PathValue("id")}
+			return store.Ref{Key: store.BlockKey(r.PathValue("id"), r.PathValue("block_id")), Parent: r.PathValue("id")}
 		},
-		newRef: func(r *http.Request, b api.Block) store.Ref { return store.Ref{Key: b.ID, Parent: r.PathValue("id")} },
-		owner:  s.clusterExists,
+		newRef: func(r *http.Request, b api.Block) store.Ref {
+			return store.Ref{Key: store.BlockKey(r.PathValue("id"), b.ID), Parent: r.PathValue("id")}
+		},
+		conditionalGet: true,
+		owner:          s.clusterExists,
 		prepareCreate: func(ctx context.Context, r *http.Request, b *api.Block) error {
 			id, err := store.NewID()
 			if err != nil {
@@ -227,16 +193,8 @@ func blockResource(s *Server) resource[api.Block] {
 	}
 }
 
-func (s *Server) validateBlock(ctx context.Context, b *api.Block) error {
-	if err := b.Validate(); err != nil {
-		return err
-	}
-	if b.NodePool == "" {
-		return nil
-	}
-	_, err := store.Get(ctx, s.store, store.NodePools, store.NodePoolKey(b.ClusterID, b.NodePool))
-	if errors.Is(err, store.ErrNotFound) {
-		return &api.ValidationError{Errors: []api.FieldError{{Field: "node_pool", Detail: fmt.Sprintf("cluster %q has no node pool %q", b.ClusterID, b.NodePool)}}}
-	}
-	return err
+// validateBlock checks a block's fields; that its node pool exists is
+// checked by the store, inside the write's transaction.
+func (s *Server) validateBlock(_ context.Context, b *api.Block) error {
+	return b.Validate()
 }

@@ -35,8 +35,12 @@ type resource[T any] struct {
 	prepareCreate func(ctx context.Context, r *http.Request, v *T) error
 	// prepareUpdate keeps what a client may not change from old, then validates.
 	prepareUpdate func(ctx context.Context, r *http.Request, old T, v *T) error
-	// afterCreate stores what is created together with the resource.
-	afterCreate func(ctx context.Context, r *http.Request, v *T) error
+	// create stores a new resource when more than the resource itself is
+	// stored with it; store.Create otherwise.
+	create func(ctx context.Context, v T, actor string) (store.Record[T], error)
+	// conditionalGet answers If-None-Match with 304. Off for kinds served
+	// with more than their stored document, whose ETag does not cover all.
+	conditionalGet bool
 	// checkDelete refuses deletes the resource's state does not allow.
 	checkDelete func(old T) error
 	// present completes resources before they are answered.
@@ -144,16 +148,16 @@ func createResource[T any](s *Server, w http.ResponseWriter, r *http.Request, re
 		return
 	}
 	ref := res.newRef(r, v)
-	rec, err := store.Create(ctx, s.store, res.kind, ref, v, principalFrom(ctx).Name)
+	var rec store.Record[T]
+	var err error
+	if res.create != nil {
+		rec, err = res.create(ctx, v, principalFrom(ctx).Name)
+	} else {
+		rec, err = store.Create(ctx, s.store, res.kind, ref, v, principalFrom(ctx).Name)
+	}
 	if err != nil {
 		writeError(w, r, err)
 		return
-	}
-	if res.afterCreate != nil {
-		if err := res.afterCreate(ctx, r, &rec.Value); err != nil {
-			writeError(w, r, err)
-			return
-		}
 	}
 	if err := presentOne(ctx, res, &rec.Value); err != nil {
 		writeError(w, r, err)
@@ -174,7 +178,7 @@ func getResource[T any](w http.ResponseWriter, r *http.Request, s *Server, res r
 		writeError(w, r, err)
 		return
 	}
-	if etagMatches(r.Header.Get("If-None-Match"), rec.ETag) {
+	if res.conditionalGet && etagMatches(r.Header.Get("If-None-Match"), rec.ETag) {
 		w.Header().Set("ETag", rec.ETag)
 		w.WriteHeader(http.StatusNotModified)
 		return
@@ -266,7 +270,7 @@ func presentOne[T any](ctx context.Context, res resource[T], v *T) error {
 // checkIfMatch answers 412 when the client's If-Match names another version.
 func checkIfMatch(r *http.Request, etag string) *api.Problem {
 	ifMatch := r.Header.Get("If-Match")
-	if ifMatch == "" || ifMatch == "*" || etagMatches(ifMatch, etag) {
+	if ifMatch == "" || ifMatch == "*" || strongMatch(ifMatch, etag) {
 		return nil
 	}
 	p := problem(http.StatusPreconditionFailed, "Precondition failed", "If-Match",
@@ -274,7 +278,18 @@ func checkIfMatch(r *http.Request, etag string) *api.Problem {
 	return &p
 }
 
-// etagMatches compares a list of entity tags from If-Match or If-None-Match with etag.
+// strongMatch compares If-Match's entity tags with etag; RFC 9110 wants the
+// strong comparison there, so a weak tag never matches.
+func strongMatch(header, etag string) bool {
+	for _, candidate := range strings.Split(header, ",") {
+		if strings.TrimSpace(candidate) == etag {
+			return true
+		}
+	}
+	return false
+}
+
+// etagMatches compares If-None-Match's entity tags with etag (weak comparison).
 func etagMatches(header, etag string) bool {
 	for _, candidate := range strings.Split(header, ",") {
 		c := strings.TrimPrefix(strings.TrimSpace(candidate), "W/")

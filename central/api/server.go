@@ -7,6 +7,7 @@ import (
 	_ "embed"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -104,9 +105,26 @@ func (s *Server) routes(metricsHandler http.Handler) {
 	s.route("GET /api/v1/tokens/{token_id}", auth.Read, s.getToken)
 	s.route("DELETE /api/v1/tokens/{token_id}", auth.Write, s.revokeToken)
 
-	s.plain("/", func(w http.ResponseWriter, r *http.Request) {
-		writeProblem(w, r, problem(http.StatusNotFound, "Not found", "", "no route for "+r.Method+" "+r.URL.Path))
-	})
+	s.plain("/", s.noRoute)
+}
+
+// noRoute answers what no route matched: 405 with Allow when the path
+// exists for other methods, else 404, both as problems.
+func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) {
+	var allowed []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := s.mux.Handler(probe); pattern != "/" && pattern != "" {
+			allowed = append(allowed, m)
+		}
+	}
+	if len(allowed) > 0 {
+		w.Header().Set("Allow", strings.Join(allowed, ", "))
+		writeProblem(w, r, problem(http.StatusMethodNotAllowed, "Method not allowed", "", r.Method+" is not allowed on "+r.URL.Path+"; allowed: "+strings.Join(allowed, ", ")))
+		return
+	}
+	writeProblem(w, r, problem(http.StatusNotFound, "Not found", "", "no route for "+r.Method+" "+r.URL.Path))
 }
 
 func (s *Server) ready(w http.ResponseWriter, r *http.Request) {

@@ -43,7 +43,9 @@ func (s *Store) Assignment(ctx context.Context, clusterID string) (Assignment, e
 	s.cache.mu.RLock()
 	c, ok := s.cache.entries[clusterID]
 	s.cache.mu.RUnlock()
-	if ok && c.gen == gen && (c.ChangesAt.IsZero() || now.Before(c.ChangesAt)) {
+	// Without the other replicas' notifications the cache may be stale.
+	trusted := s.listener == nil || s.listener.connected.Load()
+	if ok && trusted && c.gen == gen && (c.ChangesAt.IsZero() || now.Before(c.ChangesAt)) {
 		return c.Assignment, nil
 	}
 	in, err := s.assignmentInput(ctx, clusterID)
@@ -101,4 +103,17 @@ func (s *Store) NodePoolsOf(ctx context.Context, clusterID string) ([]api.NodePo
 		pools[i] = r.Value
 	}
 	return pools, nil
+}
+
+// forget drops the entries of deleted clusters, so the cache holds only
+// clusters that exist.
+func (c *assignmentCache) forget(ids []string) {
+	if len(ids) == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, id := range ids {
+		delete(c.entries, id)
+	}
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 
 	"github.com/caravan-gitops/caravan/pkg/api"
@@ -22,7 +23,7 @@ var Accounts = Kind[api.InfrastructureAccount]{
 
 // Clusters are stored without their node pools and status, which live apart.
 var Clusters = Kind[api.Cluster]{
-	table: "clusters", resource: "cluster",
+	table: "clusters", resource: "cluster", hasAssignment: true,
 	columns: []string{"channel", "environment", "lifecycle_status", "alias"},
 	values: func(c api.Cluster) []any {
 		return []any{c.Channel, c.Environment, c.LifecycleStatus, c.Alias}
@@ -32,6 +33,12 @@ var Clusters = Kind[api.Cluster]{
 		return c
 	},
 	affected: func(_ context.Context, _ *Store, _ querier, ref Ref) ([]string, error) { return []string{ref.Key}, nil },
+	references: func(c api.Cluster, _ Ref) []reference {
+		return []reference{
+			{table: "accounts", key: c.InfrastructureAccount, field: "infrastructure_account", resource: "infrastructure account"},
+			{table: "channels", key: c.Channel, field: "channel", resource: "channel"},
+		}
+	},
 	beforeDelete: func(ctx context.Context, s *Store, q querier, ref Ref) error {
 		for _, stmt := range []string{
 			`DELETE FROM node_pools WHERE parent = ?`,
@@ -50,8 +57,9 @@ var Clusters = Kind[api.Cluster]{
 // NodePools are keyed "<cluster id>/<pool name>" with the cluster as parent.
 var NodePools = Kind[api.NodePool]{
 	table: "node_pools", resource: "node-pool",
-	values:   func(api.NodePool) []any { return nil },
-	affected: parentCluster,
+	values:     func(api.NodePool) []any { return nil },
+	affected:   parentCluster,
+	references: func(_ api.NodePool, ref Ref) []reference { return ownerCluster(ref) },
 }
 
 // Channels are the steps of the promotion path.
@@ -72,10 +80,45 @@ var Blocks = Kind[api.Block]{
 	table: "blocks", resource: "block",
 	values:   func(api.Block) []any { return nil },
 	affected: parentCluster,
+	references: func(b api.Block, ref Ref) []reference {
+		refs := ownerCluster(ref)
+		if b.NodePool != "" {
+			refs = append(refs, reference{table: "node_pools", key: NodePoolKey(ref.Parent, b.NodePool), field: "node_pool", resource: "node pool"})
+		}
+		return refs
+	},
 }
 
 // NodePoolKey is the storage key of a node pool.
 func NodePoolKey(clusterID, pool string) string { return clusterID + "/" + pool }
+
+// BlockKey is the storage key of a block: a block is only ever found
+// through the cluster it belongs to.
+func BlockKey(clusterID, blockID string) string { return clusterID + "/" + blockID }
+
+func ownerCluster(ref Ref) []reference {
+	return []reference{{table: "clusters", key: ref.Parent, resource: "cluster"}}
+}
+
+// CreateCluster stores a cluster with the node pools it came with, in one transaction.
+func CreateCluster(ctx context.Context, s *Store, c api.Cluster, actor string) (Record[api.Cluster], error) {
+	var rec Record[api.Cluster]
+	err := s.inTx(ctx, func(tx *sql.Tx, n *notes) error {
+		var err error
+		rec, err = insert(ctx, s, tx, n, Clusters, Ref{Key: c.ID, Parent: c.InfrastructureAccount}, c, actor)
+		if err != nil {
+			return err
+		}
+		for _, p := range c.NodePools {
+			ref := Ref{Key: NodePoolKey(c.ID, p.Name), Parent: c.ID}
+			if _, err := insert(ctx, s, tx, n, NodePools, ref, p, actor); err != nil {
+				return fmt.Errorf("node pool %q: %w", p.Name, err)
+			}
+		}
+		return nil
+	})
+	return rec, err
+}
 
 func parentCluster(_ context.Context, _ *Store, _ querier, ref Ref) ([]string, error) {
 	return []string{ref.Parent}, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -12,9 +13,14 @@ import (
 // listener carries the other replicas' writes into the local hub through
 // PostgreSQL LISTEN, so a long-poll on one replica wakes for a write on another.
 type listener struct {
-	cancel context.CancelFunc
-	done   chan struct{}
+	cancel    context.CancelFunc
+	done      chan struct{}
+	connected atomic.Bool
 }
+
+// livenessInterval is how long the listener waits for a notification
+// before it pings, so a half-open connection is found within about this time.
+const livenessInterval = 15 * time.Second
 
 func startListener(ctx context.Context, dsn string, hub *Hub, log *slog.Logger) (*listener, error) {
 	conn, err := listen(ctx, dsn)
@@ -23,6 +29,7 @@ func startListener(ctx context.Context, dsn string, hub *Hub, log *slog.Logger) 
 	}
 	lctx, cancel := context.WithCancel(context.Background())
 	l := &listener{cancel: cancel, done: make(chan struct{})}
+	l.connected.Store(true)
 	go l.run(lctx, conn, dsn, hub, log)
 	return l, nil
 }
@@ -44,17 +51,20 @@ func (l *listener) run(ctx context.Context, conn *pgx.Conn, dsn string, hub *Hub
 	backoff := 100 * time.Millisecond
 	for {
 		for conn != nil {
-			n, err := conn.WaitForNotification(ctx)
+			payload, err := waitForNotification(ctx, conn)
 			if err != nil {
 				conn.Close(context.Background())
 				conn = nil
+				l.connected.Store(false)
 				if ctx.Err() != nil {
 					return
 				}
 				log.Warn("lost the database notification connection; reconnecting", "error", err)
 				break
 			}
-			dispatch(hub, n.Payload)
+			if payload != "" {
+				dispatch(hub, payload)
+			}
 			backoff = 100 * time.Millisecond
 		}
 		select {
@@ -69,9 +79,30 @@ func (l *listener) run(ctx context.Context, conn *pgx.Conn, dsn string, hub *Hub
 			continue
 		}
 		conn = c
+		l.connected.Store(true)
 		// Writes made while disconnected were never heard: assume everything changed.
 		hub.ChangedAll()
 	}
+}
+
+// waitForNotification returns the next payload, or "" after a quiet
+// livenessInterval in which a ping showed the connection alive.
+func waitForNotification(ctx context.Context, conn *pgx.Conn) (string, error) {
+	wctx, cancel := context.WithTimeout(ctx, livenessInterval)
+	defer cancel()
+	n, err := conn.WaitForNotification(wctx)
+	if err == nil {
+		return n.Payload, nil
+	}
+	if ctx.Err() != nil || wctx.Err() == nil {
+		return "", err
+	}
+	pctx, cancelPing := context.WithTimeout(ctx, 5*time.Second)
+	defer cancelPing()
+	if err := conn.Ping(pctx); err != nil {
+		return "", err
+	}
+	return "", nil
 }
 
 func dispatch(hub *Hub, payload string) {

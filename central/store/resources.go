@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/caravan-gitops/caravan/pkg/api"
 )
 
@@ -43,6 +45,22 @@ type Kind[T any] struct {
 	affected func(ctx context.Context, s *Store, q querier, ref Ref) ([]string, error)
 	// beforeDelete refuses a delete or removes what depends on the resource.
 	beforeDelete func(ctx context.Context, s *Store, q querier, ref Ref) error
+	// references lists the resources a write of v needs to exist.
+	references func(v T, ref Ref) []reference
+	// hasAssignment marks clusters, whose cached assignment a delete drops.
+	hasAssignment bool
+}
+
+// reference is a resource another one refers to. A write checks it inside
+// its transaction and, on PostgreSQL, holds a share lock on it until commit,
+// so that a concurrent delete or update of the referenced resource is
+// ordered before or after the write, never interleaved with it.
+type reference struct {
+	table, key string
+	// field names the request field that refers, for a 422; empty means the
+	// reference comes from the path, and its absence is a 404.
+	field    string
+	resource string
 }
 
 // Filterable reports whether lists of this kind can be filtered by column.
@@ -163,31 +181,73 @@ func List[T any](ctx context.Context, s *Store, k Kind[T], f Filter) ([]Record[T
 
 // Create stores a new resource and audits it.
 func Create[T any](ctx context.Context, s *Store, k Kind[T], ref Ref, v T, actor string) (Record[T], error) {
+	var rec Record[T]
+	err := s.inTx(ctx, func(tx *sql.Tx, n *notes) error {
+		var err error
+		rec, err = insert(ctx, s, tx, n, k, ref, v, actor)
+		return err
+	})
+	return rec, err
+}
+
+func insert[T any](ctx context.Context, s *Store, tx *sql.Tx, n *notes, k Kind[T], ref Ref, v T, actor string) (Record[T], error) {
 	doc, err := k.encode(v)
 	if err != nil {
 		return Record[T]{}, err
 	}
-	err = s.inTx(ctx, func(tx *sql.Tx, n *notes) error {
-		cols := append([]string{"key", "parent", "doc", "revision"}, k.columns...)
-		args := append([]any{ref.Key, ref.Parent, string(doc), 1}, k.values(v)...)
-		marks := strings.TrimSuffix(strings.Repeat("?, ", len(cols)), ", ")
-		query := `INSERT INTO ` + k.table + ` (` + strings.Join(cols, ", ") + `) VALUES (` + marks + `) ON CONFLICT DO NOTHING`
-		res, err := tx.ExecContext(ctx, s.rebind(query), args...)
-		if err != nil {
-			return fmt.Errorf("creating %s %q: %w", k.resource, ref.Key, err)
-		}
-		if count, _ := res.RowsAffected(); count == 0 {
-			return fmt.Errorf("%s %q: %w", k.resource, ref.Key, ErrExists)
-		}
-		if err := s.audit(ctx, tx, actor, "create", k.resource, ref.Key, nil, json.RawMessage(doc)); err != nil {
-			return err
-		}
-		return s.noteAffected(ctx, tx, n, k, ref)
-	})
+	if err := s.checkReferences(ctx, tx, k, ref, v); err != nil {
+		return Record[T]{}, err
+	}
+	cols := append([]string{"key", "parent", "doc", "revision"}, k.columns...)
+	args := append([]any{ref.Key, ref.Parent, string(doc), 1}, k.values(v)...)
+	marks := strings.TrimSuffix(strings.Repeat("?, ", len(cols)), ", ")
+	query := `INSERT INTO ` + k.table + ` (` + strings.Join(cols, ", ") + `) VALUES (` + marks + `) ON CONFLICT DO NOTHING`
+	res, err := tx.ExecContext(ctx, s.rebind(query), args...)
 	if err != nil {
+		return Record[T]{}, fmt.Errorf("creating %s %q: %w", k.resource, ref.Key, constraintError(err))
+	}
+	if count, _ := res.RowsAffected(); count == 0 {
+		return Record[T]{}, fmt.Errorf("%s %q: %w", k.resource, ref.Key, ErrExists)
+	}
+	if err := s.audit(ctx, tx, actor, "create", k.resource, ref.Key, nil, json.RawMessage(doc)); err != nil {
+		return Record[T]{}, err
+	}
+	if err := s.noteAffected(ctx, tx, n, k, ref); err != nil {
 		return Record[T]{}, err
 	}
 	return Record[T]{Value: v, Revision: 1, ETag: etagOf(doc)}, nil
+}
+
+// checkReferences makes sure what v refers to exists, and locks it on PostgreSQL.
+func (s *Store) checkReferences(ctx context.Context, tx *sql.Tx, k interface{ refsOf(any, Ref) []reference }, ref Ref, v any) error {
+	verr := &api.ValidationError{}
+	for _, r := range k.refsOf(v, ref) {
+		query := `SELECT 1 FROM ` + r.table + ` WHERE key = ?`
+		if s.dialect == postgresDialect {
+			query += ` FOR SHARE`
+		}
+		var one int
+		err := tx.QueryRowContext(ctx, s.rebind(query), r.key).Scan(&one)
+		switch {
+		case errors.Is(err, sql.ErrNoRows) && r.field == "":
+			return fmt.Errorf("%s %q: %w", r.resource, r.key, ErrNotFound)
+		case errors.Is(err, sql.ErrNoRows):
+			verr.Errors = append(verr.Errors, api.FieldError{Field: r.field, Detail: fmt.Sprintf("no %s %q exists", r.resource, r.key)})
+		case err != nil:
+			return fmt.Errorf("reading %s %q: %w", r.resource, r.key, err)
+		}
+	}
+	if len(verr.Errors) > 0 {
+		return verr
+	}
+	return nil
+}
+
+func (k Kind[T]) refsOf(v any, ref Ref) []reference {
+	if k.references == nil {
+		return nil
+	}
+	return k.references(v.(T), ref)
 }
 
 // Update replaces a resource if it is still at revision, and audits it.
@@ -197,6 +257,9 @@ func Update[T any](ctx context.Context, s *Store, k Kind[T], ref Ref, revision i
 		return Record[T]{}, err
 	}
 	err = s.inTx(ctx, func(tx *sql.Tx, n *notes) error {
+		if err := s.checkReferences(ctx, tx, k, ref, v); err != nil {
+			return err
+		}
 		sets := []string{"doc = ?", "revision = revision + 1"}
 		args := []any{string(doc)}
 		for i, c := range k.columns {
@@ -207,7 +270,7 @@ func Update[T any](ctx context.Context, s *Store, k Kind[T], ref Ref, revision i
 		query := `UPDATE ` + k.table + ` SET ` + strings.Join(sets, ", ") + ` WHERE key = ? AND revision = ?`
 		res, err := tx.ExecContext(ctx, s.rebind(query), args...)
 		if err != nil {
-			return fmt.Errorf("updating %s %q: %w", k.resource, ref.Key, err)
+			return fmt.Errorf("updating %s %q: %w", k.resource, ref.Key, constraintError(err))
 		}
 		if count, _ := res.RowsAffected(); count == 0 {
 			return s.missingOrStale(ctx, tx, k.table, k.resource, ref.Key)
@@ -237,10 +300,13 @@ func Delete[T any](ctx context.Context, s *Store, k Kind[T], ref Ref, revision i
 		}
 		res, err := tx.ExecContext(ctx, s.rebind(`DELETE FROM `+k.table+` WHERE key = ? AND revision = ?`), ref.Key, revision)
 		if err != nil {
-			return fmt.Errorf("deleting %s %q: %w", k.resource, ref.Key, err)
+			return fmt.Errorf("deleting %s %q: %w", k.resource, ref.Key, constraintError(err))
 		}
 		if count, _ := res.RowsAffected(); count == 0 {
 			return s.missingOrStale(ctx, tx, k.table, k.resource, ref.Key)
+		}
+		if k.hasAssignment {
+			n.deleted = append(n.deleted, ref.Key)
 		}
 		return s.audit(ctx, tx, actor, "delete", k.resource, ref.Key, before, nil)
 	})
@@ -284,4 +350,14 @@ func (k Kind[T]) encode(v T) ([]byte, error) {
 		return nil, fmt.Errorf("encoding %s: %w", k.resource, err)
 	}
 	return doc, nil
+}
+
+// constraintError turns a foreign key violation, a write that raced with a
+// delete or create of what it refers to, into an InUseError (409).
+func constraintError(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23503" || strings.Contains(err.Error(), "FOREIGN KEY constraint failed") {
+		return &InUseError{Reason: "a resource it refers to, or one that refers to it, changed at the same time; read it again and retry"}
+	}
+	return err
 }

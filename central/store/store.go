@@ -168,6 +168,9 @@ func (s *Store) Ready(ctx context.Context) error {
 	if err := s.read.PingContext(ctx); err != nil {
 		return fmt.Errorf("database unreachable: %w", err)
 	}
+	if s.listener != nil && !s.listener.connected.Load() {
+		return errors.New("not listening for the other replicas' writes; long-polls would miss them")
+	}
 	return nil
 }
 

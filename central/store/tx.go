@@ -12,6 +12,7 @@ import (
 // notes collects what a transaction changed, announced once it commits.
 type notes struct {
 	clusters []string
+	deleted  []string
 	tokens   bool
 }
 
@@ -44,6 +45,7 @@ func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx, n *notes) error) e
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("committing: %w", err)
 	}
+	s.cache.forget(n.deleted)
 	if len(n.clusters) > 0 {
 		s.hub.Changed(n.clusters...)
 	}

@@ -23,6 +23,7 @@ var (
 	taintEffects         = []string{"NoSchedule", "PreferNoSchedule", "NoExecute"}
 	discountStrategies   = []string{DiscountNone, DiscountSpot}
 	maxConfigValueLength = 64 * 1024
+	maxChannelPosition   = 1000000
 )
 
 // ParseClusterID splits a cluster id into its account, region and local id.
@@ -224,8 +225,8 @@ func (c *Channel) Validate() error {
 	if !branchPattern.MatchString(c.Branch) || strings.Contains(c.Branch, "..") || strings.HasSuffix(c.Branch, "/") || strings.HasSuffix(c.Branch, ".lock") {
 		v.add("branch", "must be a git branch name, got %q", c.Branch)
 	}
-	if c.Position < 0 {
-		v.add("position", "must not be negative, got %d", c.Position)
+	if c.Position < 0 || c.Position > maxChannelPosition {
+		v.add("position", "must be from 0 to %d, got %d", maxChannelPosition, c.Position)
 	}
 	if c.RepositoryURL != "" {
 		validateRepositoryURL(v, "repository_url", c.RepositoryURL)

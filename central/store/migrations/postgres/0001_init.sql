@@ -6,12 +6,19 @@ CREATE TABLE accounts (
     environment      TEXT NOT NULL DEFAULT '',
     lifecycle_status TEXT NOT NULL DEFAULT ''
 );
-CREATE TABLE clusters (
+CREATE TABLE channels (
     key      TEXT PRIMARY KEY,
     parent   TEXT NOT NULL DEFAULT '',
     doc      TEXT NOT NULL,
     revision BIGINT NOT NULL,
-    channel          TEXT NOT NULL DEFAULT '',
+    position BIGINT NOT NULL DEFAULT 0
+);
+CREATE TABLE clusters (
+    key      TEXT PRIMARY KEY,
+    parent   TEXT NOT NULL REFERENCES accounts (key),
+    doc      TEXT NOT NULL,
+    revision BIGINT NOT NULL,
+    channel          TEXT NOT NULL REFERENCES channels (key),
     environment      TEXT NOT NULL DEFAULT '',
     lifecycle_status TEXT NOT NULL DEFAULT '',
     alias            TEXT NOT NULL DEFAULT ''
@@ -20,21 +27,14 @@ CREATE INDEX clusters_parent ON clusters (parent);
 CREATE INDEX clusters_channel ON clusters (channel);
 CREATE TABLE node_pools (
     key      TEXT PRIMARY KEY,
-    parent   TEXT NOT NULL DEFAULT '',
+    parent   TEXT NOT NULL REFERENCES clusters (key),
     doc      TEXT NOT NULL,
     revision BIGINT NOT NULL
 );
 CREATE INDEX node_pools_parent ON node_pools (parent);
-CREATE TABLE channels (
-    key      TEXT PRIMARY KEY,
-    parent   TEXT NOT NULL DEFAULT '',
-    doc      TEXT NOT NULL,
-    revision BIGINT NOT NULL,
-    position INTEGER NOT NULL DEFAULT 0
-);
 CREATE TABLE blocks (
     key      TEXT PRIMARY KEY,
-    parent   TEXT NOT NULL DEFAULT '',
+    parent   TEXT NOT NULL REFERENCES clusters (key),
     doc      TEXT NOT NULL,
     revision BIGINT NOT NULL
 );
@@ -51,14 +51,14 @@ CREATE TABLE tokens (
 CREATE UNIQUE INDEX tokens_name ON tokens (name);
 CREATE UNIQUE INDEX tokens_hash ON tokens (hash);
 CREATE TABLE cluster_status (
-    cluster_id TEXT PRIMARY KEY,
+    cluster_id TEXT PRIMARY KEY REFERENCES clusters (key) ON DELETE CASCADE,
     phase      TEXT NOT NULL,
     current_version TEXT NOT NULL,
     doc        TEXT NOT NULL
 );
 CREATE TABLE status_history (
     id         BIGSERIAL PRIMARY KEY,
-    cluster_id TEXT NOT NULL,
+    cluster_id TEXT NOT NULL REFERENCES clusters (key) ON DELETE CASCADE,
     at         TEXT NOT NULL,
     doc        TEXT NOT NULL
 );
