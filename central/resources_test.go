@@ -291,3 +291,29 @@ func TestConcurrentDeleteAndCreateLeaveNoOrphan(t *testing.T) {
 		}
 	})
 }
+
+// Regression: JSON counts 3.0 as an integer, so the API must accept it
+// wherever it takes an integer.
+func TestWholeNumbersAreIntegers(t *testing.T) {
+	srv := centraltest.Start(t)
+	admin := newClient(t, srv, srv.AdminToken)
+	var a api.InfrastructureAccount
+	admin.must(http.StatusCreated, "POST", "/api/v1/infrastructure-accounts", withField(account(), "criticality", 3.0)).json(t, &a)
+	assert.Equal(t, 3, a.Criticality)
+	admin.must(http.StatusOK, "PATCH", "/api/v1/infrastructure-accounts/"+accountID, `{"criticality":2e0}`)
+	p := admin.must(http.StatusBadRequest, "PATCH", "/api/v1/infrastructure-accounts/"+accountID, `{"criticality":2.5}`).problem(t)
+	assert.Equal(t, "criticality", p["field"])
+}
+
+func TestBlockedNodePoolIsNotDeleted(t *testing.T) {
+	srv := centraltest.Start(t)
+	admin := newClient(t, srv, srv.AdminToken)
+	seed(t, admin)
+	pool := "/api/v1/clusters/" + clusterA + "/node-pools/default"
+	var b api.Block
+	admin.must(http.StatusCreated, "POST", "/api/v1/clusters/"+clusterA+"/blocks", map[string]any{"reason": "keep", "node_pool": "default"}).json(t, &b)
+	p := admin.must(http.StatusConflict, "DELETE", pool, nil).problem(t)
+	assert.Contains(t, p["detail"], "lift its blocks")
+	admin.must(http.StatusNoContent, "DELETE", "/api/v1/clusters/"+clusterA+"/blocks/"+b.ID, nil)
+	admin.must(http.StatusNoContent, "DELETE", pool, nil)
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"mime"
 	"net/http"
 	"net/url"
@@ -319,6 +320,13 @@ func decodeStrict(body []byte, v any) *api.Problem {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) && strings.HasPrefix(typeErr.Value, "number") {
+			// JSON (and OpenAPI 3.1) counts 3.0 as an integer; Go does not.
+			if whole, ok := wholeNumbersAsIntegers(body); ok {
+				return decodeStrict(whole, v)
+			}
+		}
 		p := decodeError(err)
 		return &p
 	}
@@ -390,4 +398,45 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 func queryProblem(param, detail string) *api.Problem {
 	return &api.Problem{Type: api.ProblemTypeBase + "invalid-query-parameter", Status: http.StatusBadRequest,
 		Title: "Invalid query parameter " + param, Field: param, Detail: param + " " + detail}
+}
+
+// wholeNumbersAsIntegers rewrites numbers such as 3.0 or 1e2 as 3 and 100;
+// it reports false when there was nothing to rewrite.
+func wholeNumbersAsIntegers(body []byte) ([]byte, bool) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var doc any
+	if dec.Decode(&doc) != nil {
+		return nil, false
+	}
+	changed := false
+	var walk func(any) any
+	walk = func(x any) any {
+		switch t := x.(type) {
+		case map[string]any:
+			for k, e := range t {
+				t[k] = walk(e)
+			}
+		case []any:
+			for i, e := range t {
+				t[i] = walk(e)
+			}
+		case json.Number:
+			if _, err := t.Int64(); err == nil {
+				return t
+			}
+			f, err := t.Float64()
+			if err == nil && f == math.Trunc(f) && math.Abs(f) < 1<<53 {
+				changed = true
+				return json.Number(strconv.FormatInt(int64(f), 10))
+			}
+		}
+		return x
+	}
+	doc = walk(doc)
+	if !changed {
+		return nil, false
+	}
+	out, err := json.Marshal(doc)
+	return out, err == nil
 }

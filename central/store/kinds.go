@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 
 	"github.com/caravan-gitops/caravan/pkg/api"
 )
@@ -60,6 +61,17 @@ var NodePools = Kind[api.NodePool]{
 	values:     func(api.NodePool) []any { return nil },
 	affected:   parentCluster,
 	references: func(_ api.NodePool, ref Ref) []reference { return ownerCluster(ref) },
+	beforeDelete: func(ctx context.Context, s *Store, q querier, ref Ref) error {
+		pool := strings.TrimPrefix(ref.Key, ref.Parent+"/")
+		var n int
+		if err := q.QueryRowContext(ctx, s.rebind(`SELECT COUNT(*) FROM blocks WHERE parent = ? AND node_pool = ?`), ref.Parent, pool).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			return &InUseError{Reason: fmt.Sprintf("node pool %q is blocked (%d blocks); lift its blocks before deleting it", pool, n)}
+		}
+		return nil
+	},
 }
 
 // Channels are the steps of the promotion path.
@@ -78,7 +90,8 @@ var Channels = Kind[api.Channel]{
 // Blocks are keyed by their id with the cluster as parent.
 var Blocks = Kind[api.Block]{
 	table: "blocks", resource: "block",
-	values:   func(api.Block) []any { return nil },
+	columns:  []string{"node_pool"},
+	values:   func(b api.Block) []any { return []any{b.NodePool} },
 	affected: parentCluster,
 	references: func(b api.Block, ref Ref) []reference {
 		refs := ownerCluster(ref)

@@ -36,7 +36,8 @@ CREATE TABLE blocks (
     key      TEXT PRIMARY KEY,
     parent   TEXT NOT NULL REFERENCES clusters (key),
     doc      TEXT NOT NULL,
-    revision INTEGER NOT NULL
+    revision INTEGER NOT NULL,
+    node_pool TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX blocks_parent ON blocks (parent);
 CREATE TABLE tokens (
