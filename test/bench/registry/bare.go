@@ -9,19 +9,33 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
 
-// serveBare is the baseline of the steady-state poll: a net/http server
-// doing nothing but answering 304 with an ETag, which is the least any Go
-// server answering that poll can do. It runs in its own process, like
-// caravan-central, so both compete with the load generator alike.
+// bareWaitingMetric is the bare server's gauge of held requests.
+const bareWaitingMetric = "bare_long_polls_waiting"
+
+// serveBare is the baseline caravan-central is compared with: a net/http
+// server doing the least any Go server can for the same requests. It answers
+// 304 with an ETag, or, when the request has a query (?wait=...), holds it
+// until the client leaves, as the least a long-poll can cost. It runs in its
+// own process, like caravan-central, so both compete with the load
+// generator alike and their memory is read the same way.
 func serveBare(addr string) error {
+	var waiting atomic.Int64
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
-	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) { writeBareMetrics(w, waiting.Load()) })
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("ETag", `"0123456789abcdef0123456789abcdef"`)
+		if r.URL.RawQuery != "" {
+			waiting.Add(1)
+			<-r.Context().Done()
+			waiting.Add(-1)
+		}
 		w.WriteHeader(http.StatusNotModified)
 	})
 	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
@@ -40,4 +54,13 @@ func serveBare(addr string) error {
 		return fmt.Errorf("stopping the bare server: %w", err)
 	}
 	return nil
+}
+
+// writeBareMetrics writes the few metrics the benchmark reads, under the
+// names caravan-central's Prometheus Go collector gives them.
+func writeBareMetrics(w http.ResponseWriter, waiting int64) {
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	fmt.Fprintf(w, "%s %d\n%s %d\n%s %d\n%s %d\n", bareWaitingMetric, waiting,
+		heapMetric, m.HeapInuse, stackMetric, m.StackInuse, goroutinesMetric, runtime.NumGoroutine())
 }

@@ -51,29 +51,38 @@ func freeAddr() (string, error) {
 	return ln.Addr().String(), nil
 }
 
-// startProcess runs argv with its output in logPath, and waits until
-// GET readyPath answers 200.
-func startProcess(ctx context.Context, name, addr, logPath, readyPath string, argv ...string) (*process, error) {
-	logFile, err := os.Create(logPath)
+// processSpec says how to run a server and how to tell it is ready.
+type processSpec struct {
+	name      string
+	addr      string   // where it listens
+	readyPath string   // answers 200 once it serves
+	logPath   string   // receives its stdout and stderr
+	argv      []string // the command
+	env       []string // added to this process's environment
+}
+
+// startProcess runs a server and waits until it is ready.
+func startProcess(ctx context.Context, spec processSpec) (*process, error) {
+	logFile, err := os.Create(spec.logPath)
 	if err != nil {
-		return nil, fmt.Errorf("creating the log of %s: %w", name, err)
+		return nil, fmt.Errorf("creating the log of %s: %w", spec.name, err)
 	}
 	defer logFile.Close()
-	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd := exec.Command(spec.argv[0], spec.argv[1:]...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.Env = append(os.Environ(), spec.env...)
 	// The server must not outlive a benchmark that is killed.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting %s: %w", name, err)
+		return nil, fmt.Errorf("starting %s: %w", spec.name, err)
 	}
-	p := &process{name: name, url: "http://" + addr, logPath: logPath, cmd: cmd, exited: make(chan struct{})}
+	p := &process{name: spec.name, url: "http://" + spec.addr, logPath: spec.logPath, cmd: cmd, exited: make(chan struct{})}
 	go func() {
 		p.waitErr = cmd.Wait()
 		close(p.exited)
 	}()
-	if err := p.waitReady(ctx, readyPath, 60*time.Second); err != nil {
-		p.stop()
-		return nil, err
+	if err := p.waitReady(ctx, spec.readyPath, 60*time.Second); err != nil {
+		return nil, errors.Join(err, p.stop())
 	}
 	return p, nil
 }
@@ -138,9 +147,12 @@ func (p *process) logTail() string {
 	return string(b)
 }
 
-// memory is a process's resident set now (VmRSS) and at its peak (VmHWM).
+// memory is a process's resident set now (VmRSS) and at its peak (VmHWM),
+// in bytes, and, for caravan-central, what its Go runtime says of it.
 type memory struct {
-	rss, peak int64 // bytes
+	rss, peak        int64
+	goHeap, goStacks int64
+	goroutines       int
 }
 
 func (p *process) memory() (memory, error) {
@@ -221,6 +233,32 @@ func selfCPUTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// machineCPUTime is the CPU time all cores spent busy so far, from the
+// first line of /proc/stat: user, nice, system, idle, iowait, irq, softirq, steal.
+func machineCPUTime() (time.Duration, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, fmt.Errorf("reading the machine's CPU time: %w", err)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	fields := strings.Fields(line)
+	if len(fields) < 9 || fields[0] != "cpu" {
+		return 0, errors.New("unexpected /proc/stat format")
+	}
+	var ticks int64
+	for i, f := range fields[1:9] {
+		if i == 3 || i == 4 { // idle and iowait
+			continue
+		}
+		n, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("reading the machine's CPU time: %w", err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / clockTicks, nil
+}
+
 // raiseFileLimit lifts RLIMIT_NOFILE so that 10,000 long-polls fit, in this
 // process and in the servers it starts, which inherit the limit.
 func raiseFileLimit(want uint64) error {
@@ -241,11 +279,4 @@ func raiseFileLimit(want uint64) error {
 		return fmt.Errorf("raising RLIMIT_NOFILE to %d: %w", lim.Max, err)
 	}
 	return nil
-}
-
-// fileLimit is the current soft RLIMIT_NOFILE.
-func fileLimit() uint64 {
-	var lim syscall.Rlimit
-	_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim)
-	return lim.Cur
 }
