@@ -41,6 +41,9 @@ func (s *Server) getAssignment(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if changed == nil {
+			if s.park(w, r, id, ifNoneMatch, deadline) {
+				return
+			}
 			// Watch only a cluster known to exist, then read again: a change
 			// between the first read and the watch is not missed.
 			changed = hub.Watch(id)

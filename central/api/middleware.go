@@ -1,11 +1,13 @@
 package api
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -82,7 +84,20 @@ func loggerFrom(ctx context.Context) *slog.Logger {
 
 type statusRecorder struct {
 	http.ResponseWriter
-	status int
+	status   int
+	hijacked bool
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// Hijack marks the request as taken over: whoever took it logs and counts it.
+func (r *statusRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, buf, err := http.NewResponseController(r.ResponseWriter).Hijack()
+	if err == nil {
+		r.hijacked = true
+	}
+	return conn, buf, err
 }
 
 func (r *statusRecorder) WriteHeader(code int) {
@@ -117,6 +132,9 @@ func (s *Server) observe(h http.HandlerFunc) http.Handler {
 		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		rec := &statusRecorder{ResponseWriter: w}
 		h(rec, r.WithContext(ctx))
+		if rec.hijacked {
+			return
+		}
 		elapsed := time.Since(start)
 		route := r.Pattern
 		if route == "" {

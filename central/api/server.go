@@ -48,6 +48,7 @@ type Server struct {
 	metrics       *metrics
 	mux           *http.ServeMux
 	closing       chan struct{}
+	parked        parkedPolls
 }
 
 // New builds a Server and its routes.
@@ -76,9 +77,13 @@ func New(o Options) *Server {
 // ServeHTTP serves the registry.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
-// BeginShutdown ends every waiting long-poll with 304; call it before
-// http.Server.Shutdown, which then waits for the requests under way.
-func (s *Server) BeginShutdown() { close(s.closing) }
+// BeginShutdown ends every waiting long-poll with 304 (unless its
+// assignment changed); call it before http.Server.Shutdown, which then waits
+// for the requests under way but knows nothing of parked polls.
+func (s *Server) BeginShutdown() {
+	close(s.closing)
+	s.answerParked()
+}
 
 func (s *Server) routes(metricsHandler http.Handler) {
 	s.plain("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })

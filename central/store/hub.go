@@ -7,16 +7,71 @@ import "sync"
 // channel that is closed on its next change; waiters of other clusters are
 // never woken.
 type Hub struct {
-	mu      sync.Mutex
-	epoch   uint64
-	gens    map[string]uint64
-	waiters map[string]chan struct{}
-	tokens  uint64
+	mu          sync.Mutex
+	epoch       uint64
+	gens        map[string]uint64
+	waiters     map[string]chan struct{}
+	subscribers map[string]map[uint64]func()
+	nextSub     uint64
+	tokens      uint64
 }
 
 // NewHub returns an empty hub.
 func NewHub() *Hub {
-	return &Hub{gens: map[string]uint64{}, waiters: map[string]chan struct{}{}}
+	return &Hub{gens: map[string]uint64{}, waiters: map[string]chan struct{}{}, subscribers: map[string]map[uint64]func(){}}
+}
+
+// Subscribe calls fn once, at the cluster's next change, unless the
+// returned cancel comes first. fn runs on the writer's goroutine and must
+// not block. Unlike Watch it needs no goroutine waiting on a channel.
+func (h *Hub) Subscribe(clusterID string, fn func()) (cancel func()) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.nextSub++
+	key := h.nextSub
+	subs, ok := h.subscribers[clusterID]
+	if !ok {
+		subs = map[uint64]func(){}
+		h.subscribers[clusterID] = subs
+	}
+	subs[key] = fn
+	return func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if subs, ok := h.subscribers[clusterID]; ok {
+			delete(subs, key)
+			if len(subs) == 0 {
+				delete(h.subscribers, clusterID)
+			}
+		}
+	}
+}
+
+// takeSubscribers removes and returns the callbacks of clusters; with no
+// ids, those of every cluster. The caller holds h.mu.
+func (h *Hub) takeSubscribers(clusterIDs []string, all bool) []func() {
+	var fns []func()
+	take := func(id string) {
+		for _, fn := range h.subscribers[id] {
+			fns = append(fns, fn)
+		}
+		delete(h.subscribers, id)
+	}
+	if all {
+		for id := range h.subscribers {
+			take(id)
+		}
+	}
+	for _, id := range clusterIDs {
+		take(id)
+	}
+	return fns
+}
+
+func run(fns []func()) {
+	for _, fn := range fns {
+		fn()
+	}
 }
 
 // Generation identifies the state of a cluster's assignment inputs: equal
@@ -45,7 +100,6 @@ func (h *Hub) Watch(clusterID string) <-chan struct{} {
 // Changed announces that the given clusters changed.
 func (h *Hub) Changed(clusterIDs ...string) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	for _, id := range clusterIDs {
 		h.gens[id]++
 		if ch, ok := h.waiters[id]; ok {
@@ -53,19 +107,24 @@ func (h *Hub) Changed(clusterIDs ...string) {
 			delete(h.waiters, id)
 		}
 	}
+	fns := h.takeSubscribers(clusterIDs, false)
+	h.mu.Unlock()
+	run(fns)
 }
 
 // ChangedAll announces that any cluster may have changed, as after a lost
 // connection to the other replicas' notifications.
 func (h *Hub) ChangedAll() {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	h.epoch++
 	h.tokens++
 	for id, ch := range h.waiters {
 		close(ch)
 		delete(h.waiters, id)
 	}
+	fns := h.takeSubscribers(nil, true)
+	h.mu.Unlock()
+	run(fns)
 }
 
 // TokensChanged announces that a token was revoked or created.

@@ -1,0 +1,205 @@
+package api
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/caravan-gitops/caravan/central/store"
+)
+
+// A waiting long-poll is parked: its connection is taken from net/http and
+// held with a timer and a hub subscription, but no goroutine and no
+// net/http buffers, so 10,000 waiting agents cost a few MiB instead of
+// hundreds. Its answer closes the connection; the agent reconnects for the
+// next poll. HTTP/2 connections cannot be taken over and wait in their
+// handler instead (getAssignment's loop).
+type parkedPoll struct {
+	s           *Server
+	conn        net.Conn
+	id          string
+	ifNoneMatch string
+	requestID   string
+	route       string
+	start       time.Time
+	deadline    time.Time
+
+	mu          sync.Mutex
+	done        bool
+	timer       *time.Timer
+	unsubscribe func()
+}
+
+// parkedPolls is the set of parked polls, answered all at once on shutdown.
+type parkedPolls struct {
+	mu    sync.Mutex
+	polls map[*parkedPoll]struct{}
+	// closed refuses new parking once shutdown has begun.
+	closed bool
+}
+
+func (pp *parkedPolls) add(p *parkedPoll) bool {
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	if pp.closed {
+		return false
+	}
+	if pp.polls == nil {
+		pp.polls = map[*parkedPoll]struct{}{}
+	}
+	pp.polls[p] = struct{}{}
+	return true
+}
+
+func (pp *parkedPolls) remove(p *parkedPoll) {
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	delete(pp.polls, p)
+}
+
+// closeAll refuses new polls and returns those waiting.
+func (pp *parkedPolls) closeAll() []*parkedPoll {
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	pp.closed = true
+	out := make([]*parkedPoll, 0, len(pp.polls))
+	for p := range pp.polls {
+		out = append(out, p)
+	}
+	return out
+}
+
+// park takes the request's connection over; it reports false when the
+// connection cannot be taken (HTTP/2) and the caller must wait itself.
+func (s *Server) park(w http.ResponseWriter, r *http.Request, id, ifNoneMatch string, deadline time.Time) bool {
+	conn, buf, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return false
+	}
+	// Pipelined requests are not expected from agents; anything buffered
+	// beyond this request is dropped with the connection after the answer.
+	releaseBuffers(buf)
+	p := &parkedPoll{
+		s: s, conn: conn, id: id, ifNoneMatch: ifNoneMatch, requestID: requestIDFrom(r.Context()),
+		route: r.Pattern, start: time.Now(), deadline: deadline,
+	}
+	if !s.parked.add(p) {
+		p.mu.Lock()
+		p.finish(http.StatusNotModified, store.Assignment{ETag: ifNoneMatch}, nil)
+		p.mu.Unlock()
+		return true
+	}
+	s.metrics.waiting.Inc()
+	p.check(false)
+	return true
+}
+
+// releaseBuffers drops the references to net/http's per-connection buffers.
+func releaseBuffers(buf *bufio.ReadWriter) {
+	buf.Reader, buf.Writer = nil, nil
+}
+
+// check answers the poll when the assignment changed, the wait ran out or
+// final is set (shutdown); otherwise it waits again for the next change.
+func (p *parkedPoll) check(final bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.done {
+		return
+	}
+	if p.unsubscribe != nil {
+		p.unsubscribe()
+	}
+	// Subscribe before reading, so a change in between is not missed.
+	p.unsubscribe = p.s.store.Hub().Subscribe(p.id, func() { go p.check(false) })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	a, err := p.s.store.Assignment(ctx, p.id)
+	now := time.Now()
+	switch {
+	case err != nil:
+		p.finish(0, a, err)
+	case !etagMatches(p.ifNoneMatch, a.ETag):
+		p.finish(http.StatusOK, a, nil)
+	case final || !now.Before(p.deadline):
+		p.finish(http.StatusNotModified, a, nil)
+	default:
+		next := p.deadline
+		if !a.ChangesAt.IsZero() && a.ChangesAt.Before(next) {
+			next = a.ChangesAt.Add(time.Millisecond)
+		}
+		if p.timer != nil {
+			p.timer.Stop()
+		}
+		p.timer = time.AfterFunc(next.Sub(now), func() { p.check(false) })
+	}
+}
+
+// finish writes the answer and closes the connection. The caller holds p.mu.
+func (p *parkedPoll) finish(status int, a store.Assignment, err error) {
+	p.done = true
+	if p.unsubscribe != nil {
+		p.unsubscribe()
+	}
+	if p.timer != nil {
+		p.timer.Stop()
+	}
+	if p.route != "" {
+		p.s.parked.remove(p)
+		p.s.metrics.waiting.Dec()
+	}
+	var body []byte
+	contentType := "application/json"
+	switch {
+	case err != nil && errors.Is(err, store.ErrNotFound):
+		status, contentType = http.StatusNotFound, "application/problem+json"
+		body = []byte(fmt.Sprintf(`{"type":"https://caravan.io/problems/not-found","title":"Not found","status":404,"detail":%q}`+"\n", err.Error()))
+	case err != nil:
+		p.s.log.Error("answering a long-poll failed", "request_id", p.requestID, "error", err)
+		status, contentType = http.StatusInternalServerError, "application/problem+json"
+		body = []byte(`{"type":"https://caravan.io/problems/internal-server-error","title":"Internal error","status":500}` + "\n")
+	case status == http.StatusOK:
+		body = append(a.Body, '\n')
+	}
+	p.write(status, a.ETag, contentType, body)
+	elapsed := time.Since(p.start)
+	if p.route != "" {
+		p.s.metrics.observe(p.route, http.MethodGet, status, elapsed)
+	}
+	p.s.log.Debug("request", "request_id", p.requestID, "method", http.MethodGet, "route", p.route, "status", status,
+		"duration_ms", float64(elapsed.Microseconds())/1000, "parked", true, "cluster", p.id)
+}
+
+func (p *parkedPoll) write(status int, etag, contentType string, body []byte) {
+	defer p.conn.Close()
+	_ = p.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	head := "HTTP/1.1 " + strconv.Itoa(status) + " " + http.StatusText(status) + "\r\n" +
+		"Date: " + time.Now().UTC().Format(http.TimeFormat) + "\r\n" +
+		"Connection: close\r\n" +
+		"Cache-Control: no-cache\r\n" +
+		"X-Request-Id: " + p.requestID + "\r\n"
+	if etag != "" {
+		head += "ETag: " + etag + "\r\n"
+	}
+	if status != http.StatusNotModified {
+		head += "Content-Type: " + contentType + "\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n"
+	}
+	if _, err := p.conn.Write(append([]byte(head+"\r\n"), body...)); err != nil {
+		p.s.log.LogAttrs(context.Background(), slog.LevelDebug, "the agent left before its long-poll was answered",
+			slog.String("request_id", p.requestID), slog.String("error", err.Error()))
+	}
+}
+
+// answerParked ends every parked poll: 304 unless its assignment changed.
+func (s *Server) answerParked() {
+	for _, p := range s.parked.closeAll() {
+		p.check(true)
+	}
+}
