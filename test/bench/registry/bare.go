@@ -20,8 +20,9 @@ const bareWaitingMetric = "bare_long_polls_waiting"
 
 // serveBare is the baseline caravan-central is compared with: a net/http
 // server doing the least any Go server can for the same requests. It answers
-// 304 with an ETag, or, when the request has a query (?wait=...), holds it
-// until the client leaves, as the least a long-poll can cost. It runs in its
+// 304 with an ETag, or, when the request has ?wait=..., holds it that long
+// (or until the client leaves) in its handler, as the least a long-poll
+// costs in net/http. It runs in its
 // own process, like caravan-central, so both compete with the load
 // generator alike and their memory is read the same way.
 func serveBare(addr string) error {
@@ -31,9 +32,12 @@ func serveBare(addr string) error {
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) { writeBareMetrics(w, waiting.Load()) })
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("ETag", `"0123456789abcdef0123456789abcdef"`)
-		if r.URL.RawQuery != "" {
+		if wait, err := time.ParseDuration(r.URL.Query().Get("wait")); err == nil {
 			waiting.Add(1)
-			<-r.Context().Done()
+			select {
+			case <-r.Context().Done():
+			case <-time.After(wait):
+			}
 			waiting.Add(-1)
 		}
 		w.WriteHeader(http.StatusNotModified)

@@ -34,10 +34,16 @@ func (r longPollResult) perPoll() int64 {
 	return (r.held.rss - r.before.rss) / int64(r.waiting)
 }
 
-// longPolls opens n assignment long-polls (?wait=5m, matching ETag) to srv,
+// pollWait is how long each long-poll asks to wait: long enough to read the
+// server's memory while all wait, short enough to let them end by
+// themselves. caravan-central notices an agent that leaves a parked poll
+// only when its wait ends, so the polls are not cancelled but answered.
+const pollWait = 30 * time.Second
+
+// longPolls opens n assignment long-polls (?wait=30s, matching ETag) to srv,
 // each on its own connection as every agent holds one, waits until the
 // server's gauge waitingMetric says they all wait, reads the server's
-// memory, and cancels them.
+// memory, and waits for the 304 answers when the wait ends.
 func (b *bench) longPolls(ctx context.Context, srv *process, waitingMetric string, n int) (longPollResult, error) {
 	n = min(n, len(b.agents))
 	r := longPollResult{wanted: n}
@@ -59,16 +65,17 @@ func (b *bench) longPolls(ctx context.Context, srv *process, waitingMetric strin
 		time.Sleep(2 * time.Second)
 		r.held, err = serverMemory(ctx, b.client, srv)
 	}
-	cancel()
+	if err != nil {
+		cancel()
+	}
 	polls.wg.Wait()
 	r.errors, r.firstError = polls.count, polls.first
 	if err != nil {
 		return r, err
 	}
-	// The server notices the closed connections on its own time.
 	left, err := b.awaitWaiting(ctx, srv, waitingMetric, func(w int) bool { return w == 0 }, 30*time.Second)
 	if err == nil && left > 0 {
-		err = fmt.Errorf("%d long-polls still waiting on %s 30 s after their clients left", left, srv.name)
+		err = fmt.Errorf("%d long-polls still waiting on %s 30 s after their wait ended", left, srv.name)
 	}
 	return r, err
 }
@@ -106,9 +113,9 @@ func (b *bench) openLongPolls(ctx context.Context, client *http.Client, srv *pro
 }
 
 // longPoll waits for a change of the agent's assignment; none comes, so it
-// lasts until ctx ends, which is the expected end.
+// ends with 304 when its wait runs out.
 func longPoll(ctx context.Context, client *http.Client, srv *process, a *agent) error {
-	req, err := agentRequest(ctx, http.MethodGet, assignmentURL(srv.url, a)+"?wait=5m", a, nil)
+	req, err := agentRequest(ctx, http.MethodGet, assignmentURL(srv.url, a)+"?wait="+pollWait.String(), a, nil)
 	if err != nil {
 		return err
 	}
@@ -122,10 +129,10 @@ func longPoll(ctx context.Context, client *http.Client, srv *process, a *agent) 
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, resp.Body)
-	if ctx.Err() != nil {
-		return nil
+	if resp.StatusCode != http.StatusNotModified {
+		return fmt.Errorf("long-poll of %s answered %d, not 304", a.clusterID, resp.StatusCode)
 	}
-	return fmt.Errorf("long-poll of %s answered %d before it was cancelled", a.clusterID, resp.StatusCode)
+	return nil
 }
 
 // longPollTransport gives every poll its own connection, and dials a few

@@ -126,7 +126,7 @@ func met(ok bool, errors int) string {
 }
 
 func (r *report) writeLongPollTable(b *strings.Builder) {
-	fmt.Fprintf(b, "| 4. %s long-polls (`?wait=5m`, matching ETag), one connection each | caravan-central | bare `net/http` handler holding the request |\n",
+	fmt.Fprintf(b, "| 4. %s long-polls (`?wait=30s`, matching ETag), one connection each | caravan-central | bare `net/http` handler holding the request |\n",
 		thousands(r.polls.wanted))
 	b.WriteString("|---|---:|---:|\n")
 	c, n := r.polls, r.barePolls
