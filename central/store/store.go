@@ -207,7 +207,7 @@ func (s *Store) migrate(ctx context.Context) error {
 	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)`); err != nil {
 		return err
 	}
-	dir := path.Join("migrations", s.dialect.String())
+	dir := "migrations"
 	entries, err := fs.ReadDir(migrations, dir)
 	if err != nil {
 		return err
@@ -241,11 +241,20 @@ func (s *Store) applyMigration(ctx context.Context, tx *sql.Tx, file string) err
 	if err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+	if _, err := tx.ExecContext(ctx, s.dialectSQL(string(body))); err != nil {
 		return err
 	}
 	_, err = tx.ExecContext(ctx, s.rebind(`INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`), version, formatTime(s.now()))
 	return err
+}
+
+// dialectSQL fills in the few places where the databases' DDL differs.
+func (s *Store) dialectSQL(ddl string) string {
+	serial := "INTEGER PRIMARY KEY AUTOINCREMENT"
+	if s.dialect == postgresDialect {
+		serial = "BIGSERIAL PRIMARY KEY"
+	}
+	return strings.ReplaceAll(ddl, "{{serial_primary_key}}", serial)
 }
 
 // formatTime writes a fixed-width UTC time, so that text columns sort by time.

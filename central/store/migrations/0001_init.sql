@@ -1,3 +1,5 @@
+-- One schema for both databases: {{serial_primary_key}} is the only
+-- difference, filled in per dialect when the migration is applied.
 CREATE TABLE accounts (
     key      TEXT PRIMARY KEY,
     parent   TEXT NOT NULL DEFAULT '',
@@ -58,14 +60,14 @@ CREATE TABLE cluster_status (
     doc        TEXT NOT NULL
 );
 CREATE TABLE status_history (
-    id         BIGSERIAL PRIMARY KEY,
+    id         {{serial_primary_key}},
     cluster_id TEXT NOT NULL REFERENCES clusters (key) ON DELETE CASCADE,
     at         TEXT NOT NULL,
     doc        TEXT NOT NULL
 );
 CREATE INDEX status_history_cluster ON status_history (cluster_id, id);
 CREATE TABLE audit (
-    id            BIGSERIAL PRIMARY KEY,
+    id            {{serial_primary_key}},
     at            TEXT NOT NULL,
     actor         TEXT NOT NULL,
     action        TEXT NOT NULL,
