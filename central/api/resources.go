@@ -195,13 +195,8 @@ func getResource[T any](w http.ResponseWriter, r *http.Request, s *Server, res r
 func replaceResource[T any](s *Server, w http.ResponseWriter, r *http.Request, res resource[T], patch bool) {
 	ctx := r.Context()
 	ref := res.pathRef(r)
-	old, err := store.Get(ctx, s.store, res.kind, ref.Key)
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	if p := checkIfMatch(r, old.ETag); p != nil {
-		writeProblem(w, r, *p)
+	old, ok := readForWrite(s, w, r, res, ref)
+	if !ok {
 		return
 	}
 	var v T
@@ -231,16 +226,26 @@ func replaceResource[T any](s *Server, w http.ResponseWriter, r *http.Request, r
 	writeJSON(w, http.StatusOK, rec.Value)
 }
 
-func deleteResource[T any](s *Server, w http.ResponseWriter, r *http.Request, res resource[T]) {
-	ctx := r.Context()
-	ref := res.pathRef(r)
-	old, err := store.Get(ctx, s.store, res.kind, ref.Key)
+// readForWrite reads the resource a write addresses and checks the
+// client's If-Match against it; it has answered the request when it reports false.
+func readForWrite[T any](s *Server, w http.ResponseWriter, r *http.Request, res resource[T], ref store.Ref) (store.Record[T], bool) {
+	old, err := store.Get(r.Context(), s.store, res.kind, ref.Key)
 	if err != nil {
 		writeError(w, r, err)
-		return
+		return old, false
 	}
 	if p := checkIfMatch(r, old.ETag); p != nil {
 		writeProblem(w, r, *p)
+		return old, false
+	}
+	return old, true
+}
+
+func deleteResource[T any](s *Server, w http.ResponseWriter, r *http.Request, res resource[T]) {
+	ctx := r.Context()
+	ref := res.pathRef(r)
+	old, ok := readForWrite(s, w, r, res, ref)
+	if !ok {
 		return
 	}
 	if res.checkDelete != nil {
