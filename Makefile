@@ -11,7 +11,10 @@ CACHE     := $(ROOT)/.cache
 VENV      := $(CACHE)/venv
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all build run test test-go test-api-schema test-deps bench lint clean
+# The test control plane's commands, built once per pinned version.
+TOOLS_STAMP := $(CACHE)/bin/.tools-$(shell cat test/tools/go.mod test/tools/go.sum test/tools/etcd/main.go | sha256sum | cut -c1-16)
+
+.PHONY: all build run test test-go test-api-schema test-deps tools bench lint clean
 
 all: build
 
@@ -35,6 +38,16 @@ test-go:
 ## test-api-schema: schemathesis against the served OpenAPI spec of a running server
 test-api-schema: build
 	CARAVAN_VENV="$(VENV)" bash test/schemathesis/with-server.sh "$(BIN)/caravan-central"
+
+## tools: build etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and kwok into .cache/bin
+tools: $(TOOLS_STAMP)
+
+$(TOOLS_STAMP): test/tools/go.mod test/tools/go.sum
+	cd test/tools && go build -trimpath -ldflags="-s -w" -o $(CACHE)/bin/ \
+		k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+		k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl sigs.k8s.io/kwok/cmd/kwok ./etcd
+	rm -f $(CACHE)/bin/.tools-*
+	touch $@
 
 ## bench: measure the registry and write BENCHMARKS.md
 bench:
