@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 
 	"github.com/spf13/cobra"
 
@@ -20,21 +19,9 @@ environment: test
 `,
 	patchExample: `{"config_items":{"cost_center":"4711"}}`,
 	key:          func(a *api.InfrastructureAccount) *string { return &a.ID },
-	get: func(ctx context.Context, cl *registry.Client, r ref) (*api.InfrastructureAccount, string, error) {
-		return cl.GetInfrastructureAccount(ctx, r.key)
-	},
-	create: func(ctx context.Context, cl *registry.Client, _ string, a *api.InfrastructureAccount) (*api.InfrastructureAccount, string, error) {
-		return cl.CreateInfrastructureAccount(ctx, a)
-	},
-	update: func(ctx context.Context, cl *registry.Client, r ref, a *api.InfrastructureAccount) (*api.InfrastructureAccount, string, error) {
-		return cl.UpdateInfrastructureAccount(ctx, r.key, a, "")
-	},
-	patch: func(ctx context.Context, cl *registry.Client, r ref, p json.RawMessage) (*api.InfrastructureAccount, string, error) {
-		return cl.PatchInfrastructureAccount(ctx, r.key, p, "")
-	},
-	delete: func(ctx context.Context, cl *registry.Client, r ref) error {
-		return cl.DeleteInfrastructureAccount(ctx, r.key, "")
-	},
+	calls: keyedCalls((*registry.Client).GetInfrastructureAccount, (*registry.Client).CreateInfrastructureAccount,
+		(*registry.Client).UpdateInfrastructureAccount, (*registry.Client).PatchInfrastructureAccount,
+		(*registry.Client).DeleteInfrastructureAccount),
 }
 
 func (a *app) accountsCommand() *cobra.Command {
@@ -54,37 +41,22 @@ sets the item itself. An account that still holds clusters cannot be deleted.`,
 
 func (a *app) accountsListCommand() *cobra.Command {
 	var f registry.AccountFilter
-	var output *outputFlag
-	cmd := &cobra.Command{
+	cmd := listCommand(a, &cobra.Command{
 		Use:     "list",
 		Short:   "List infrastructure accounts",
 		Long:    "List the infrastructure accounts that match every filter given.",
 		Example: "  caravan accounts list\n  caravan accounts list --environment production -o yaml",
 		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			accounts, err := registry.All(func(p registry.Page) (*api.List[api.InfrastructureAccount], error) {
-				return cl.ListInfrastructureAccounts(ctx, f, p)
-			})
-			if err != nil {
-				return err
-			}
-			if output.value != formatTable {
-				return writeObject(a.out, output.value, accounts)
-			}
-			rows := make([][]string, len(accounts))
-			for i, acc := range accounts {
-				rows[i] = []string{acc.ID, acc.Name, acc.Owner, acc.Environment, acc.LifecycleStatus}
-			}
-			return writeTable(a.out, []string{"ID", "NAME", "OWNER", "ENVIRONMENT", "LIFECYCLE"}, rows)
+	}, lister[api.InfrastructureAccount]{
+		page: func(ctx context.Context, cl *registry.Client, _ []string, p registry.Page) (*api.List[api.InfrastructureAccount], error) {
+			return cl.ListInfrastructureAccounts(ctx, f, p)
 		},
-	}
+		formats: tableFormats,
+		write: table([]string{"ID", "NAME", "OWNER", "ENVIRONMENT", "LIFECYCLE"}, func(acc api.InfrastructureAccount) []string {
+			return []string{acc.ID, acc.Name, acc.Owner, acc.Environment, acc.LifecycleStatus}
+		}),
+	})
 	cmd.Flags().StringVar(&f.Environment, "environment", "", "only accounts of this environment")
 	cmd.Flags().StringVar(&f.LifecycleStatus, "lifecycle-status", "", "only accounts in this lifecycle state (ready, decommissioned)")
-	output = addOutputFlag(cmd, formatTable, formatJSON, formatYAML)
 	return cmd
 }

@@ -41,14 +41,7 @@ resource before and after the change.`,
 			if err != nil {
 				return err
 			}
-			if output.value != formatTable {
-				return writeObject(a.out, output.value, entries)
-			}
-			rows := make([][]string, len(entries))
-			for i, e := range entries {
-				rows[i] = []string{formatTime(e.Time), e.Actor, e.Action, e.ResourceType + "/" + e.ResourceID}
-			}
-			return writeTable(a.out, []string{"TIME", "ACTOR", "ACTION", "RESOURCE"}, rows)
+			return writeList(a.out, output.value, entries, []string{"TIME", "ACTOR", "ACTION", "RESOURCE"}, auditRow)
 		},
 	}
 	flags := cmd.Flags()
@@ -58,6 +51,10 @@ resource before and after the change.`,
 	flags.IntVar(&limit, "limit", defaultAuditLimit, "show at most this many entries; 0 shows all")
 	output = addOutputFlag(cmd, formatTable, formatJSON, formatYAML)
 	return cmd
+}
+
+func auditRow(e api.AuditEntry) []string {
+	return []string{formatTime(e.Time), e.Actor, e.Action, e.ResourceType + "/" + e.ResourceID}
 }
 
 // listAudit follows pages until it has limit entries (all of them for 0):

@@ -3,7 +3,7 @@ package cli
 import (
 	"cmp"
 	"context"
-	"encoding/json"
+	"io"
 	"slices"
 	"strconv"
 
@@ -23,21 +23,8 @@ repository_url: https://git.example.org/platform/cluster-config.git
 `,
 	patchExample: `{"position":3}`,
 	key:          func(c *api.Channel) *string { return &c.Name },
-	get: func(ctx context.Context, cl *registry.Client, r ref) (*api.Channel, string, error) {
-		return cl.GetChannel(ctx, r.key)
-	},
-	create: func(ctx context.Context, cl *registry.Client, _ string, c *api.Channel) (*api.Channel, string, error) {
-		return cl.CreateChannel(ctx, c)
-	},
-	update: func(ctx context.Context, cl *registry.Client, r ref, c *api.Channel) (*api.Channel, string, error) {
-		return cl.UpdateChannel(ctx, r.key, c, "")
-	},
-	patch: func(ctx context.Context, cl *registry.Client, r ref, p json.RawMessage) (*api.Channel, string, error) {
-		return cl.PatchChannel(ctx, r.key, p, "")
-	},
-	delete: func(ctx context.Context, cl *registry.Client, r ref) error {
-		return cl.DeleteChannel(ctx, r.key, "")
-	},
+	calls: keyedCalls((*registry.Client).GetChannel, (*registry.Client).CreateChannel,
+		(*registry.Client).UpdateChannel, (*registry.Client).PatchChannel, (*registry.Client).DeleteChannel),
 }
 
 func (a *app) channelsCommand() *cobra.Command {
@@ -56,38 +43,27 @@ repository; every cluster follows one channel. Position orders the path.`,
 }
 
 func (a *app) channelsListCommand() *cobra.Command {
-	var output *outputFlag
-	cmd := &cobra.Command{
+	return listCommand(a, &cobra.Command{
 		Use:     "list",
 		Short:   "List the release channels in promotion order",
 		Long:    "List the release channels ordered by position, the order in which a change is promoted through them.",
 		Example: "  caravan channels list\n  caravan channels list -o json",
 		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			channels, err := registry.All(func(p registry.Page) (*api.List[api.Channel], error) {
-				return cl.ListChannels(ctx, p)
-			})
-			if err != nil {
-				return err
-			}
-			sortChannels(channels)
-			if output.value != formatTable {
-				return writeObject(a.out, output.value, channels)
-			}
-			rows := make([][]string, len(channels))
-			for i, c := range channels {
-				rows[i] = []string{c.Name, c.Branch, strconv.Itoa(c.Position), c.RepositoryURL}
-			}
-			return writeTable(a.out, []string{"NAME", "BRANCH", "POSITION", "REPOSITORY"}, rows)
+	}, lister[api.Channel]{
+		page: func(ctx context.Context, cl *registry.Client, _ []string, p registry.Page) (*api.List[api.Channel], error) {
+			return cl.ListChannels(ctx, p)
 		},
-	}
-	output = addOutputFlag(cmd, formatTable, formatJSON, formatYAML)
-	return cmd
+		formats: tableFormats,
+		write: func(w io.Writer, format string, channels []api.Channel) error {
+			// Every format shows the promotion order, not the registry's.
+			sortChannels(channels)
+			return writeList(w, format, channels, []string{"NAME", "BRANCH", "POSITION", "REPOSITORY"}, channelRow)
+		},
+	})
+}
+
+func channelRow(c api.Channel) []string {
+	return []string{c.Name, c.Branch, strconv.Itoa(c.Position), c.RepositoryURL}
 }
 
 func sortChannels(channels []api.Channel) {

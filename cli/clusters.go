@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"strconv"
@@ -33,21 +32,8 @@ channel: dev
 `,
 	patchExample: `{"config_items":{"log_level":"debug","old_item":null}}`,
 	key:          func(c *api.Cluster) *string { return &c.ID },
-	get: func(ctx context.Context, cl *registry.Client, r ref) (*api.Cluster, string, error) {
-		return cl.GetCluster(ctx, r.key)
-	},
-	create: func(ctx context.Context, cl *registry.Client, _ string, c *api.Cluster) (*api.Cluster, string, error) {
-		return cl.CreateCluster(ctx, c)
-	},
-	update: func(ctx context.Context, cl *registry.Client, r ref, c *api.Cluster) (*api.Cluster, string, error) {
-		return cl.UpdateCluster(ctx, r.key, c, "")
-	},
-	patch: func(ctx context.Context, cl *registry.Client, r ref, p json.RawMessage) (*api.Cluster, string, error) {
-		return cl.PatchCluster(ctx, r.key, p, "")
-	},
-	delete: func(ctx context.Context, cl *registry.Client, r ref) error {
-		return cl.DeleteCluster(ctx, r.key, "")
-	},
+	calls: keyedCalls((*registry.Client).GetCluster, (*registry.Client).CreateCluster,
+		(*registry.Client).UpdateCluster, (*registry.Client).PatchCluster, (*registry.Client).DeleteCluster),
 }
 
 func (a *app) clustersCommand() *cobra.Command {
@@ -78,8 +64,7 @@ aws:123456789012:eu-central-1:kube-1.`,
 
 func (a *app) clustersListCommand() *cobra.Command {
 	var f registry.ClusterFilter
-	var output *outputFlag
-	cmd := &cobra.Command{
+	cmd := listCommand(a, &cobra.Command{
 		Use:   "list",
 		Short: "List clusters",
 		Long: `List the clusters that match every filter given.
@@ -95,28 +80,21 @@ clusters as a JSON array or a YAML list.`,
   caravan clusters list --channel stable --environment production -o wide
   caravan clusters list --lifecycle-status ready -o json | jq -r '.[].id'`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			clusters, err := registry.All(func(p registry.Page) (*api.List[api.Cluster], error) {
-				return cl.ListClusters(ctx, f, p)
-			})
-			if err != nil {
-				return err
-			}
-			return writeClusters(a.out, output.value, clusters, a.now())
+	}, lister[api.Cluster]{
+		page: func(ctx context.Context, cl *registry.Client, _ []string, p registry.Page) (*api.List[api.Cluster], error) {
+			return cl.ListClusters(ctx, f, p)
 		},
-	}
+		formats: []string{formatTable, formatWide, formatJSON, formatYAML},
+		write: func(w io.Writer, format string, clusters []api.Cluster) error {
+			return writeClusters(w, format, clusters, a.now())
+		},
+	})
 	flags := cmd.Flags()
 	flags.StringVar(&f.Channel, "channel", "", "only clusters that follow this channel")
 	flags.StringVar(&f.Environment, "environment", "", "only clusters of this environment")
 	flags.StringVar(&f.LifecycleStatus, "lifecycle-status", "", "only clusters in this lifecycle state (requested, ready, decommission-requested, decommissioned)")
 	flags.StringVar(&f.Alias, "alias", "", "only clusters with this alias")
 	flags.StringVar(&f.InfrastructureAccount, "account", "", "only clusters of this infrastructure account")
-	output = addOutputFlag(cmd, formatTable, formatWide, formatJSON, formatYAML)
 	return cmd
 }
 
@@ -407,8 +385,7 @@ func writeStatus(w io.Writer, c *api.Cluster, now time.Time) error {
 }
 
 func (a *app) clusterHistoryCommand() *cobra.Command {
-	var output *outputFlag
-	cmd := &cobra.Command{
+	return listCommand(a, &cobra.Command{
 		Use:   "history ID",
 		Short: "Show the versions and phases a cluster went through",
 		Long: `Show when the agent of a cluster reached each version and phase, with
@@ -416,28 +393,13 @@ versions shortened as in 'caravan clusters list'.`,
 		Example: `  caravan clusters history aws:123456789012:eu-central-1:kube-1
   caravan clusters history aws:123456789012:eu-central-1:kube-1 -o json`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			entries, err := registry.All(func(p registry.Page) (*api.List[api.StatusHistoryEntry], error) {
-				return cl.ListClusterStatusHistory(ctx, args[0], p)
-			})
-			if err != nil {
-				return err
-			}
-			if output.value != formatTable {
-				return writeObject(a.out, output.value, entries)
-			}
-			rows := make([][]string, len(entries))
-			for i, e := range entries {
-				rows[i] = []string{formatTime(e.Time), e.Phase, shortVersion(e.CurrentVersion), shortVersion(e.NextVersion)}
-			}
-			return writeTable(a.out, []string{"TIME", "PHASE", "CURRENT", "NEXT"}, rows)
+	}, lister[api.StatusHistoryEntry]{
+		page: func(ctx context.Context, cl *registry.Client, args []string, p registry.Page) (*api.List[api.StatusHistoryEntry], error) {
+			return cl.ListClusterStatusHistory(ctx, args[0], p)
 		},
-	}
-	output = addOutputFlag(cmd, formatTable, formatJSON, formatYAML)
-	return cmd
+		formats: tableFormats,
+		write: table([]string{"TIME", "PHASE", "CURRENT", "NEXT"}, func(e api.StatusHistoryEntry) []string {
+			return []string{formatTime(e.Time), e.Phase, shortVersion(e.CurrentVersion), shortVersion(e.NextVersion)}
+		}),
+	})
 }

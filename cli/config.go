@@ -67,6 +67,20 @@ func loadConfig(path string) (*configFile, error) {
 	return &c, nil
 }
 
+// readConfig finds the config file and reads it; path is where it is, or
+// would be when it does not exist yet.
+func (a *app) readConfig() (path string, cfg *configFile, err error) {
+	path, err = configPath(a.getenv)
+	if err != nil {
+		return "", nil, err
+	}
+	cfg, err = loadConfig(path)
+	if err != nil {
+		return "", nil, err
+	}
+	return path, cfg, nil
+}
+
 // saveConfig writes the config file readable by its owner only: it holds tokens.
 func saveConfig(path string, c *configFile) error {
 	data, err := yaml.Marshal(c)
@@ -224,11 +238,7 @@ func (a *app) getContextsCommand() *cobra.Command {
 		Example: "  caravan config get-contexts",
 		Args:    cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			path, err := configPath(a.getenv)
-			if err != nil {
-				return err
-			}
-			cfg, err := loadConfig(path)
+			_, cfg, err := a.readConfig()
 			if err != nil {
 				return err
 			}
@@ -247,11 +257,7 @@ func (a *app) getContextsCommand() *cobra.Command {
 
 // editConfig loads the config, applies edit and saves it, then prints edit's message.
 func (a *app) editConfig(edit func(*configFile) (string, error)) error {
-	path, err := configPath(a.getenv)
-	if err != nil {
-		return err
-	}
-	cfg, err := loadConfig(path)
+	path, cfg, err := a.readConfig()
 	if err != nil {
 		return err
 	}

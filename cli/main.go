@@ -164,11 +164,7 @@ func markRuns(cmd *cobra.Command, ran *bool) {
 
 // client connects to the registry chosen by flags, environment and config.
 func (a *app) client() (*registry.Client, error) {
-	path, err := configPath(a.getenv)
-	if err != nil {
-		return nil, err
-	}
-	cfg, err := loadConfig(path)
+	path, cfg, err := a.readConfig()
 	if err != nil {
 		return nil, err
 	}

@@ -23,20 +23,22 @@ max_size: 20
 `,
 	patchExample: `{"max_size":30}`,
 	key:          func(p *api.NodePool) *string { return &p.Name },
-	get: func(ctx context.Context, cl *registry.Client, r ref) (*api.NodePool, string, error) {
-		return cl.GetNodePool(ctx, r.parent, r.key)
-	},
-	create: func(ctx context.Context, cl *registry.Client, cluster string, p *api.NodePool) (*api.NodePool, string, error) {
-		return cl.CreateNodePool(ctx, cluster, p)
-	},
-	update: func(ctx context.Context, cl *registry.Client, r ref, p *api.NodePool) (*api.NodePool, string, error) {
-		return cl.UpdateNodePool(ctx, r.parent, r.key, p, "")
-	},
-	patch: func(ctx context.Context, cl *registry.Client, r ref, p json.RawMessage) (*api.NodePool, string, error) {
-		return cl.PatchNodePool(ctx, r.parent, r.key, p, "")
-	},
-	delete: func(ctx context.Context, cl *registry.Client, r ref) error {
-		return cl.DeleteNodePool(ctx, r.parent, r.key, "")
+	calls: calls[api.NodePool]{
+		get: func(ctx context.Context, cl *registry.Client, r ref) (*api.NodePool, string, error) {
+			return cl.GetNodePool(ctx, r.parent, r.key)
+		},
+		create: func(ctx context.Context, cl *registry.Client, cluster string, p *api.NodePool) (*api.NodePool, string, error) {
+			return cl.CreateNodePool(ctx, cluster, p)
+		},
+		update: func(ctx context.Context, cl *registry.Client, r ref, p *api.NodePool) (*api.NodePool, string, error) {
+			return cl.UpdateNodePool(ctx, r.parent, r.key, p, "")
+		},
+		patch: func(ctx context.Context, cl *registry.Client, r ref, p json.RawMessage) (*api.NodePool, string, error) {
+			return cl.PatchNodePool(ctx, r.parent, r.key, p, "")
+		},
+		delete: func(ctx context.Context, cl *registry.Client, r ref) error {
+			return cl.DeleteNodePool(ctx, r.parent, r.key, "")
+		},
 	},
 }
 
@@ -57,36 +59,20 @@ the registry is drained, then its stack deleted.`,
 }
 
 func (a *app) nodePoolsListCommand() *cobra.Command {
-	var output *outputFlag
-	cmd := &cobra.Command{
+	return listCommand(a, &cobra.Command{
 		Use:     "list CLUSTER",
 		Short:   "List the node pools of a cluster",
 		Long:    "List the node pools of a cluster with their profile, instance types, size bounds and discount strategy.",
 		Example: "  caravan nodepools list aws:123456789012:eu-central-1:kube-1\n  caravan nodepools list aws:123456789012:eu-central-1:kube-1 -o yaml",
 		Args:    cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			pools, err := registry.All(func(p registry.Page) (*api.List[api.NodePool], error) {
-				return cl.ListNodePools(ctx, args[0], p)
-			})
-			if err != nil {
-				return err
-			}
-			if output.value != formatTable {
-				return writeObject(a.out, output.value, pools)
-			}
-			rows := make([][]string, len(pools))
-			for i, p := range pools {
-				rows[i] = []string{p.Name, p.Profile, strings.Join(p.InstanceTypes, ","),
-					strconv.Itoa(p.MinSize), strconv.Itoa(p.MaxSize), p.DiscountStrategy}
-			}
-			return writeTable(a.out, []string{"NAME", "PROFILE", "INSTANCE-TYPES", "MIN", "MAX", "DISCOUNT"}, rows)
+	}, lister[api.NodePool]{
+		page: func(ctx context.Context, cl *registry.Client, args []string, p registry.Page) (*api.List[api.NodePool], error) {
+			return cl.ListNodePools(ctx, args[0], p)
 		},
-	}
-	output = addOutputFlag(cmd, formatTable, formatJSON, formatYAML)
-	return cmd
+		formats: tableFormats,
+		write: table([]string{"NAME", "PROFILE", "INSTANCE-TYPES", "MIN", "MAX", "DISCOUNT"}, func(p api.NodePool) []string {
+			return []string{p.Name, p.Profile, strings.Join(p.InstanceTypes, ","),
+				strconv.Itoa(p.MinSize), strconv.Itoa(p.MaxSize), p.DiscountStrategy}
+		}),
+	})
 }

@@ -97,6 +97,19 @@ func writeTable(w io.Writer, header []string, rows [][]string) error {
 	return nil
 }
 
+// writeList prints items as a table, one row each, or as a JSON array or a
+// YAML list of the items as the registry returned them.
+func writeList[T any](w io.Writer, format string, items []T, columns []string, row func(T) []string) error {
+	if format != formatTable {
+		return writeObject(w, format, items)
+	}
+	rows := make([][]string, len(items))
+	for i, item := range items {
+		rows[i] = row(item)
+	}
+	return writeTable(w, columns, rows)
+}
+
 // writeFields prints one "name: value" line per field, values aligned.
 func writeFields(w io.Writer, fields [][2]string) error {
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
@@ -151,6 +164,15 @@ func decodeObject[T any](data []byte, source string) (*T, error) {
 		return nil, fmt.Errorf("%s: %w", source, err)
 	}
 	return &v, nil
+}
+
+// readObject reads a T from a JSON or YAML file, or stdin for "-".
+func readObject[T any](stdin io.Reader, path string) (*T, error) {
+	data, err := readInput(stdin, path)
+	if err != nil {
+		return nil, err
+	}
+	return decodeObject[T](data, sourceName(path))
 }
 
 func sourceName(path string) string {

@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/caravan-gitops/caravan/pkg/api"
 	"github.com/caravan-gitops/caravan/pkg/registry"
 )
 
@@ -34,12 +36,46 @@ type kind[T any] struct {
 	sample       string
 	patchExample string
 	// key points at the key field of a resource.
-	key    func(*T) *string
+	key   func(*T) *string
+	calls calls[T]
+}
+
+// calls are the registry requests behind the commands of a kind.
+type calls[T any] struct {
 	get    func(context.Context, *registry.Client, ref) (*T, string, error)
-	create func(context.Context, *registry.Client, string, *T) (*T, string, error)
+	create func(ctx context.Context, cl *registry.Client, parent string, v *T) (*T, string, error)
 	update func(context.Context, *registry.Client, ref, *T) (*T, string, error)
 	patch  func(context.Context, *registry.Client, ref, json.RawMessage) (*T, string, error)
 	delete func(context.Context, *registry.Client, ref) error
+}
+
+// keyedCalls makes the calls of a resource named by its key alone out of
+// the client's methods for it, given as method expressions. Changes are
+// unconditional: the commands send no If-Match.
+func keyedCalls[T any](
+	get func(*registry.Client, context.Context, string) (*T, string, error),
+	create func(*registry.Client, context.Context, *T) (*T, string, error),
+	update func(*registry.Client, context.Context, string, *T, string) (*T, string, error),
+	patch func(*registry.Client, context.Context, string, any, string) (*T, string, error),
+	remove func(*registry.Client, context.Context, string, string) error,
+) calls[T] {
+	return calls[T]{
+		get: func(ctx context.Context, cl *registry.Client, r ref) (*T, string, error) {
+			return get(cl, ctx, r.key)
+		},
+		create: func(ctx context.Context, cl *registry.Client, _ string, v *T) (*T, string, error) {
+			return create(cl, ctx, v)
+		},
+		update: func(ctx context.Context, cl *registry.Client, r ref, v *T) (*T, string, error) {
+			return update(cl, ctx, r.key, v, "")
+		},
+		patch: func(ctx context.Context, cl *registry.Client, r ref, p json.RawMessage) (*T, string, error) {
+			return patch(cl, ctx, r.key, p, "")
+		},
+		delete: func(ctx context.Context, cl *registry.Client, r ref) error {
+			return remove(cl, ctx, r.key, "")
+		},
+	}
 }
 
 func (k kind[T]) commands(a *app) []*cobra.Command {
@@ -97,7 +133,7 @@ func (k kind[T]) getCommand(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			v, _, err := k.get(cmd.Context(), cl, k.refOf(args))
+			v, _, err := k.calls.get(cmd.Context(), cl, k.refOf(args))
 			if err != nil {
 				return err
 			}
@@ -125,11 +161,7 @@ defaults may be left out; unknown fields are refused.`, k.noun),
 			k.command, target, k.fileExample, k.command, target, indent(k.sample, "  ")),
 		Args: cobra.ExactArgs(k.arity() - 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			data, err := readInput(a.in, file)
-			if err != nil {
-				return err
-			}
-			v, err := decodeObject[T](data, sourceName(file))
+			v, err := readObject[T](a.in, file)
 			if err != nil {
 				return err
 			}
@@ -141,7 +173,7 @@ defaults may be left out; unknown fields are refused.`, k.noun),
 			if k.parentArg != "" {
 				parent = args[0]
 			}
-			created, _, err := k.create(cmd.Context(), cl, parent, v)
+			created, _, err := k.calls.create(cmd.Context(), cl, parent, v)
 			if err != nil {
 				return err
 			}
@@ -178,11 +210,7 @@ when it is set it must match %s. To change a few fields, use 'caravan %s patch'.
 		Args: cobra.ExactArgs(k.arity()),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			r := k.refOf(args)
-			data, err := readInput(a.in, file)
-			if err != nil {
-				return err
-			}
-			v, err := decodeObject[T](data, sourceName(file))
+			v, err := readObject[T](a.in, file)
 			if err != nil {
 				return err
 			}
@@ -197,7 +225,7 @@ when it is set it must match %s. To change a few fields, use 'caravan %s patch'.
 			if err != nil {
 				return err
 			}
-			updated, _, err := k.update(cmd.Context(), cl, r, v)
+			updated, _, err := k.calls.update(cmd.Context(), cl, r, v)
 			if err != nil {
 				return err
 			}
@@ -231,7 +259,7 @@ null removes a key.`, k.noun, k.noun),
 				return err
 			}
 			r := k.refOf(args)
-			patched, _, err := k.patch(cmd.Context(), cl, r, body)
+			patched, _, err := k.calls.patch(cmd.Context(), cl, r, body)
 			if err != nil {
 				return err
 			}
@@ -257,7 +285,7 @@ func (k kind[T]) deleteCommand(a *app) *cobra.Command {
 				return err
 			}
 			r := k.refOf(args)
-			if err := k.delete(cmd.Context(), cl, r); err != nil {
+			if err := k.calls.delete(cmd.Context(), cl, r); err != nil {
 				return err
 			}
 			fmt.Fprintln(a.out, k.display(r)+" deleted")
@@ -274,4 +302,45 @@ func (a *app) report(format string, v any, msg string) error {
 		return nil
 	}
 	return writeObject(a.out, format, v)
+}
+
+// lister is what a list command needs besides its help text and Args check.
+type lister[T any] struct {
+	// page fetches one page of the items; the command follows every page,
+	// so that a list is never cut short by the registry's page size.
+	page func(ctx context.Context, cl *registry.Client, args []string, p registry.Page) (*api.List[T], error)
+	// formats are the values -o accepts, the first the default.
+	formats []string
+	write   func(w io.Writer, format string, items []T) error
+}
+
+// tableFormats are the -o values of a list printed by table.
+var tableFormats = []string{formatTable, formatJSON, formatYAML}
+
+// table is the write of a lister that prints a table, one row per item.
+func table[T any](columns []string, row func(T) []string) func(io.Writer, string, []T) error {
+	return func(w io.Writer, format string, items []T) error {
+		return writeList(w, format, items, columns, row)
+	}
+}
+
+// listCommand completes cmd, which holds the help and the Args check, into
+// a command that prints every item l fetches. Filter flags are the caller's.
+func listCommand[T any](a *app, cmd *cobra.Command, l lister[T]) *cobra.Command {
+	output := addOutputFlag(cmd, l.formats...)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		cl, err := a.client()
+		if err != nil {
+			return err
+		}
+		ctx := cmd.Context()
+		items, err := registry.All(func(p registry.Page) (*api.List[T], error) {
+			return l.page(ctx, cl, args, p)
+		})
+		if err != nil {
+			return err
+		}
+		return l.write(a.out, output.value, items)
+	}
+	return cmd
 }

@@ -26,41 +26,27 @@ cluster: it reads that cluster's assignment and reports its status.`,
 }
 
 func (a *app) tokensListCommand() *cobra.Command {
-	var output *outputFlag
-	cmd := &cobra.Command{
+	return listCommand(a, &cobra.Command{
 		Use:     "list",
 		Short:   "List the API tokens",
 		Long:    "List the API tokens, revoked ones included. Secrets are never shown again after creation.",
 		Example: "  caravan tokens list",
 		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			tokens, err := registry.All(func(p registry.Page) (*api.List[api.Token], error) {
-				return cl.ListTokens(ctx, p)
-			})
-			if err != nil {
-				return err
-			}
-			if output.value != formatTable {
-				return writeObject(a.out, output.value, tokens)
-			}
-			rows := make([][]string, len(tokens))
-			for i, t := range tokens {
-				revoked := ""
-				if t.RevokedAt != nil {
-					revoked = formatTime(*t.RevokedAt)
-				}
-				rows[i] = []string{t.ID, t.Name, t.Role, t.ClusterID, formatTime(t.CreatedAt), t.CreatedBy, revoked}
-			}
-			return writeTable(a.out, []string{"ID", "NAME", "ROLE", "CLUSTER", "CREATED", "CREATED-BY", "REVOKED"}, rows)
+	}, lister[api.Token]{
+		page: func(ctx context.Context, cl *registry.Client, _ []string, p registry.Page) (*api.List[api.Token], error) {
+			return cl.ListTokens(ctx, p)
 		},
+		formats: tableFormats,
+		write:   table([]string{"ID", "NAME", "ROLE", "CLUSTER", "CREATED", "CREATED-BY", "REVOKED"}, tokenRow),
+	})
+}
+
+func tokenRow(t api.Token) []string {
+	revoked := ""
+	if t.RevokedAt != nil {
+		revoked = formatTime(*t.RevokedAt)
 	}
-	output = addOutputFlag(cmd, formatTable, formatJSON, formatYAML)
-	return cmd
+	return []string{t.ID, t.Name, t.Role, t.ClusterID, formatTime(t.CreatedAt), t.CreatedBy, revoked}
 }
 
 func (a *app) tokensCreateCommand() *cobra.Command {
