@@ -78,8 +78,8 @@ func (f *serveFlags) logger(w io.Writer) (*slog.Logger, error) {
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})), nil
 }
 
-func signalContext() (context.Context, context.CancelFunc) {
-	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+func signalContext(parent context.Context) (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
 }
 
 func serveCommand() *cobra.Command {
@@ -101,7 +101,7 @@ and lets requests under way finish.`,
 				return err
 			}
 			f.cfg.Logger = log
-			ctx, cancel := signalContext()
+			ctx, cancel := signalContext(cmd.Context())
 			defer cancel()
 			return Run(ctx, f.cfg)
 		},
@@ -139,7 +139,7 @@ server URL and token to DIR/demo.env, and serve.`,
 			}
 			f.cfg.Logger = log
 			f.cfg.Ready = func(addr string) { announceDemo(cmd.OutOrStdout(), dir, "http://"+addr, token) }
-			ctx, cancel := signalContext()
+			ctx, cancel := signalContext(cmd.Context())
 			defer cancel()
 			return Run(ctx, f.cfg)
 		},

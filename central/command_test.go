@@ -3,16 +3,22 @@ package central_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/caravan-gitops/caravan/central"
 	"github.com/caravan-gitops/caravan/central/centraltest"
+	"github.com/caravan-gitops/caravan/cli"
+	"github.com/caravan-gitops/caravan/pkg/api"
 )
 
 func runCommand(t *testing.T, args ...string) (string, error) {
@@ -65,4 +71,52 @@ func TestServeRefusesPlainHTTPBeyondLoopback(t *testing.T) {
 	assert.ErrorContains(t, err, "refusing plain HTTP")
 	_, err = runCommand(t, "serve", "--listen", "127.0.0.1:0", "--tls-cert", "x.pem", "--database", db)
 	assert.ErrorContains(t, err, "--tls-cert and --tls-key go together")
+}
+
+// TestDemoSeedsAFleetAndWritesItsEnvironment runs what `make run` runs and
+// uses the written demo.env with the caravan CLI, as the README says.
+func TestDemoSeedsAFleetAndWritesItsEnvironment(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		cmd := central.Command()
+		cmd.SetOut(io.Discard)
+		cmd.SetErr(io.Discard)
+		cmd.SetArgs([]string{"demo", "--dir", dir, "--listen", "127.0.0.1:0", "--log-level", "warn"})
+		done <- cmd.ExecuteContext(ctx)
+	}()
+	defer func() {
+		cancel()
+		require.NoError(t, <-done)
+	}()
+	env := map[string]string{}
+	require.Eventually(t, func() bool {
+		b, err := os.ReadFile(filepath.Join(dir, "demo.env"))
+		if err != nil {
+			return false
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, "="); ok {
+				env[k] = v
+			}
+		}
+		return true
+	}, 30*time.Second, 100*time.Millisecond)
+	require.NotEmpty(t, env["CARAVAN_SERVER"])
+	require.NotEmpty(t, env["CARAVAN_TOKEN"])
+	t.Setenv("CARAVAN_SERVER", env["CARAVAN_SERVER"])
+	t.Setenv("CARAVAN_TOKEN", env["CARAVAN_TOKEN"])
+	var out, errOut bytes.Buffer
+	require.Equal(t, 0, cli.Main([]string{"clusters", "list", "-o", "json"}, strings.NewReader(""), &out, &errOut), errOut.String())
+	var clusters []api.Cluster
+	require.NoError(t, json.Unmarshal(out.Bytes(), &clusters))
+	channels, environments := map[string]bool{}, map[string]bool{}
+	for _, c := range clusters {
+		channels[c.Channel], environments[c.Environment] = true, true
+		assert.NotEmpty(t, c.NodePools, c.ID)
+		assert.NotEmpty(t, c.ConfigItems, c.ID)
+	}
+	assert.Len(t, channels, 4, "clusters in every channel")
+	assert.Len(t, environments, 2, "and in both environments")
 }
