@@ -11,8 +11,11 @@ CACHE     := $(ROOT)/.cache
 VENV      := $(CACHE)/venv
 STATICCHECK_VERSION := v0.8.2
 
-# The test control plane's commands, built once per pinned version.
-TOOLS_STAMP := $(CACHE)/bin/.tools-$(shell cat test/tools/go.mod test/tools/go.sum test/tools/etcd/main.go | sha256sum | cut -c1-16)
+# The test control plane's commands, built once per pinned version into a
+# folder of the machine's cache (shared by every clone, CI's included) and
+# linked as .cache/tools.
+TOOLS_HASH  := $(shell cat test/tools/go.mod test/tools/go.sum test/tools/etcd/main.go test/tools/stages.sh | sha256sum | cut -c1-16)
+TOOLS_DIR   := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/caravan/tools-$(TOOLS_HASH)
 
 .PHONY: all build run test test-go test-api-schema test-deps tools bench lint clean
 
@@ -27,7 +30,7 @@ run: build
 	$(BIN)/caravan-central demo --dir $(ROOT)/.caravan --listen 127.0.0.1:8080
 
 ## test: install test dependencies, then run every test
-test: test-deps test-go test-api-schema
+test: test-deps tools test-go test-api-schema
 
 test-deps:
 	bash test/deps.sh "$(VENV)"
@@ -39,14 +42,17 @@ test-go:
 test-api-schema: build
 	CARAVAN_VENV="$(VENV)" bash test/schemathesis/with-server.sh "$(BIN)/caravan-central"
 
-## tools: build etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and kwok into .cache/bin
-tools: $(TOOLS_STAMP)
+## tools: build etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and kwok (once per version)
+tools: $(TOOLS_DIR)/.complete
+	mkdir -p $(CACHE)
+	ln -sfn $(TOOLS_DIR) $(CACHE)/tools
 
-$(TOOLS_STAMP): test/tools/go.mod test/tools/go.sum
-	cd test/tools && go build -trimpath -ldflags="-s -w" -o $(CACHE)/bin/ \
+$(TOOLS_DIR)/.complete:
+	mkdir -p $(TOOLS_DIR)
+	cd test/tools && go build -trimpath -ldflags="-s -w" -o $(TOOLS_DIR)/ \
 		k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
 		k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl sigs.k8s.io/kwok/cmd/kwok ./etcd
-	rm -f $(CACHE)/bin/.tools-*
+	bash test/tools/stages.sh $(TOOLS_DIR)/kwok-stages.yaml
 	touch $@
 
 ## bench: measure the registry and write BENCHMARKS.md
