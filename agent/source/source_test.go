@@ -1,0 +1,57 @@
+package source
+
+import (
+	"context"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/caravan-gitops/caravan/test/gitserver"
+)
+
+func TestHeadAndFetchThroughARealGitServer(t *testing.T) {
+	srv := gitserver.Start(t)
+	src := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(src, "kubernetes"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(src, "kubernetes", "a.yaml"), []byte("a: 1\n"), 0o644))
+	first, err := srv.CreateRepo("config", src, "dev", "stable")
+	require.NoError(t, err)
+	ctx := context.Background()
+
+	repo, err := New(srv.RepoURL("config"), Credentials{Username: srv.User, Password: srv.Password})
+	require.NoError(t, err)
+	head, err := repo.Head(ctx, "dev")
+	require.NoError(t, err)
+	assert.Equal(t, first, head)
+
+	next, err := srv.Commit("config", "dev", "add b", map[string][]byte{"kubernetes/b.yaml": []byte("b: 2\n")})
+	require.NoError(t, err)
+	head, err = repo.Head(ctx, "dev")
+	require.NoError(t, err)
+	assert.Equal(t, next, head, "a new commit shows in the head")
+	stable, err := repo.Head(ctx, "stable")
+	require.NoError(t, err)
+	assert.Equal(t, first, stable, "other channels' branches stay")
+
+	snap, err := repo.Fetch(ctx, "dev")
+	require.NoError(t, err)
+	assert.Equal(t, next, snap.Commit)
+	b, err := fs.ReadFile(snap.Files, "kubernetes/b.yaml")
+	require.NoError(t, err)
+	assert.Equal(t, "b: 2\n", string(b))
+	entries, err := fs.ReadDir(snap.Files, "kubernetes")
+	require.NoError(t, err)
+	assert.Len(t, entries, 2)
+
+	_, err = repo.Head(ctx, "nightly")
+	assert.ErrorIs(t, err, ErrBranchNotFound)
+
+	wrong, err := New(srv.RepoURL("config"), Credentials{Username: srv.User, Password: "nope"})
+	require.NoError(t, err)
+	_, err = wrong.Head(ctx, "dev")
+	assert.Error(t, err, "a wrong password is refused")
+}
