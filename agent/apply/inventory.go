@@ -1,0 +1,77 @@
+package apply
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/fluxcd/cli-utils/pkg/object"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+)
+
+// Entry is one object a revision applied: its ID (namespace_name_group_kind)
+// and the API version it was applied with, needed to delete it later.
+type Entry struct {
+	ID      string `json:"id"`
+	Version string `json:"v"`
+}
+
+// Inventory is every object one revision applied, sorted by ID. Pruning is
+// a pure difference of two inventories, so it never touches an object
+// Caravan did not apply.
+type Inventory []Entry
+
+// InventoryOf lists the objects of a revision.
+func InventoryOf(objects []*unstructured.Unstructured) Inventory {
+	inv := make(Inventory, 0, len(objects))
+	for _, o := range objects {
+		inv = append(inv, Entry{ID: object.UnstructuredToObjMetadata(o).String(), Version: o.GroupVersionKind().Version})
+	}
+	slices.SortFunc(inv, func(a, b Entry) int { return strings.Compare(a.ID, b.ID) })
+	return slices.CompactFunc(inv, func(a, b Entry) bool { return a.ID == b.ID })
+}
+
+// Stale lists what old has and next no longer has.
+func (old Inventory) Stale(next Inventory) Inventory {
+	keep := make(map[string]bool, len(next))
+	for _, e := range next {
+		keep[e.ID] = true
+	}
+	var stale Inventory
+	for _, e := range old {
+		if !keep[e.ID] {
+			stale = append(stale, e)
+		}
+	}
+	return stale
+}
+
+// Objects turns entries back into objects that name what to delete.
+func (inv Inventory) Objects() ([]*unstructured.Unstructured, error) {
+	out := make([]*unstructured.Unstructured, 0, len(inv))
+	for _, e := range inv {
+		meta, err := object.ParseObjMetadata(e.ID)
+		if err != nil {
+			return nil, fmt.Errorf("inventory entry %q: %w", e.ID, err)
+		}
+		u := &unstructured.Unstructured{}
+		u.SetGroupVersionKind(meta.GroupKind.WithVersion(e.Version))
+		u.SetName(meta.Name)
+		u.SetNamespace(meta.Namespace)
+		out = append(out, u)
+	}
+	return out, nil
+}
+
+// ObjMetadataSet is the inventory in the form kstatus waits take.
+func (inv Inventory) ObjMetadataSet() (object.ObjMetadataSet, error) {
+	set := make(object.ObjMetadataSet, 0, len(inv))
+	for _, e := range inv {
+		meta, err := object.ParseObjMetadata(e.ID)
+		if err != nil {
+			return nil, fmt.Errorf("inventory entry %q: %w", e.ID, err)
+		}
+		set = append(set, meta)
+	}
+	return set, nil
+}
