@@ -1,0 +1,115 @@
+// Package assignment keeps the agent's assignment: polled from the
+// registry, and persisted in a Secret so that a registry outage, even across
+// an agent restart, leaves the cluster on its last good assignment.
+package assignment
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/caravan-gitops/caravan/pkg/api"
+	"github.com/caravan-gitops/caravan/pkg/registry"
+)
+
+// SecretName is where the last good assignment is kept.
+const SecretName = "caravan-last-assignment"
+
+// Registry is the part of the registry client the keeper uses.
+type Registry interface {
+	GetAssignment(ctx context.Context, clusterID string, o registry.AssignmentOptions) (*registry.AssignmentResult, error)
+}
+
+// Keeper holds the current assignment.
+type Keeper struct {
+	registry  Registry
+	kube      client.Client
+	clusterID string
+	namespace string
+	current   *api.Assignment
+	etag      string
+}
+
+// New returns a Keeper for the cluster, keeping its Secret in namespace.
+func New(r Registry, kube client.Client, clusterID, namespace string) *Keeper {
+	return &Keeper{registry: r, kube: kube, clusterID: clusterID, namespace: namespace}
+}
+
+// Update is the outcome of one poll.
+type Update struct {
+	Assignment *api.Assignment
+	// Changed is true when the assignment differs from the previous poll's.
+	Changed bool
+	// RegistryErr is set when the registry could not be asked; Assignment
+	// is then the last good one, if there is any.
+	RegistryErr error
+}
+
+// Poll asks the registry, waiting up to wait for a change. Without an
+// answer it goes on with the last good assignment, from memory or from the
+// Secret after a restart.
+func (k *Keeper) Poll(ctx context.Context, wait time.Duration) (Update, error) {
+	if k.current == nil {
+		if err := k.load(ctx); err != nil {
+			return Update{}, err
+		}
+	}
+	res, err := k.registry.GetAssignment(ctx, k.clusterID, registry.AssignmentOptions{IfNoneMatch: k.etag, Wait: wait})
+	if err != nil {
+		if ctx.Err() != nil {
+			return Update{}, ctx.Err()
+		}
+		return Update{Assignment: k.current, RegistryErr: err}, nil
+	}
+	if res.NotModified {
+		return Update{Assignment: k.current}, nil
+	}
+	k.current, k.etag = res.Assignment, res.ETag
+	if err := k.save(ctx); err != nil {
+		return Update{Assignment: k.current, Changed: true}, err
+	}
+	return Update{Assignment: k.current, Changed: true}, nil
+}
+
+func (k *Keeper) load(ctx context.Context) error {
+	s := &corev1.Secret{}
+	err := k.kube.Get(ctx, client.ObjectKey{Namespace: k.namespace, Name: SecretName}, s)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading the last good assignment: %w", err)
+	}
+	a := &api.Assignment{}
+	if err := json.Unmarshal(s.Data["assignment.json"], a); err != nil {
+		return fmt.Errorf("decoding the last good assignment: %w", err)
+	}
+	if a.Cluster.ID != k.clusterID {
+		return errors.New("the last good assignment is of cluster " + a.Cluster.ID + ", not " + k.clusterID)
+	}
+	k.current, k.etag = a, string(s.Data["etag"])
+	return nil
+}
+
+func (k *Keeper) save(ctx context.Context) error {
+	body, err := json.Marshal(k.current)
+	if err != nil {
+		return err
+	}
+	s := &corev1.Secret{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
+		ObjectMeta: metav1.ObjectMeta{Name: SecretName, Namespace: k.namespace, Labels: map[string]string{"app.kubernetes.io/managed-by": "caravan-agent"}},
+		Data:       map[string][]byte{"assignment.json": body, "etag": []byte(k.etag)},
+	}
+	if err := k.kube.Patch(ctx, s, client.Apply, client.FieldOwner("caravan-agent"), client.ForceOwnership); err != nil {
+		return fmt.Errorf("keeping the last good assignment: %w", err)
+	}
+	return nil
+}
