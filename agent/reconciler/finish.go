@@ -1,0 +1,119 @@
+package reconciler
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/fluxcd/pkg/runtime/conditions"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/caravan-gitops/caravan/agent/clusterconfig"
+	"github.com/caravan-gitops/caravan/pkg/api"
+)
+
+// Condition types and reasons, per the kstatus conventions.
+const (
+	ReadyCondition       = "Ready"
+	ReconcilingCondition = "Reconciling"
+	StalledCondition     = "Stalled"
+
+	ReasonApplied   = "Applied"
+	ReasonUpToDate  = "UpToDate"
+	ReasonFailed    = "ReconciliationFailed"
+	ReasonBlocked   = "Blocked"
+	ReasonBroken    = "RenderFailed"
+	ReasonSuspended = "Suspended"
+)
+
+func metaTime(t time.Time) metav1.Time { return metav1.NewTime(t.UTC().Truncate(time.Second)) }
+
+// finish writes the outcome of a reconcile in one place: the ClusterConfig
+// status and conditions, an Event, the metrics and the registry's status.
+func (r *Reconciler) finish(ctx context.Context, cc *clusterconfig.ClusterConfig, o *outcome) {
+	patch := client.MergeFrom(cc.DeepCopyObject().(*clusterconfig.ClusterConfig))
+	now := r.now()
+	if o.problem != nil {
+		o.problem.Since = problemSince(cc.Status.Problems, *o.problem, now)
+		o.status.Problems = []api.StatusProblem{*o.problem}
+	} else if !o.keepProblems && !o.appliedNow {
+		o.status.Problems = nil
+	}
+	cc.Status = o.status
+	cc.Status.ObservedGeneration = cc.Generation
+	r.setConditions(cc, o)
+	if err := r.kube.Status().Patch(ctx, cc, patch); err != nil {
+		r.log.Error(err, "writing the ClusterConfig status")
+	}
+	r.emit(cc, o)
+	r.metrics.record(o, now)
+	var problems []api.StatusProblem
+	if o.blockReason != "" {
+		problems = append(problems, api.StatusProblem{Type: api.ProblemTypeBase + "blocked", Title: o.blockReason, Since: now})
+	}
+	r.report(ctx, cc.Status, o.phase, problems)
+}
+
+// problemSince keeps the start of a problem that is still there.
+func problemSince(previous []api.StatusProblem, p api.StatusProblem, now time.Time) time.Time {
+	for _, old := range previous {
+		if old.Type == p.Type && old.Title == p.Title && !old.Since.IsZero() {
+			return old.Since
+		}
+	}
+	return now
+}
+
+func (r *Reconciler) setConditions(cc *clusterconfig.ClusterConfig, o *outcome) {
+	conditions.Delete(cc, ReconcilingCondition)
+	conditions.Delete(cc, StalledCondition)
+	switch {
+	case o.blockReason != "" && strings.HasPrefix(o.blockReason, "suspended"):
+		conditions.MarkUnknown(cc, ReadyCondition, ReasonSuspended, "%s", o.blockReason)
+	case o.blockReason != "":
+		conditions.MarkFalse(cc, ReadyCondition, ReasonBlocked, "%s", o.blockReason)
+	case o.problem != nil && o.stalled:
+		conditions.MarkStalled(cc, ReasonBroken, "%s", o.problem.Detail)
+		conditions.MarkFalse(cc, ReadyCondition, ReasonBroken, "%s: %s", o.problem.Title, o.problem.Detail)
+	case o.problem != nil:
+		conditions.MarkReconciling(cc, ReasonFailed, "retrying %s", o.status.NextVersion)
+		conditions.MarkFalse(cc, ReadyCondition, ReasonFailed, "%s: %s", o.problem.Title, o.problem.Detail)
+	case o.appliedNow:
+		conditions.MarkTrue(cc, ReadyCondition, ReasonApplied, "applied version %s", o.status.CurrentVersion)
+	case o.status.CurrentVersion != "":
+		conditions.MarkTrue(cc, ReadyCondition, ReasonUpToDate, "at version %s", o.status.CurrentVersion)
+	}
+}
+
+func (r *Reconciler) emit(cc *clusterconfig.ClusterConfig, o *outcome) {
+	switch {
+	case o.problem != nil:
+		r.events.Eventf(cc, nil, corev1.EventTypeWarning, ReasonFailed, "Reconcile", "%s: %s", o.problem.Title, o.problem.Detail)
+	case o.appliedNow:
+		summary := ""
+		if o.changes != nil {
+			summary = "; " + o.changes.Applied.String()
+			if o.changes.Pruned != nil && len(o.changes.Pruned.Entries) > 0 {
+				summary += "; pruned: " + o.changes.Pruned.String()
+			}
+		}
+		r.events.Eventf(cc, nil, corev1.EventTypeNormal, ReasonApplied, "Apply", "applied version %s%s", o.status.CurrentVersion, summary)
+	case o.blockReason != "":
+		r.events.Eventf(cc, nil, corev1.EventTypeNormal, ReasonBlocked, "Reconcile", "%s", o.blockReason)
+	}
+}
+
+// report sends the status to the registry; a registry outage is logged and
+// never stops the cluster's own reconciling.
+func (r *Reconciler) report(ctx context.Context, st clusterconfig.Status, phase string, extra []api.StatusProblem) {
+	problems := append(append([]api.StatusProblem{}, st.Problems...), extra...)
+	err := r.registry.PutClusterStatus(ctx, r.cfg.ClusterID, &api.ClusterStatus{
+		CurrentVersion: st.CurrentVersion, NextVersion: st.NextVersion, LastVersion: st.LastVersion, Phase: phase,
+		Problems: problems, AgentVersion: r.cfg.AgentVersion, Heartbeat: r.now().UTC(),
+	})
+	if err != nil && ctx.Err() == nil {
+		r.log.Info("reporting status to the registry failed", "error", err.Error())
+	}
+}

@@ -1,0 +1,269 @@
+// Package reconciler is the agent's loop: poll the assignment and the
+// branch head, decide, and when there is a new version render it, apply it,
+// wait for health and report, in the cluster and at the registry.
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/client-go/tools/events"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/caravan-gitops/caravan/agent/apply"
+	"github.com/caravan-gitops/caravan/agent/assignment"
+	"github.com/caravan-gitops/caravan/agent/clusterconfig"
+	"github.com/caravan-gitops/caravan/agent/render"
+	"github.com/caravan-gitops/caravan/agent/source"
+	"github.com/caravan-gitops/caravan/pkg/api"
+)
+
+// Config is how the loop runs.
+type Config struct {
+	ClusterID    string
+	AgentVersion string
+	// Interval is how long one assignment long-poll waits, and so how often
+	// the branch head is checked when nothing else happens.
+	Interval time.Duration
+	// HealthTimeout bounds the health wait unless the config item
+	// health_timeout says otherwise.
+	HealthTimeout time.Duration
+	Git           source.Credentials
+}
+
+// StatusReporter sends status to the registry.
+type StatusReporter interface {
+	PutClusterStatus(ctx context.Context, clusterID string, st *api.ClusterStatus) error
+}
+
+// Reconciler runs the loop.
+type Reconciler struct {
+	cfg      Config
+	keeper   *assignment.Keeper
+	registry StatusReporter
+	kube     client.Client
+	applier  *apply.Applier
+	events   events.EventRecorder
+	log      logr.Logger
+	metrics  *Metrics
+	now      func() time.Time
+}
+
+// New returns a Reconciler.
+func New(cfg Config, keeper *assignment.Keeper, registry StatusReporter, kube client.Client, applier *apply.Applier,
+	recorder events.EventRecorder, log logr.Logger, metrics *Metrics) *Reconciler {
+	if cfg.Interval == 0 {
+		cfg.Interval = 30 * time.Second
+	}
+	if cfg.HealthTimeout == 0 {
+		cfg.HealthTimeout = 10 * time.Minute
+	}
+	return &Reconciler{cfg: cfg, keeper: keeper, registry: registry, kube: kube, applier: applier, events: recorder, log: log, metrics: metrics, now: time.Now}
+}
+
+// Run loops until ctx ends.
+func (r *Reconciler) Run(ctx context.Context) error {
+	for ctx.Err() == nil {
+		upd, err := r.keeper.Poll(ctx, r.cfg.Interval)
+		if err != nil && ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			r.log.Error(err, "keeping the assignment")
+		}
+		if upd.RegistryErr != nil {
+			r.log.Info("registry unreachable; going on with the last good assignment", "error", upd.RegistryErr.Error())
+			r.metrics.registryErrors.Inc()
+		}
+		if upd.Assignment == nil {
+			r.log.Info("no assignment yet; waiting for the registry")
+			sleep(ctx, r.cfg.Interval/6)
+			continue
+		}
+		start := r.now()
+		r.Reconcile(ctx, upd.Assignment)
+		r.metrics.duration.Observe(r.now().Sub(start).Seconds())
+		if upd.RegistryErr != nil {
+			// The poll did not wait; do not hammer the registry.
+			sleep(ctx, r.cfg.Interval/6)
+		}
+	}
+	return nil
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+// Reconcile converges the cluster on the assignment, once.
+func (r *Reconciler) Reconcile(ctx context.Context, a *api.Assignment) {
+	cc := &clusterconfig.ClusterConfig{}
+	if err := r.kube.Get(ctx, client.ObjectKey{Name: clusterconfig.Name}, cc); err != nil {
+		r.log.Error(err, "reading the ClusterConfig")
+		return
+	}
+	out := outcome{status: cc.Status, phase: api.PhaseIdle}
+	defer func() { r.finish(ctx, cc, &out) }()
+
+	repo, err := source.New(a.Channel.RepositoryURL, r.cfg.Git)
+	if err != nil {
+		out.fail("source", "The config repo cannot be read", err)
+		return
+	}
+	head, err := repo.Head(ctx, a.Channel.Branch)
+	if err != nil {
+		out.fail("source", "The channel's branch cannot be listed", err)
+		return
+	}
+	d := Decide(cc.Spec, a, head, cc.Status)
+	switch d.Action {
+	case Nothing:
+		out.keepProblems = true
+	case Suspended, Blocked:
+		out.block(d.Reason)
+	case Converge:
+		r.converge(ctx, repo, a, d, &out)
+	}
+}
+
+// converge renders, applies and waits for one version.
+func (r *Reconciler) converge(ctx context.Context, repo *source.Repo, a *api.Assignment, d Decision, out *outcome) {
+	out.status.NextVersion = d.Version
+	r.report(ctx, out.status, api.PhaseRendering, nil)
+	snap, err := repo.Fetch(ctx, a.Channel.Branch)
+	if err != nil {
+		out.fail("source", "The commit cannot be fetched", err)
+		return
+	}
+	version := Version(snap.Commit, a)
+	out.status.NextVersion = version
+	rendered, err := render.Render(snap.Files, *a)
+	if err != nil {
+		out.status.FailedVersion = version
+		out.fail("render", "The commit cannot be rendered; nothing of it was applied", err)
+		out.stalled = true
+		return
+	}
+	r.report(ctx, out.status, api.PhaseApplying, nil)
+	res, err := r.applier.Apply(ctx, rendered, out.status.Inventory)
+	if res != nil {
+		out.status.Inventory = mergeInventory(out.status.Inventory, res, err == nil)
+		out.changes = res
+	}
+	var objErr *apply.ObjectError
+	switch {
+	case errors.As(err, &objErr):
+		out.fail("apply", "The commit's objects were refused", err)
+		return
+	case err != nil:
+		out.fail("apply", "Applying failed", err)
+		return
+	}
+	if err := r.waitHealthy(ctx, repo, a, version, rendered, res.Inventory); err != nil {
+		out.fail("health", "Applied objects did not become healthy", err)
+		return
+	}
+	now := r.now()
+	out.applied(version, snap.Commit, now)
+}
+
+// mergeInventory keeps everything that may now be in the cluster: after a
+// failed apply, the old and the new objects alike, so a later prune misses none.
+func mergeInventory(old apply.Inventory, res *apply.Result, ok bool) apply.Inventory {
+	if ok {
+		return res.Inventory
+	}
+	seen := map[string]bool{}
+	var out apply.Inventory
+	for _, e := range append(append(apply.Inventory{}, old...), res.Inventory...) {
+		if !seen[e.ID] {
+			seen[e.ID] = true
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// waitHealthy waits for the applied objects, and gives up as soon as a newer
+// version or a block arrives, so a slow wait never holds the next fix back.
+func (r *Reconciler) waitHealthy(ctx context.Context, repo *source.Repo, a *api.Assignment, version string, rendered *render.Result, inv apply.Inventory) error {
+	timeout := r.cfg.HealthTimeout
+	if d, err := time.ParseDuration(rendered.ConfigItems["health_timeout"]); err == nil && d > 0 {
+		timeout = d
+	}
+	waitCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go r.watchForNewer(waitCtx, cancel, repo, a, version)
+	err := r.applier.Wait(waitCtx, inv, timeout)
+	if cause := context.Cause(waitCtx); err != nil && cause != nil && !errors.Is(cause, context.Canceled) {
+		return cause
+	}
+	return err
+}
+
+// errSuperseded ends a health wait that a newer version made pointless.
+var errSuperseded = errors.New("superseded by a newer version before it became healthy")
+
+func (r *Reconciler) watchForNewer(ctx context.Context, cancel context.CancelCauseFunc, repo *source.Repo, a *api.Assignment, version string) {
+	tick := time.NewTicker(max(r.cfg.Interval/6, time.Second))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		upd, err := r.keeper.Poll(ctx, 0)
+		if err != nil || upd.Assignment == nil {
+			continue
+		}
+		head, err := repo.Head(ctx, upd.Assignment.Channel.Branch)
+		if err != nil {
+			continue
+		}
+		if Version(head, upd.Assignment) != version {
+			r.log.Info("a newer version arrived during the health wait", "version", version)
+			cancel(errSuperseded)
+			return
+		}
+	}
+}
+
+// outcome is what one reconcile found, written out by finish.
+type outcome struct {
+	status       clusterconfig.Status
+	phase        string
+	problem      *api.StatusProblem
+	keepProblems bool
+	stalled      bool
+	blockReason  string
+	changes      *apply.Result
+	appliedNow   bool
+}
+
+func (o *outcome) fail(kind, title string, err error) {
+	o.phase = api.PhaseFailed
+	o.problem = &api.StatusProblem{Type: api.ProblemTypeBase + kind, Title: title, Detail: err.Error()}
+}
+
+func (o *outcome) block(reason string) {
+	o.phase = api.PhaseBlocked
+	o.blockReason = reason
+}
+
+func (o *outcome) applied(version, commit string, now time.Time) {
+	o.appliedNow = true
+	if o.status.CurrentVersion != version {
+		o.status.LastVersion = o.status.CurrentVersion
+	}
+	o.status.CurrentVersion, o.status.NextVersion, o.status.FailedVersion = version, "", ""
+	o.status.LastAppliedRevision = commit
+	o.status.Problems = nil
+	t := metaTime(now)
+	o.status.LastAppliedTime = &t
+}
