@@ -1,0 +1,82 @@
+package agent
+
+import (
+	"errors"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/fluxcd/pkg/runtime/logger"
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/caravan-gitops/caravan/pkg/flagenv"
+)
+
+// Version is set at build time.
+var Version = "dev"
+
+// Command is the caravan-agent command line.
+func Command() *cobra.Command {
+	cfg := Config{}
+	var kubeconfig string
+	logOpts := logger.Options{}
+	cmd := &cobra.Command{
+		Use:   "caravan-agent",
+		Short: "The Caravan agent: converges its cluster on its channel",
+		Long: `caravan-agent runs inside a cluster. It long-polls its assignment from the
+registry, lists its channel's branch, and when either changed it fetches that one
+commit, renders it (config defaults, kustomize, ${VAR} substitution), applies it with
+server-side apply, prunes what left the config, waits for health and reports: to the
+registry, in the ClusterConfig object "cluster", as Events and as metrics. With the
+registry down it goes on with the last good assignment, kept in a Secret.
+Every flag can also be set as CARAVAN_<FLAG>, dashes written as underscores.`,
+		Example: `  caravan-agent --cluster-id aws:123456789012:eu-central-1:kube-1 \
+    --registry-url https://caravan.example.org --leader-elect`,
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PreRunE:       func(c *cobra.Command, _ []string) error { return flagenv.Apply(c.Flags()) },
+		RunE: func(c *cobra.Command, _ []string) error {
+			if cfg.ClusterID == "" || cfg.RegistryURL == "" {
+				return errors.New("--cluster-id and --registry-url are required")
+			}
+			if cfg.RegistryToken == "" {
+				cfg.RegistryToken = os.Getenv("CARAVAN_REGISTRY_TOKEN")
+			}
+			kube, err := kubeConfig(kubeconfig)
+			if err != nil {
+				return err
+			}
+			cfg.Kube, cfg.Version, cfg.Log = kube, Version, logger.NewLogger(logOpts)
+			ctx, cancel := signal.NotifyContext(c.Context(), os.Interrupt, syscall.SIGTERM)
+			defer cancel()
+			return Run(ctx, cfg)
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&cfg.ClusterID, "cluster-id", "", "this cluster's id in the registry, such as aws:123456789012:eu-central-1:kube-1")
+	fs.StringVar(&cfg.RegistryURL, "registry-url", "", "the registry's URL")
+	fs.StringVar(&cfg.RegistryToken, "registry-token", "", "this cluster's agent token (better given as CARAVAN_REGISTRY_TOKEN)")
+	fs.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig to use; in-cluster configuration when empty")
+	fs.StringVar(&cfg.Namespace, "namespace", "caravan-system", "namespace of the agent's Secrets and leader election lease")
+	fs.StringVar(&cfg.GitSecret, "git-secret", "", "Secret in --namespace with the config repo's credentials (username/password, bearerToken, or identity and known_hosts)")
+	fs.DurationVar(&cfg.Interval, "interval", 30*time.Second, "longest wait of one assignment long-poll, and so of a new commit to be noticed")
+	fs.DurationVar(&cfg.HealthTimeout, "health-timeout", 10*time.Minute, "longest wait for applied objects to become healthy, unless the config item health_timeout says otherwise")
+	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", ":8080", "address of the Prometheus metrics endpoint; 0 disables it")
+	fs.StringVar(&cfg.HealthAddr, "health-addr", ":9440", "address of /healthz and /readyz; 0 disables them")
+	cfg.LeaderElection.BindFlags(fs)
+	logOpts.BindFlags(fs)
+	flagenv.Annotate(fs)
+	return cmd
+}
+
+func kubeConfig(path string) (*rest.Config, error) {
+	if path == "" {
+		return ctrl.GetConfig()
+	}
+	return clientcmd.BuildConfigFromFlags("", path)
+}
