@@ -6,6 +6,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/fluxcd/pkg/runtime/events"
@@ -60,6 +61,10 @@ func scheme() (*runtime.Scheme, error) {
 	return s, nil
 }
 
+// processMetrics registers the agent's metrics once per process, in
+// controller-runtime's registry, which the manager serves.
+var processMetrics = sync.OnceValue(func() *reconciler.Metrics { return reconciler.NewMetrics(metrics.Registry) })
+
 // Run runs the agent until ctx ends.
 func Run(ctx context.Context, cfg Config) error {
 	s, err := scheme()
@@ -93,7 +98,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("building the event recorder: %w", err)
 	}
-	m := reconciler.NewMetrics(metrics.Registry)
+	m := processMetrics()
 	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error { return lead(ctx, cfg, s, recorder, m) })); err != nil {
 		return err
 	}

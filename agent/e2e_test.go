@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	appsv1 "k8s.io/api/apps/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -36,14 +37,14 @@ const clusterID = "aws:123456789012:eu-central-1:kube-1"
 
 // fleet is one cluster with its registry, config repo and agent, all real.
 type fleet struct {
-	t      *testing.T
-	ctx    context.Context
-	cp     *controlplane.ControlPlane
-	git    *gitserver.Server
-	reg    *registry.Client
-	kube   client.Client
-	cancel context.CancelFunc
-	done   chan error
+	t       *testing.T
+	central *centraltest.Server
+	token   string
+	ctx     context.Context
+	cp      *controlplane.ControlPlane
+	git     *gitserver.Server
+	reg     *registry.Client
+	kube    client.Client
 }
 
 func startFleet(t *testing.T) *fleet {
@@ -58,7 +59,8 @@ func startFleet(t *testing.T) *fleet {
 	require.NoError(t, err)
 
 	central := centraltest.Start(t)
-	f.reg, err = registry.New(central.URL, central.AdminToken)
+	f.central = central
+	f.reg, err = registry.New(central.URL, central.AdminToken, registry.WithRetryMax(0))
 	require.NoError(t, err)
 	_, _, err = f.reg.PatchChannel(ctx, "dev", map[string]any{"repository_url": f.git.RepoURL("config")}, "")
 	require.NoError(t, err)
@@ -76,33 +78,45 @@ func startFleet(t *testing.T) *fleet {
 	require.NoError(t, f.kube.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "caravan-system"}}))
 	require.NoError(t, f.kube.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "git", Namespace: "caravan-system"},
 		StringData: map[string]string{"username": f.git.User, "password": f.git.Password}}))
-	f.startAgent(central.Token(t, api.RoleAgent, clusterID), central.URL)
+	f.token = central.Token(t, api.RoleAgent, clusterID)
 	return f
 }
 
-func (f *fleet) startAgent(token, url string) {
-	agentCtx, cancel := context.WithCancel(f.ctx)
-	f.cancel, f.done = cancel, make(chan error, 1)
-	go func() {
-		f.done <- agent.Run(agentCtx, agent.Config{
-			ClusterID: clusterID, RegistryURL: url, RegistryToken: token, Kube: f.cp.Config, Namespace: "caravan-system",
-			GitSecret: "git", Interval: 2 * time.Second, HealthTimeout: time.Minute, MetricsAddr: "0", HealthAddr: "0",
-			LeaderElection: leaderelection.Options{}, Version: "test", Log: logr.FromSlogHandler(slog.NewTextHandler(io.Discard, nil)),
-		})
-	}()
-	f.t.Cleanup(f.stopAgent)
+// runningAgent is one agent process, run in the test's process.
+type runningAgent struct {
+	t      *testing.T
+	cancel context.CancelFunc
+	done   chan error
 }
 
-func (f *fleet) stopAgent() {
-	if f.cancel == nil {
+func (f *fleet) startAgent(version string, leaderElection bool) *runningAgent {
+	le := leaderelection.Options{}
+	if leaderElection {
+		le = leaderelection.Options{Enable: true, ReleaseOnCancel: true, LeaseDuration: 4 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: time.Second}
+	}
+	ctx, cancel := context.WithCancel(f.ctx)
+	a := &runningAgent{t: f.t, cancel: cancel, done: make(chan error, 1)}
+	go func() {
+		a.done <- agent.Run(ctx, agent.Config{
+			ClusterID: clusterID, RegistryURL: f.central.URL, RegistryToken: f.token, Kube: f.cp.Config, Namespace: "caravan-system",
+			GitSecret: "git", Interval: 2 * time.Second, HealthTimeout: time.Minute, MetricsAddr: "0", HealthAddr: "0",
+			LeaderElection: le, Version: version, Log: logr.FromSlogHandler(slog.NewTextHandler(io.Discard, nil)),
+		})
+	}()
+	f.t.Cleanup(a.stop)
+	return a
+}
+
+// stop ends the agent, as a pod's termination would; safe to call twice.
+func (a *runningAgent) stop() {
+	if a.cancel == nil {
 		return
 	}
-	f.cancel()
-	err := <-f.done
-	if err != nil && !errors.Is(err, context.Canceled) {
-		f.t.Errorf("agent stopped with: %v", err)
+	a.cancel()
+	if err := <-a.done; err != nil && !errors.Is(err, context.Canceled) {
+		a.t.Errorf("agent stopped with: %v", err)
 	}
-	f.cancel = nil
+	a.cancel = nil
 }
 
 // eventually waits for cond, saying what it waited for.
@@ -154,6 +168,7 @@ func addResource(t *testing.T, name string) []byte {
 
 func TestAgentConvergesOnItsChannel(t *testing.T) {
 	f := startFleet(t)
+	f.startAgent("test", false)
 
 	// First apply of manifests/ into an empty cluster.
 	f.eventually("the first version is applied and reported", func() bool { return f.status().Phase == api.PhaseIdle && f.status().CurrentVersion != "" })
@@ -207,4 +222,96 @@ func TestAgentConvergesOnItsChannel(t *testing.T) {
 	_, err = f.configMap("settings")
 	assert.True(t, apierrors.IsNotFound(err), "the object that left the config is pruned")
 	assert.True(t, conditions.IsReady(f.clusterConfig()))
+}
+
+func TestRegistryDownKeepsTheLastAssignmentAcrossRestarts(t *testing.T) {
+	f := startFleet(t)
+	first := f.startAgent("test", false)
+	f.eventually("the first version is applied", func() bool { return f.status().Phase == api.PhaseIdle && f.status().CurrentVersion != "" })
+	f.central.Stop(t)
+
+	sha := f.commit("add settings while the registry is down", map[string][]byte{
+		"kubernetes/base/settings.yaml": []byte("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: default\ndata:\n  cluster: ${cluster_id}\n"),
+		base:                            addResource(t, "settings.yaml"),
+	})
+	f.eventually("the commit is applied with the last assignment", func() bool {
+		cm, err := f.configMap("settings")
+		return err == nil && cm.Data["cluster"] == clusterID
+	})
+
+	first.stop()
+	next := f.commit("change settings while the registry is down and the agent restarts", map[string][]byte{
+		"kubernetes/base/settings.yaml": []byte("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: default\ndata:\n  cluster: ${cluster_id}\n  restarted: \"yes\"\n"),
+	})
+	f.startAgent("test", false)
+	f.eventually("a restarted agent goes on from the assignment kept in its Secret", func() bool {
+		cm, err := f.configMap("settings")
+		cc := f.clusterConfig()
+		return err == nil && cm.Data["restarted"] == "yes" && strings.HasPrefix(cc.Status.CurrentVersion, next+"#") && conditions.IsReady(cc)
+	})
+	assert.NotEqual(t, sha, next)
+}
+
+func TestBlocksStopChanges(t *testing.T) {
+	f := startFleet(t)
+	f.startAgent("test", false)
+	f.eventually("the first version is applied", func() bool { return f.status().Phase == api.PhaseIdle && f.status().CurrentVersion != "" })
+
+	_, _, err := f.reg.CreateBlock(f.ctx, clusterID, registry.BlockRequest{Reason: "incident 7"})
+	require.NoError(t, err)
+	f.eventually("the registry block shows as the phase", func() bool { return f.status().Phase == api.PhaseBlocked })
+	assert.Contains(t, f.status().Problems[0].Title, "incident 7")
+	sha := f.commit("blocked change", map[string][]byte{
+		"kubernetes/base/settings.yaml": []byte("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: default\n"),
+		base:                            addResource(t, "settings.yaml"),
+	})
+	time.Sleep(5 * time.Second)
+	_, err = f.configMap("settings")
+	assert.True(t, apierrors.IsNotFound(err), "nothing changes while blocked")
+
+	blocks, err := f.reg.ListBlocks(f.ctx, clusterID, registry.Page{})
+	require.NoError(t, err)
+	require.NoError(t, f.reg.DeleteBlock(f.ctx, clusterID, blocks.Items[0].ID, ""))
+	f.eventually("unblocked, the commit is applied", f.atCommit(sha))
+
+	cc := f.clusterConfig()
+	cc.Spec.Block = &clusterconfig.Block{Reason: "database migration"}
+	require.NoError(t, f.kube.Update(f.ctx, cc))
+	f.eventually("an in-cluster block shows too", func() bool {
+		return f.status().Phase == api.PhaseBlocked && strings.Contains(f.status().Problems[0].Title, "database migration")
+	})
+	assert.False(t, conditions.IsReady(f.clusterConfig()))
+}
+
+func TestOnlyTheLeaderApplies(t *testing.T) {
+	f := startFleet(t)
+	f.startAgent("replica-a", true)
+	f.startAgent("replica-b", true)
+	f.eventually("the first version is applied", func() bool { return f.status().Phase == api.PhaseIdle && f.status().CurrentVersion != "" })
+	leader := f.status().AgentVersion
+	for range 8 {
+		time.Sleep(500 * time.Millisecond)
+		assert.Equal(t, leader, f.status().AgentVersion, "only the leader reports")
+	}
+	lease := &coordinationv1.Lease{}
+	require.NoError(t, f.kube.Get(f.ctx, client.ObjectKey{Namespace: "caravan-system", Name: "caravan-agent"}, lease))
+	assert.NotEmpty(t, *lease.Spec.HolderIdentity)
+}
+
+func TestANewerCommitCancelsTheHealthWait(t *testing.T) {
+	f := startFleet(t)
+	_, _, err := f.reg.PatchCluster(f.ctx, clusterID, map[string]any{"config_items": map[string]string{"health_timeout": "10m"}}, "")
+	require.NoError(t, err)
+	f.startAgent("test", false)
+	f.eventually("the first version is applied", func() bool { return f.status().Phase == api.PhaseIdle && f.status().CurrentVersion != "" })
+
+	stuck := []byte("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: stuck\n  namespace: default\nspec:\n  selector: {matchLabels: {app: stuck}}\n  template:\n    metadata: {labels: {app: stuck}}\n    spec:\n      nodeSelector: {pool: none}\n      containers: [{name: app, image: app}]\n")
+	f.commit("a Deployment that never becomes ready", map[string][]byte{"kubernetes/base/stuck.yaml": stuck, base: addResource(t, "stuck.yaml")})
+	f.eventually("the agent waits for health", func() bool { return f.status().Phase == api.PhaseApplying })
+	start := time.Now()
+	b, err := os.ReadFile("../manifests/" + base)
+	require.NoError(t, err)
+	fix := f.commit("drop it", map[string][]byte{"kubernetes/base/stuck.yaml": nil, base: b})
+	f.eventually("the fix is applied long before the 10m health timeout", f.atCommit(fix))
+	assert.Less(t, time.Since(start), time.Minute)
 }

@@ -44,14 +44,14 @@ type Block struct {
 
 // Status is what the agent reports.
 type Status struct {
-	ObservedGeneration  int64               `json:"observedGeneration,omitempty"`
-	Conditions          []metav1.Condition  `json:"conditions,omitempty"`
-	CurrentVersion      string              `json:"currentVersion,omitempty"`
-	NextVersion         string              `json:"nextVersion,omitempty"`
-	LastVersion         string              `json:"lastVersion,omitempty"`
+	ObservedGeneration int64              `json:"observedGeneration,omitempty"`
+	Conditions         []metav1.Condition `json:"conditions,omitempty"`
+	CurrentVersion     string             `json:"currentVersion,omitempty"`
+	NextVersion        string             `json:"nextVersion,omitempty"`
+	LastVersion        string             `json:"lastVersion,omitempty"`
 	// FailedVersion is a version whose commit cannot be rendered; it is not
 	// tried again, since rendering is pure and would fail the same way.
-	FailedVersion string `json:"failedVersion,omitempty"`
+	FailedVersion       string              `json:"failedVersion,omitempty"`
 	LastAppliedRevision string              `json:"lastAppliedRevision,omitempty"`
 	LastAppliedTime     *metav1.Time        `json:"lastAppliedTime,omitempty"`
 	Inventory           apply.Inventory     `json:"inventory,omitempty"`
@@ -62,7 +62,9 @@ type Status struct {
 func (c *ClusterConfig) GetConditions() []metav1.Condition { return c.Status.Conditions }
 
 // SetConditions lets fluxcd/pkg/runtime/conditions write the conditions.
-func (c *ClusterConfig) SetConditions(conditions []metav1.Condition) { c.Status.Conditions = conditions }
+func (c *ClusterConfig) SetConditions(conditions []metav1.Condition) {
+	c.Status.Conditions = conditions
+}
 
 // DeepCopyObject copies through JSON: the object is small and read rarely,
 // and a hand-written copy would be one more thing to keep in step.
