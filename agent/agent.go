@@ -118,7 +118,10 @@ func lead(ctx context.Context, cfg Config, s *runtime.Scheme, recorder events.Re
 	if err := clusterconfig.Install(ctx, kube, apply.FieldManager); err != nil {
 		return err
 	}
-	reg, err := registry.New(cfg.RegistryURL, cfg.RegistryToken, registry.WithUserAgent("caravan-agent/"+cfg.Version))
+	// Few, short retries: the loop itself polls again soon, and with the
+	// registry down it goes on with the last good assignment without waiting.
+	reg, err := registry.New(cfg.RegistryURL, cfg.RegistryToken, registry.WithUserAgent("caravan-agent/"+cfg.Version),
+		registry.WithRetryMax(1), registry.WithRetryWait(500*time.Millisecond, 2*time.Second))
 	if err != nil {
 		return err
 	}
