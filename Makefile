@@ -25,9 +25,9 @@ all: build
 build:
 	go build -o $(BIN)/ ./cmd/...
 
-## run: start the local demo registry with a seeded fleet; Ctrl-C stops it
-run: build
-	$(BIN)/caravan-central demo --dir $(ROOT)/.caravan --listen 127.0.0.1:8080
+## run: start the local demo fleet (registry, git server, two clusters with agents); Ctrl-C stops it
+run: build tools
+	go run ./test/demo --dir $(ROOT)/.caravan --listen 127.0.0.1:8080 --manifests $(ROOT)/manifests
 
 ## test: install test dependencies, then run every test
 test: test-deps tools test-go test-api-schema

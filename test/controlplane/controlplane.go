@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -72,6 +73,9 @@ func Start(t testing.TB) *ControlPlane {
 func Launch(ctx context.Context, dir string) (*ControlPlane, error) {
 	bin, err := BinDir()
 	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
 	cp := &ControlPlane{Dir: dir, bin: bin}
@@ -195,6 +199,9 @@ func (cp *ControlPlane) run(name string, args ...string) error {
 	}
 	cmd := exec.Command(filepath.Join(cp.bin, name), args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
+	// A test binary that crashes runs no cleanup; its control plane must
+	// not outlive it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
 		return fmt.Errorf("starting %s: %w", name, err)

@@ -1,0 +1,238 @@
+// Command demo is what `make run` starts: a local fleet made of the real
+// parts. caravan-central with the demo fleet, a git server holding the
+// config repo (manifests/) with one branch per channel, and two local
+// clusters (a control plane each, with kwok nodes) whose agents follow
+// different channels. Ctrl-C stops everything.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/fluxcd/pkg/runtime/leaderelection"
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/caravan-gitops/caravan/agent"
+	"github.com/caravan-gitops/caravan/central"
+	"github.com/caravan-gitops/caravan/central/demo"
+	"github.com/caravan-gitops/caravan/central/store"
+	"github.com/caravan-gitops/caravan/pkg/api"
+	"github.com/caravan-gitops/caravan/test/controlplane"
+	"github.com/caravan-gitops/caravan/test/gitserver"
+)
+
+// liveClusters are the demo clusters that get a control plane and an agent.
+var liveClusters = []string{"test-dev", "production-stable"}
+
+func main() {
+	dir := flag.String("dir", ".caravan", "folder for the demo's state, demo.env and kubeconfigs")
+	listen := flag.String("listen", "127.0.0.1:8080", "address of the registry")
+	manifests := flag.String("manifests", "manifests", "the reference config repo to serve")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *dir, *listen, *manifests); err != nil && !errors.Is(err, context.Canceled) {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, dir, listen, manifests string) error {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	if err := os.RemoveAll(filepath.Join(dir, "run")); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "run"), 0o700); err != nil {
+		return err
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+
+	git, err := gitserver.Launch(filepath.Join(dir, "run", "git"), "caravan", "demo")
+	if err != nil {
+		return err
+	}
+	defer git.Close()
+	if err := os.MkdirAll(git.Root, 0o755); err != nil {
+		return err
+	}
+	if _, err := git.CreateRepo("config", manifests, "dev", "alpha", "beta", "stable"); err != nil {
+		return fmt.Errorf("creating the config repo: %w", err)
+	}
+
+	database := "sqlite://" + filepath.Join(dir, "run", "registry.db")
+	adminToken, agentTokens, err := seed(ctx, database, git.RepoURL("config"))
+	if err != nil {
+		return err
+	}
+	addr := make(chan string, 1)
+	centralDone := make(chan error, 1)
+	go func() {
+		centralDone <- central.Run(ctx, central.Config{Listen: listen, Database: database, Logger: log, Ready: func(a string) { addr <- a }})
+	}()
+	var url string
+	select {
+	case a := <-addr:
+		url = "http://" + a
+	case err := <-centralDone:
+		return fmt.Errorf("starting caravan-central: %w", err)
+	}
+
+	agentsDone := make(chan error, len(liveClusters))
+	for _, alias := range liveClusters {
+		cp, err := startCluster(ctx, dir, alias, git)
+		if err != nil {
+			return err
+		}
+		defer cp.Stop()
+		id := clusterID(alias)
+		go func() {
+			agentsDone <- agent.Run(ctx, agent.Config{
+				ClusterID: id, RegistryURL: url, RegistryToken: agentTokens[id], Kube: cp.Config, Namespace: "caravan-system",
+				GitSecret: "git", Interval: 5 * time.Second, HealthTimeout: 5 * time.Minute, MetricsAddr: "0", HealthAddr: "0",
+				LeaderElection: leaderelection.Options{}, Version: "demo",
+				Log: logr.FromSlogHandler(slog.NewJSONHandler(agentLog(dir, alias), nil).WithAttrs([]slog.Attr{slog.String("cluster", alias)})),
+			})
+		}()
+	}
+	if err := writeEnv(dir, url, adminToken, git); err != nil {
+		return err
+	}
+	announce(os.Stdout, dir, url, adminToken, git)
+	select {
+	case <-ctx.Done():
+	case err := <-centralDone:
+		return err
+	case err := <-agentsDone:
+		return fmt.Errorf("an agent stopped: %w", err)
+	}
+	fmt.Println("\nstopping the demo")
+	return nil
+}
+
+func clusterID(alias string) string {
+	for _, c := range demo.Clusters() {
+		if c.Alias == alias {
+			return c.ID
+		}
+	}
+	panic("no demo cluster " + alias)
+}
+
+// seed stores the demo fleet, points every channel at the demo's git
+// server, and creates an agent token for each live cluster.
+func seed(ctx context.Context, database, repoURL string) (string, map[string]string, error) {
+	st, err := store.Open(ctx, database)
+	if err != nil {
+		return "", nil, err
+	}
+	defer st.Close()
+	if err := st.SeedChannels(ctx, central.DefaultChannels(repoURL), "demo"); err != nil {
+		return "", nil, err
+	}
+	admin, err := demo.Seed(ctx, st)
+	if err != nil {
+		return "", nil, err
+	}
+	tokens := map[string]string{}
+	for _, alias := range liveClusters {
+		t, err := st.CreateToken(ctx, alias+"-agent", api.RoleAgent, clusterID(alias), "demo")
+		if err != nil {
+			return "", nil, err
+		}
+		tokens[clusterID(alias)] = t.Secret
+	}
+	return admin, tokens, nil
+}
+
+// startCluster runs a control plane with three kwok nodes, writes its
+// kubeconfig as DIR/kubeconfig-ALIAS and the git credentials its agent reads.
+func startCluster(ctx context.Context, dir, alias string, git *gitserver.Server) (*controlplane.ControlPlane, error) {
+	fmt.Printf("starting cluster %s ...\n", alias)
+	cp, err := controlplane.Launch(ctx, filepath.Join(dir, "run", alias))
+	if err != nil {
+		return nil, fmt.Errorf("starting cluster %s: %w", alias, err)
+	}
+	for i := range 3 {
+		if _, err := cp.AddNode(ctx, controlplane.Node{Name: fmt.Sprintf("%s-node-%d", alias, i)}); err != nil {
+			cp.Stop()
+			return nil, err
+		}
+	}
+	kubeconfig, err := os.ReadFile(cp.Kubeconfig)
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, "kubeconfig-"+alias), kubeconfig, 0o600)
+	}
+	if err == nil {
+		_, err = cp.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "caravan-system"}}, metav1.CreateOptions{})
+	}
+	if err == nil {
+		_, err = cp.Client.CoreV1().Secrets("caravan-system").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "git"},
+			StringData: map[string]string{"username": git.User, "password": git.Password}}, metav1.CreateOptions{})
+	}
+	if err != nil {
+		cp.Stop()
+		return nil, err
+	}
+	return cp, nil
+}
+
+func agentLog(dir, alias string) io.Writer {
+	f, err := os.Create(filepath.Join(dir, "agent-"+alias+".log"))
+	if err != nil {
+		return os.Stderr
+	}
+	return f
+}
+
+func writeEnv(dir, url, token string, git *gitserver.Server) error {
+	env := fmt.Sprintf("CARAVAN_SERVER=%s\nCARAVAN_TOKEN=%s\nCARAVAN_GIT_URL=%s\nexport CARAVAN_SERVER CARAVAN_TOKEN CARAVAN_GIT_URL\n", url, token, git.AuthURL("config"))
+	if bin, err := filepath.Abs("bin"); err == nil {
+		env += fmt.Sprintf("PATH=%q:\"$PATH\"\n", bin)
+	}
+	return os.WriteFile(filepath.Join(dir, "demo.env"), []byte(env), 0o600)
+}
+
+func announce(w io.Writer, dir, url, token string, git *gitserver.Server) {
+	rel := func(p string) string {
+		if cwd, err := os.Getwd(); err == nil {
+			if r, err := filepath.Rel(cwd, p); err == nil && !strings.HasPrefix(r, "..") {
+				return r
+			}
+		}
+		return p
+	}
+	env := rel(filepath.Join(dir, "demo.env"))
+	fmt.Fprintf(w, `
+Caravan demo fleet is running.
+
+  registry:     %s   (admin token %s)
+  config repo:  %s   (branches dev, alpha, beta, stable)
+  clusters:     %s follows dev, %s follows stable; agents log to %s/agent-*.log
+
+Try, in another terminal:
+  . %s
+  caravan clusters list
+  git clone -b dev "$CARAVAN_GIT_URL" config && cd config
+  # change kubernetes/base, commit, git push origin dev, and watch:
+  caravan clusters list --channel dev
+  kubectl --kubeconfig %s get clusterconfig,deploy -A
+  # promote: git push origin dev:stable
+
+Ctrl-C stops everything.
+`, url, token, git.RepoURL("config"), liveClusters[0], liveClusters[1], rel(dir), env, rel(filepath.Join(dir, "kubeconfig-"+liveClusters[0])))
+}
