@@ -178,6 +178,27 @@ func TestAgentConvergesOnItsChannel(t *testing.T) {
 	dns := &appsv1.Deployment{}
 	require.NoError(t, f.kube.Get(f.ctx, client.ObjectKey{Namespace: "kube-system", Name: "coredns"}, dns))
 	assert.EqualValues(t, 2, *dns.Spec.Replicas)
+	f.eventually("an Event on the ClusterConfig says what was applied", func() bool {
+		list := &corev1.EventList{}
+		if f.kube.List(f.ctx, list) != nil {
+			return false
+		}
+		for _, e := range list.Items {
+			if e.InvolvedObject.Kind == "ClusterConfig" && e.Reason == "Applied" && strings.Contains(e.Message, "Deployment/kube-system/coredns") {
+				return true
+			}
+		}
+		return false
+	})
+
+	// The agent's token reads its own assignment only.
+	_, _, err := f.reg.CreateCluster(f.ctx, &api.Cluster{ID: "aws:123456789012:eu-central-1:other", InfrastructureAccount: "aws:123456789012",
+		Region: "eu-central-1", APIServerURL: "https://other.example.org", Environment: "test", Channel: "dev"})
+	require.NoError(t, err)
+	asAgent, err := registry.New(f.central.URL, f.token, registry.WithRetryMax(0))
+	require.NoError(t, err)
+	_, err = asAgent.GetAssignment(f.ctx, "aws:123456789012:eu-central-1:other", registry.AssignmentOptions{})
+	assert.Equal(t, 403, registry.StatusCode(err), "another cluster's assignment is forbidden")
 
 	// A commit on the channel branch is applied within one poll.
 	sha := f.commit("add settings", map[string][]byte{
