@@ -336,3 +336,23 @@ func TestANewerCommitCancelsTheHealthWait(t *testing.T) {
 	f.eventually("the fix is applied long before the 10m health timeout", f.atCommit(fix))
 	assert.Less(t, time.Since(start), time.Minute)
 }
+
+func TestABlockStopsAnUpdatePartWay(t *testing.T) {
+	f := startFleet(t)
+	_, _, err := f.reg.PatchCluster(f.ctx, clusterID, map[string]any{"config_items": map[string]string{"health_timeout": "10m"}}, "")
+	require.NoError(t, err)
+	f.startAgent("test", false)
+	f.eventually("the first version is applied", func() bool { return f.status().Phase == api.PhaseIdle && f.status().CurrentVersion != "" })
+	good := f.status().CurrentVersion
+
+	stuck := []byte("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: stuck\n  namespace: default\nspec:\n  selector: {matchLabels: {app: stuck}}\n  template:\n    metadata: {labels: {app: stuck}}\n    spec:\n      nodeSelector: {pool: none}\n      containers: [{name: app, image: app}]\n")
+	f.commit("a Deployment that never becomes ready", map[string][]byte{"kubernetes/base/stuck.yaml": stuck, base: addResource(t, "stuck.yaml")})
+	f.eventually("the update is under way", func() bool { return f.status().Phase == api.PhaseApplying })
+	start := time.Now()
+	_, _, err = f.reg.CreateBlock(f.ctx, clusterID, registry.BlockRequest{Reason: "stop the rollout"})
+	require.NoError(t, err)
+	f.eventually("the block stops the update part way", func() bool { return f.status().Phase == api.PhaseBlocked })
+	assert.Less(t, time.Since(start), time.Minute, "long before the 10m health timeout")
+	assert.Equal(t, good, f.status().CurrentVersion, "the unfinished version never became current")
+	assert.Contains(t, f.status().Problems[len(f.status().Problems)-1].Title, "stop the rollout")
+}
