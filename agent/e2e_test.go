@@ -160,6 +160,21 @@ func (f *fleet) atCommit(sha string) func() bool {
 
 const base = "kubernetes/base/kustomization.yaml"
 
+// stuckDeployment never becomes ready: no node matches its selector.
+const stuckDeployment = `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: stuck
+  namespace: default
+spec:
+  selector: {matchLabels: {app: stuck}}
+  template:
+    metadata: {labels: {app: stuck}}
+    spec:
+      nodeSelector: {pool: none}
+      containers: [{name: app, image: app}]
+`
+
 func addResource(t *testing.T, name string) []byte {
 	b, err := os.ReadFile("../manifests/" + base)
 	require.NoError(t, err)
@@ -326,8 +341,7 @@ func TestANewerCommitCancelsTheHealthWait(t *testing.T) {
 	f.startAgent("test", false)
 	f.eventually("the first version is applied", func() bool { return f.status().Phase == api.PhaseIdle && f.status().CurrentVersion != "" })
 
-	stuck := []byte("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: stuck\n  namespace: default\nspec:\n  selector: {matchLabels: {app: stuck}}\n  template:\n    metadata: {labels: {app: stuck}}\n    spec:\n      nodeSelector: {pool: none}\n      containers: [{name: app, image: app}]\n")
-	f.commit("a Deployment that never becomes ready", map[string][]byte{"kubernetes/base/stuck.yaml": stuck, base: addResource(t, "stuck.yaml")})
+	f.commit("a Deployment that never becomes ready", map[string][]byte{"kubernetes/base/stuck.yaml": []byte(stuckDeployment), base: addResource(t, "stuck.yaml")})
 	f.eventually("the agent waits for health", func() bool { return f.status().Phase == api.PhaseApplying })
 	start := time.Now()
 	b, err := os.ReadFile("../manifests/" + base)
@@ -345,8 +359,7 @@ func TestABlockStopsAnUpdatePartWay(t *testing.T) {
 	f.eventually("the first version is applied", func() bool { return f.status().Phase == api.PhaseIdle && f.status().CurrentVersion != "" })
 	good := f.status().CurrentVersion
 
-	stuck := []byte("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: stuck\n  namespace: default\nspec:\n  selector: {matchLabels: {app: stuck}}\n  template:\n    metadata: {labels: {app: stuck}}\n    spec:\n      nodeSelector: {pool: none}\n      containers: [{name: app, image: app}]\n")
-	f.commit("a Deployment that never becomes ready", map[string][]byte{"kubernetes/base/stuck.yaml": stuck, base: addResource(t, "stuck.yaml")})
+	f.commit("a Deployment that never becomes ready", map[string][]byte{"kubernetes/base/stuck.yaml": []byte(stuckDeployment), base: addResource(t, "stuck.yaml")})
 	f.eventually("the update is under way", func() bool { return f.status().Phase == api.PhaseApplying })
 	start := time.Now()
 	_, _, err = f.reg.CreateBlock(f.ctx, clusterID, registry.BlockRequest{Reason: "stop the rollout"})

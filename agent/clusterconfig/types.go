@@ -68,13 +68,17 @@ func (c *ClusterConfig) SetConditions(conditions []metav1.Condition) {
 
 // DeepCopyObject copies through JSON: the object is small and read rarely,
 // and a hand-written copy would be one more thing to keep in step.
-func (c *ClusterConfig) DeepCopyObject() runtime.Object {
-	out := &ClusterConfig{}
-	b, err := json.Marshal(c)
-	if err != nil {
-		panic(err)
+func (c *ClusterConfig) DeepCopyObject() runtime.Object { return jsonCopy(c) }
+
+// jsonCopy copies through JSON; the types here encode without loss, so an
+// error is a programming error.
+func jsonCopy[T any](in *T) *T {
+	out := new(T)
+	b, err := json.Marshal(in)
+	if err == nil {
+		err = json.Unmarshal(b, out)
 	}
-	if err := json.Unmarshal(b, out); err != nil {
+	if err != nil {
 		panic(err)
 	}
 	return out
@@ -88,17 +92,7 @@ type ClusterConfigList struct {
 }
 
 // DeepCopyObject copies the list through JSON, as ClusterConfig does.
-func (l *ClusterConfigList) DeepCopyObject() runtime.Object {
-	out := &ClusterConfigList{}
-	b, err := json.Marshal(l)
-	if err != nil {
-		panic(err)
-	}
-	if err := json.Unmarshal(b, out); err != nil {
-		panic(err)
-	}
-	return out
-}
+func (l *ClusterConfigList) DeepCopyObject() runtime.Object { return jsonCopy(l) }
 
 // AddToScheme registers the types.
 func AddToScheme(s *runtime.Scheme) error {
