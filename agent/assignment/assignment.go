@@ -12,7 +12,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/caravan-gitops/caravan/pkg/api"
@@ -103,12 +103,10 @@ func (k *Keeper) save(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s := &corev1.Secret{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
-		ObjectMeta: metav1.ObjectMeta{Name: SecretName, Namespace: k.namespace, Labels: map[string]string{"app.kubernetes.io/managed-by": "caravan-agent"}},
-		Data:       map[string][]byte{"assignment.json": body, "etag": []byte(k.etag)},
-	}
-	if err := k.kube.Patch(ctx, s, client.Apply, client.FieldOwner("caravan-agent"), client.ForceOwnership); err != nil {
+	s := corev1ac.Secret(SecretName, k.namespace).
+		WithLabels(map[string]string{"app.kubernetes.io/managed-by": "caravan-agent"}).
+		WithData(map[string][]byte{"assignment.json": body, "etag": []byte(k.etag)})
+	if err := k.kube.Apply(ctx, s, client.FieldOwner("caravan-agent"), client.ForceOwnership); err != nil {
 		return fmt.Errorf("keeping the last good assignment: %w", err)
 	}
 	return nil
