@@ -55,9 +55,10 @@ $(TOOLS_DIR)/.complete:
 	bash test/tools/stages.sh $(TOOLS_DIR)/kwok-stages.yaml
 	touch $@
 
-## bench: measure the registry and write BENCHMARKS.md
-bench:
+## bench: measure the registry and the agent and write BENCHMARKS.md
+bench: tools
 	go run ./test/bench/registry -out BENCHMARKS.md
+	go run ./test/bench/agent -out BENCHMARKS.md
 
 ## lint: go vet and staticcheck
 lint:

@@ -1,0 +1,257 @@
+//go:build linux
+
+// Command agent benchmarks the Caravan agent against the goals of its
+// issue, with the real parts: a real kube-apiserver, etcd, controllers and
+// kwok nodes (test/controlplane), the real git server (test/gitserver) and
+// caravan-central, and a generated config repo of 1,000 objects (600
+// ConfigMaps, 200 Deployments, 100 Services, 50 Roles and 50 RoleBindings
+// in 5 namespaces).
+//
+//  1. the agent's first apply beside `kubectl apply --server-side` of the
+//     same rendered objects, each into namespaces of its own;
+//  2. a reconcile of a new commit that changes no object;
+//  3. a reconcile when neither commit nor assignment changed;
+//  4. caravan-agent's peak RSS, as its own process, up to its first version;
+//  5. the render of manifests/ beside `kustomize build`.
+//
+// The figures go to stdout and, with -out, into the agent's marked section
+// of BENCHMARKS.md.
+//
+//	go run ./test/bench/agent -out BENCHMARKS.md
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime/pprof"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/go-logr/logr"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/caravan-gitops/caravan/agent/apply"
+	"github.com/caravan-gitops/caravan/test/controlplane"
+)
+
+type options struct {
+	out        string
+	commits    int
+	steadyRuns int
+	renderRuns int
+	keep       bool
+	cpuProfile string
+	agentEnv   envList
+}
+
+// envList is a repeatable KEY=VALUE flag.
+type envList []string
+
+func (e *envList) String() string { return strings.Join(*e, " ") }
+
+func (e *envList) Set(v string) error {
+	if k, _, ok := strings.Cut(v, "="); !ok || k == "" {
+		return fmt.Errorf("%q is not KEY=VALUE", v)
+	}
+	*e = append(*e, v)
+	return nil
+}
+
+func parseOptions() (options, error) {
+	var o options
+	flag.StringVar(&o.out, "out", "", "markdown file whose agent section is rewritten with the figures (stdout only when empty)")
+	flag.IntVar(&o.commits, "commits", 3, "new commits that change no object, each reconciled once (goal 2)")
+	flag.IntVar(&o.steadyRuns, "steady-runs", 100, "reconciles with nothing changed (goal 3)")
+	flag.IntVar(&o.renderRuns, "render-runs", 20, "renders of each overlay (goal 5)")
+	flag.BoolVar(&o.keep, "keep", false, "keep the temporary folder with the logs of every part")
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (the in-process agent's client side) to this file")
+	flag.Var(&o.agentEnv, "agent-env", "KEY=VALUE added to the caravan-agent process's environment, such as GOMEMLIMIT=64MiB (repeatable)")
+	flag.Parse()
+	if o.commits < 1 || o.steadyRuns < 1 || o.renderRuns < 1 {
+		return o, errors.New("-commits, -steady-runs and -render-runs must be positive")
+	}
+	return o, nil
+}
+
+func main() {
+	o, err := parseOptions()
+	if err == nil {
+		err = run(o)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// progress tells the person waiting what runs now; the figures go to stdout.
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "bench: %5.1fs "+format+"\n", append([]any{time.Since(began).Seconds()}, args...)...)
+}
+
+var began = time.Now()
+
+// bench is the state shared by the measurements.
+type bench struct {
+	opts     options
+	root     string // the repository
+	dir      string // temporary files
+	toolsDir string
+	agentBin string
+	fleet    *fleet
+	cluster  *cluster
+	applier  *apply.Applier // the agent's, long-lived as in the agent
+	counter  *requestCounter
+	rep      *report
+}
+
+func run(o options) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Minute)
+	defer cancel()
+	// The agent's parts log through controller-runtime; this process
+	// keeps their logs out of the figures.
+	ctrl.SetLogger(logr.Discard())
+
+	root, err := repoRoot()
+	if err != nil {
+		return err
+	}
+	toolsDir, err := controlplane.BinDir()
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(toolsDir, "kubectl")); err != nil {
+		return fmt.Errorf("kubectl is missing from %s: run `make tools`", toolsDir)
+	}
+	dir, err := os.MkdirTemp("", "caravan-agent-bench-")
+	if err != nil {
+		return err
+	}
+	if o.keep {
+		progress("keeping %s", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+
+	b := &bench{opts: o, root: root, dir: dir, toolsDir: toolsDir, rep: newReport(o)}
+	if err := b.measure(ctx); err != nil {
+		return err
+	}
+	b.rep.elapsed = time.Since(began)
+
+	section := b.rep.markdown()
+	fmt.Print(section)
+	if o.out != "" {
+		if err := writeSection(o.out, section); err != nil {
+			return err
+		}
+		progress("wrote %s", o.out)
+	}
+	return nil
+}
+
+// measure runs the five measurements; everything it starts it stops.
+func (b *bench) measure(ctx context.Context) (err error) {
+	progress("building caravan-agent")
+	if b.agentBin, err = buildAgent(ctx, b.root, b.dir); err != nil {
+		return err
+	}
+	progress("generating the config repos; starting the git server and caravan-central")
+	if b.fleet, err = startFleet(ctx, b.dir); err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, b.fleet.stop()) }()
+
+	// Render first, with no control plane running: it is CPU alone.
+	if err := b.measureRenders(ctx, b.opts.renderRuns); err != nil {
+		return err
+	}
+
+	// Goals 1 to 3 share one cluster: kubectl's copy and the agent's copy
+	// of the objects (200 Services fit its 10.0.0.0/24 service range; 400
+	// pods need 4 kwok nodes of 110 pods). Goal 4 gets a second, empty
+	// cluster: the agent's ClusterConfig is one per cluster.
+	progress("starting two control planes, with 5 and 3 kwok nodes")
+	var first, second *cluster
+	var firstErr, secondErr error
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		first, b.rep.clusterStart, firstErr = startCluster(ctx, filepath.Join(b.dir, "cluster-1"), 5)
+	}()
+	go func() {
+		defer wg.Done()
+		second, _, secondErr = startCluster(ctx, filepath.Join(b.dir, "cluster-2"), 3)
+	}()
+	wg.Wait()
+	if first != nil {
+		defer first.stop()
+	}
+	stopSecond := sync.OnceFunc(func() {
+		if second != nil {
+			second.stop()
+		}
+	})
+	defer stopSecond()
+	if err := errors.Join(firstErr, secondErr); err != nil {
+		return err
+	}
+	b.cluster = first
+	b.rep.kubeVersion = b.cluster.version
+	if strings.HasPrefix(b.rep.kubeVersion, "v0.0.0") {
+		// Built from source without version stamps: say what it was built from.
+		b.rep.kubeVersion = toolVersion(b.root, "k8s.io/kubernetes")
+	}
+	a, err := b.assignment(ctx)
+	if err != nil {
+		return err
+	}
+	// Goal 4 runs while the first cluster's controllers bring kubectl's
+	// objects to health, which takes them most of a minute and leaves
+	// nothing to measure on the first cluster; its memory does not depend
+	// on sharing the cores.
+	goal4 := func(ctx context.Context) error {
+		defer stopSecond()
+		return b.measureProcess(ctx, second)
+	}
+	if err := b.compareApplies(ctx, a, goal4); err != nil {
+		return err
+	}
+	return b.measureReconciles(ctx, b.opts.commits, b.opts.steadyRuns)
+}
+
+// toolVersion is the version of a module the control plane's binaries are
+// built from, as test/tools/go.mod pins it.
+func toolVersion(root, module string) string {
+	b, err := os.ReadFile(filepath.Join(root, "test", "tools", "go.mod"))
+	if err != nil {
+		return "unknown"
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == module {
+			return f[1]
+		}
+	}
+	return "unknown"
+}
