@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fluxcd/cli-utils/pkg/kstatus/polling"
+	"github.com/fluxcd/cli-utils/pkg/kstatus/status"
 	"github.com/fluxcd/pkg/ssa"
 	ssaerrors "github.com/fluxcd/pkg/ssa/errors"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -218,5 +219,36 @@ func (a *Applier) Wait(ctx context.Context, inv Inventory, timeout time.Duration
 	if err != nil {
 		return err
 	}
-	return a.manager.WaitForSetWithContext(ctx, set, ssa.WaitOptions{Interval: time.Second, Timeout: timeout, FailFast: true})
+	err = a.manager.WaitForSetWithContext(ctx, set, ssa.WaitOptions{Interval: time.Second, Timeout: timeout, FailFast: true})
+	if err == nil || ctx.Err() != nil {
+		return err
+	}
+	// The wait may end inside a request, with an error that names no object.
+	if names := a.unhealthy(inv); len(names) > 0 && !strings.Contains(err.Error(), names[0]) {
+		return fmt.Errorf("%w; not healthy: %s", err, strings.Join(names, ", "))
+	}
+	return err
+}
+
+// unhealthy names up to ten objects of the inventory that are not Current.
+func (a *Applier) unhealthy(inv Inventory) []string {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	objects, err := inv.Objects()
+	if err != nil {
+		return nil
+	}
+	var names []string
+	for _, o := range objects {
+		if len(names) == 10 || ctx.Err() != nil {
+			break
+		}
+		if err := a.client.Get(ctx, client.ObjectKeyFromObject(o), o); err != nil {
+			continue
+		}
+		if res, err := status.Compute(o); err == nil && res.Status != status.CurrentStatus {
+			names = append(names, fmt.Sprintf("%s %s (%s: %s)", o.GetKind(), strings.TrimPrefix(o.GetNamespace()+"/"+o.GetName(), "/"), res.Status, res.Message))
+		}
+	}
+	return names
 }
