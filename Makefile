@@ -21,9 +21,9 @@ TOOLS_DIR   := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/caravan/tools-$(TOOLS_HASH
 
 all: build
 
-## build: compile caravan, caravan-central (and later caravan-agent) into bin/
+## build: compile caravan, caravan-central and caravan-agent into bin/ (static: no cgo)
 build:
-	go build -o $(BIN)/ ./cmd/...
+	CGO_ENABLED=0 go build -o $(BIN)/ ./cmd/...
 
 ## run: start the local demo fleet (registry, git server, two clusters with agents); Ctrl-C stops it
 run: build tools

@@ -74,9 +74,17 @@ Every flag can also be set as CARAVAN_<FLAG>, dashes written as underscores.`,
 	return cmd
 }
 
+// kubeConfig gives both paths the same client-side rate limit: none, as
+// controller-runtime's GetConfig sets in a pod; a kubeconfig alone would
+// get client-go's 5 requests per second, minutes for a large first apply.
 func kubeConfig(path string) (*rest.Config, error) {
 	if path == "" {
 		return ctrl.GetConfig()
 	}
-	return clientcmd.BuildConfigFromFlags("", path)
+	cfg, err := clientcmd.BuildConfigFromFlags("", path)
+	if err != nil {
+		return nil, err
+	}
+	cfg.QPS = -1
+	return cfg, nil
 }
