@@ -340,7 +340,7 @@ func (cp *ControlPlane) AddNode(ctx context.Context, n Node) (*corev1.Node, erro
 func BinDir() (string, error) {
 	dir := os.Getenv("CARAVAN_TOOLS_BIN")
 	if dir == "" {
-		root, err := repoRoot()
+		root, err := RepoRoot()
 		if err != nil {
 			return "", err
 		}
@@ -360,7 +360,8 @@ func BinDir() (string, error) {
 // StagesFile is kwok's configuration: the node and pod stages it plays.
 func StagesFile(binDir string) string { return filepath.Join(binDir, "kwok-stages.yaml") }
 
-func repoRoot() (string, error) {
+// RepoRoot is the root of the caravan repository the caller runs in.
+func RepoRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err

@@ -34,6 +34,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/caravan-gitops/caravan/test/bench/host"
+
 	"github.com/go-logr/logr"
 	ctrl "sigs.k8s.io/controller-runtime"
 
@@ -48,20 +50,7 @@ type options struct {
 	renderRuns int
 	keep       bool
 	cpuProfile string
-	agentEnv   envList
-}
-
-// envList is a repeatable KEY=VALUE flag.
-type envList []string
-
-func (e *envList) String() string { return strings.Join(*e, " ") }
-
-func (e *envList) Set(v string) error {
-	if k, _, ok := strings.Cut(v, "="); !ok || k == "" {
-		return fmt.Errorf("%q is not KEY=VALUE", v)
-	}
-	*e = append(*e, v)
-	return nil
+	agentEnv   host.EnvList
 }
 
 func parseOptions() (options, error) {
@@ -121,7 +110,7 @@ func run(o options) error {
 	// keeps their logs out of the figures.
 	ctrl.SetLogger(logr.Discard())
 
-	root, err := repoRoot()
+	root, err := controlplane.RepoRoot()
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/caravan-gitops/caravan/test/bench/host"
 )
 
 // The issue's goals.
@@ -48,7 +50,7 @@ func (r *report) markdown() string {
 	fmt.Fprintf(&b, "Measured %s on %s, %s, by `go run ./test/bench/agent -out BENCHMARKS.md` (%s in all), "+
 		"against kube-apiserver %s with etcd, kube-controller-manager, kube-scheduler and kwok nodes (test/controlplane), "+
 		"beside kubectl %s and kustomize %s.\n\n",
-		r.started.Format("2006-01-02 15:04 UTC"), machine(), runtime.Version(), r.elapsed.Round(time.Second),
+		r.started.Format("2006-01-02 15:04 UTC"), host.Machine(), runtime.Version(), r.elapsed.Round(time.Second),
 		r.kubeVersion, r.applies.kubectlVersion, kustomizeVersion)
 	fmt.Fprintf(&b, "The config repo is generated: %s objects (%d ConfigMaps, %d Deployments of 1 replica, %d Services, %d Roles and %d RoleBindings) "+
 		"in %d namespaces, plus the %d Namespaces, %s objects applied; its ConfigMaps and Deployments use `${VAR}`s. "+

@@ -25,6 +25,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/caravan-gitops/caravan/test/bench/host"
 )
 
 type options struct {
@@ -34,21 +36,8 @@ type options struct {
 	warmup     time.Duration
 	duration   time.Duration
 	longPolls  int
-	centralEnv envList
+	centralEnv host.EnvList
 	bareServer string
-}
-
-// envList is a repeatable KEY=VALUE flag.
-type envList []string
-
-func (e *envList) String() string { return strings.Join(*e, " ") }
-
-func (e *envList) Set(v string) error {
-	if k, _, ok := strings.Cut(v, "="); !ok || k == "" {
-		return fmt.Errorf("%q is not KEY=VALUE", v)
-	}
-	*e = append(*e, v)
-	return nil
 }
 
 func parseOptions() (options, error) {

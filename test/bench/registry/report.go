@@ -3,7 +3,6 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -13,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/caravan-gitops/caravan/test/bench/host"
 )
 
 // The issue's goals.
@@ -51,7 +52,7 @@ func (r *report) markdown() string {
 	b.WriteString(startMarker + "\n")
 	b.WriteString("## Registry: caravan-central on SQLite\n\n")
 	fmt.Fprintf(&b, "Measured %s on %s, %s, by `%s` (its bare server: `net/http` of the same Go).\n\n",
-		r.started.Format("2006-01-02 15:04 UTC"), machine(), runtime.Version(), r.command)
+		r.started.Format("2006-01-02 15:04 UTC"), host.Machine(), runtime.Version(), r.command)
 	fmt.Fprintf(&b, "%s clusters in one account (2 node pools and 3 config items each, spread over the channels dev, alpha, beta and stable, "+
 		"each with its own agent token) in a SQLite file. caravan-central runs as its own process on 127.0.0.1; %d concurrent clients "+
 		"of a Go load generator, on the same cores, each with a keep-alive connection and its own clusters and their agent tokens, "+
@@ -226,45 +227,6 @@ func updateSection(path, section string) error {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return nil
-}
-
-// machine describes the cores, model and memory the figures were measured on.
-func machine() string {
-	model := "unknown CPU"
-	if f, err := os.Open("/proc/cpuinfo"); err == nil {
-		defer f.Close()
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
-				model = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
-	desc := fmt.Sprintf("%d cores (nproc) of %s", runtime.NumCPU(), model)
-	if total := memTotal(); total > 0 {
-		desc += fmt.Sprintf(", %.0f GiB", float64(total)/(1<<30))
-	}
-	if release, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
-		desc += ", Linux " + strings.TrimSpace(string(release))
-	}
-	return desc
-}
-
-func memTotal() int64 {
-	f, err := os.Open("/proc/meminfo")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "MemTotal:"); ok {
-			n, _ := parseKB(v)
-			return n
-		}
-	}
-	return 0
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
