@@ -193,18 +193,7 @@ func TestAgentConvergesOnItsChannel(t *testing.T) {
 	dns := &appsv1.Deployment{}
 	require.NoError(t, f.kube.Get(f.ctx, client.ObjectKey{Namespace: "kube-system", Name: "coredns"}, dns))
 	assert.EqualValues(t, 2, *dns.Spec.Replicas)
-	f.eventually("an Event on the ClusterConfig says what was applied", func() bool {
-		list := &corev1.EventList{}
-		if f.kube.List(f.ctx, list) != nil {
-			return false
-		}
-		for _, e := range list.Items {
-			if e.InvolvedObject.Kind == "ClusterConfig" && e.Reason == "Applied" && strings.Contains(e.Message, "Deployment/kube-system/coredns") {
-				return true
-			}
-		}
-		return false
-	})
+	f.eventually("an Event on the ClusterConfig says what was applied", func() bool { return f.hasEvent("Deployment/kube-system/coredns created") })
 
 	// The agent's token reads its own assignment only.
 	_, _, err := f.reg.CreateCluster(f.ctx, &api.Cluster{ID: "aws:123456789012:eu-central-1:other", InfrastructureAccount: "aws:123456789012",
@@ -258,6 +247,40 @@ func TestAgentConvergesOnItsChannel(t *testing.T) {
 	_, err = f.configMap("settings")
 	assert.True(t, apierrors.IsNotFound(err), "the object that left the config is pruned")
 	assert.True(t, conditions.IsReady(f.clusterConfig()))
+
+	// A commit that changes nothing the render reads, and one that changes
+	// no object, are taken without an apply.
+	inventory := f.clusterConfig().Status.Inventory
+	docs := f.commit("docs only", map[string][]byte{"README.md": []byte("# notes\n")})
+	f.eventually("the docs commit is the current version", f.atCommit(docs))
+	assert.True(t, f.hasEvent(docs, "renders the same objects as the last one; nothing to apply"))
+	assert.Equal(t, inventory, f.clusterConfig().Status.Inventory)
+	comment := f.commit("a comment", map[string][]byte{base: append([]byte("# kustomize drops comments\n"), b...)})
+	f.eventually("the comment commit is the current version", f.atCommit(comment))
+	assert.True(t, f.hasEvent(comment, "renders the same objects as the last one; nothing to apply"))
+	assert.Equal(t, inventory, f.clusterConfig().Status.Inventory)
+
+	// In the steady state the agent writes nothing to the cluster.
+	f.eventually("the ClusterConfig says up to date", func() bool {
+		return conditions.GetReason(f.clusterConfig(), "Ready") == "UpToDate"
+	})
+	rv := f.clusterConfig().ResourceVersion
+	time.Sleep(5 * time.Second)
+	assert.Equal(t, rv, f.clusterConfig().ResourceVersion, "two polls with nothing new leave the ClusterConfig alone")
+}
+
+// hasEvent says whether an Event on the ClusterConfig says all of parts.
+func (f *fleet) hasEvent(parts ...string) bool {
+	list := &corev1.EventList{}
+	if f.kube.List(f.ctx, list) != nil {
+		return false
+	}
+	for _, e := range list.Items {
+		if e.InvolvedObject.Kind == "ClusterConfig" && containsAll(e.Message, parts) {
+			return true
+		}
+	}
+	return false
 }
 
 func TestRegistryDownKeepsTheLastAssignmentAcrossRestarts(t *testing.T) {
@@ -368,4 +391,13 @@ func TestABlockStopsAnUpdatePartWay(t *testing.T) {
 	assert.Less(t, time.Since(start), time.Minute, "long before the 10m health timeout")
 	assert.Equal(t, good, f.status().CurrentVersion, "the unfinished version never became current")
 	assert.Contains(t, f.status().Problems[len(f.status().Problems)-1].Title, "stop the rollout")
+}
+
+func containsAll(s string, parts []string) bool {
+	for _, p := range parts {
+		if !strings.Contains(s, p) {
+			return false
+		}
+	}
+	return true
 }

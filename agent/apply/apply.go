@@ -7,10 +7,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"time"
 
 	"github.com/fluxcd/cli-utils/pkg/kstatus/polling"
+	"github.com/fluxcd/cli-utils/pkg/kstatus/polling/engine"
+	"github.com/fluxcd/cli-utils/pkg/kstatus/polling/statusreaders"
 	"github.com/fluxcd/cli-utils/pkg/kstatus/status"
 	"github.com/fluxcd/pkg/ssa"
 	ssaerrors "github.com/fluxcd/pkg/ssa/errors"
@@ -20,6 +23,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
@@ -45,6 +49,7 @@ type Applier struct {
 	manager   *ssa.ResourceManager
 	mapper    meta.RESTMapper
 	discovery discovery.DiscoveryInterface
+	rest      rest.Interface
 }
 
 // New connects an Applier to the cluster of cfg.
@@ -65,10 +70,32 @@ func New(cfg *rest.Config) (*Applier, error) {
 	if err != nil {
 		return nil, err
 	}
-	poller := polling.NewStatusPoller(c, mapper, polling.Options{})
+	restClient, err := rawClient(cfg, httpClient)
+	if err != nil {
+		return nil, err
+	}
+	// Health is read from each object alone: kstatus's Deployment and
+	// StatefulSet readers would also list every ReplicaSet and Pod of each
+	// namespace on every poll, only to word the messages, and an agent must
+	// stay small in the cluster it serves.
+	poller := polling.NewStatusPoller(statusReader{c}, mapper, polling.Options{
+		CustomStatusReaders: []engine.StatusReader{statusreaders.NewGenericStatusReader(mapper, status.Compute)},
+	})
 	manager := ssa.NewResourceManager(c, poller, ssa.Owner{Field: FieldManager, Group: "caravan.io"})
 	manager.SetConcurrency(8)
-	return &Applier{client: c, manager: manager, mapper: mapper, discovery: disco}, nil
+	return &Applier{client: c, manager: manager, mapper: mapper, discovery: disco, rest: restClient}, nil
+}
+
+// rawClient sends requests whose status code matters, such as an apply
+// that tells created from configured.
+func rawClient(cfg *rest.Config, httpClient *http.Client) (rest.Interface, error) {
+	c := rest.CopyConfig(cfg)
+	c.NegotiatedSerializer = scheme.Codecs.WithoutConversion()
+	rc, err := rest.UnversionedRESTClientForConfigAndClient(c, httpClient)
+	if err != nil {
+		return nil, fmt.Errorf("building the REST client: %w", err)
+	}
+	return rc, nil
 }
 
 // Result is what one apply changed.
@@ -104,12 +131,7 @@ func (a *Applier) Apply(ctx context.Context, r *render.Result, previous Inventor
 	if err != nil {
 		return res, fmt.Errorf("pre-apply deletions: %w", err)
 	}
-	res.Applied, err = a.manager.ApplyAllStaged(ctx, r.Objects, ssa.ApplyOptions{
-		ForceSelector:    map[string]string{ForceAnnotation: "enabled"},
-		CustomStageKinds: map[schema.GroupKind]struct{}{{Group: "rbac.authorization.k8s.io", Kind: "ClusterRoleBinding"}: {}},
-		WaitInterval:     500 * time.Millisecond,
-		WaitTimeout:      2 * time.Minute,
-	})
+	res.Applied, err = a.applyStaged(ctx, r.Objects, previous)
 	if err != nil {
 		return res, applyError(err)
 	}
@@ -215,6 +237,7 @@ func (a *Applier) resolveKind(kind string) (schema.GroupVersionKind, error) {
 // Current), the timeout passes, or ctx ends, as when a newer revision
 // arrives; its error names the objects that are not healthy.
 func (a *Applier) Wait(ctx context.Context, inv Inventory, timeout time.Duration) error {
+	inv = inv.WithHealth()
 	set, err := inv.ObjMetadataSet()
 	if err != nil {
 		return err

@@ -9,6 +9,7 @@ import (
 	"testing/fstest"
 	"time"
 
+	"github.com/fluxcd/pkg/ssa"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
@@ -69,7 +70,12 @@ func TestApplyPruneAndDeletionsOfTheReferenceRepo(t *testing.T) {
 
 	first, err := a.Apply(ctx, renderRepo(t, repo), nil)
 	require.NoError(t, err)
-	assert.NotEmpty(t, first.Applied.Entries)
+	require.NotEmpty(t, first.Applied.Entries)
+	for _, e := range first.Applied.Entries {
+		if e.Subject != "Namespace/kube-system" && e.Subject != "Namespace/default" {
+			assert.Equal(t, ssa.CreatedAction, e.Action, e.Subject)
+		}
+	}
 	require.NoError(t, a.Wait(ctx, first.Inventory, 2*time.Minute), "the reference config becomes healthy on kwok nodes")
 	dns, err := cp.Client.AppsV1().Deployments("kube-system").Get(ctx, "coredns", metav1.GetOptions{})
 	require.NoError(t, err)
@@ -148,6 +154,11 @@ spec:
 	require.NoError(t, err)
 	assert.Equal(t, "migrate:v1", got.Spec.Template.Spec.Containers[0].Image, "nothing changed")
 
+	// Without an inventory (a lost status), the change is refused all the same.
+	_, err = a.Apply(ctx, renderRepo(t, job("migrate:v2", "")), nil)
+	require.ErrorAs(t, err, &objErr)
+	assert.Contains(t, err.Error(), ForceAnnotation)
+
 	_, err = a.Apply(ctx, renderRepo(t, job("migrate:v2", "\n  annotations:\n    caravan.io/force: enabled")), first.Inventory)
 	require.NoError(t, err, "with the annotation the Job is recreated")
 	got, err = cp.Client.BatchV1().Jobs("default").Get(ctx, "migrate", metav1.GetOptions{})
@@ -185,4 +196,26 @@ spec:
 	err = a.Wait(cancelled, res.Inventory, time.Minute)
 	require.Error(t, err)
 	assert.Less(t, time.Since(start), 10*time.Second, "a newer revision cancels the wait")
+}
+
+func TestAnObjectMadeByHandIsAdoptedAndReportedAsConfigured(t *testing.T) {
+	cp, a, ctx := setup(t)
+	_, err := cp.Client.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "settings"}, Data: map[string]string{"mode": "by-hand"}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	repo := fstest.MapFS{
+		"kubernetes/overlays/test/kustomization.yaml": {Data: []byte("resources:\n  - settings.yaml\n  - fresh.yaml\n")},
+		"kubernetes/overlays/test/settings.yaml":      {Data: []byte("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings, namespace: default}\ndata: {mode: git}\n")},
+		"kubernetes/overlays/test/fresh.yaml":         {Data: []byte("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: fresh, namespace: default}\n")},
+	}
+	res, err := a.Apply(ctx, renderRepo(t, repo), nil)
+	require.NoError(t, err)
+	actions := map[string]ssa.Action{}
+	for _, e := range res.Applied.Entries {
+		actions[e.Subject] = e.Action
+	}
+	assert.Equal(t, map[string]ssa.Action{"ConfigMap/default/settings": ssa.ConfiguredAction, "ConfigMap/default/fresh": ssa.CreatedAction}, actions)
+	got, err := cp.Client.CoreV1().ConfigMaps("default").Get(ctx, "settings", metav1.GetOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, "git", got.Data["mode"], "git wins over the hand-made value")
+	assert.Equal(t, ManagedValue, got.Labels[ManagedLabel])
 }

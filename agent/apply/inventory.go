@@ -7,6 +7,7 @@ import (
 
 	"github.com/fluxcd/cli-utils/pkg/object"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
 // Entry is one object a revision applied: its ID (namespace_name_group_kind)
@@ -74,4 +75,38 @@ func (inv Inventory) ObjMetadataSet() (object.ObjMetadataSet, error) {
 		set = append(set, meta)
 	}
 	return set, nil
+}
+
+// healthyOnceApplied are kinds with no status that kstatus reads: an object
+// of one is Current as soon as it exists, and the apply has just made it
+// exist. Waiting on them would only poll every object of them each second.
+var healthyOnceApplied = map[schema.GroupKind]bool{}
+
+func init() {
+	for group, kinds := range map[string][]string{
+		"":                             {"ConfigMap", "Secret", "ServiceAccount", "LimitRange", "ResourceQuota", "Endpoints"},
+		"rbac.authorization.k8s.io":    {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"},
+		"scheduling.k8s.io":            {"PriorityClass"},
+		"networking.k8s.io":            {"NetworkPolicy", "IngressClass"},
+		"storage.k8s.io":               {"StorageClass"},
+		"node.k8s.io":                  {"RuntimeClass"},
+		"discovery.k8s.io":             {"EndpointSlice"},
+		"admissionregistration.k8s.io": {"ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"},
+	} {
+		for _, kind := range kinds {
+			healthyOnceApplied[schema.GroupKind{Group: group, Kind: kind}] = true
+		}
+	}
+}
+
+// WithHealth lists the entries whose health is more than their existence.
+func (inv Inventory) WithHealth() Inventory {
+	var out Inventory
+	for _, e := range inv {
+		meta, err := object.ParseObjMetadata(e.ID)
+		if err != nil || !healthyOnceApplied[meta.GroupKind] {
+			out = append(out, e)
+		}
+	}
+	return out
 }

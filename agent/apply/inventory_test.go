@@ -49,3 +49,24 @@ func TestInventoryDiffPrunesOnlyWhatLeft(t *testing.T) {
 	_, err = Inventory{{ID: "garbage", Version: "v1"}}.Objects()
 	assert.Error(t, err)
 }
+
+func TestHealthWaitSkipsKindsThatAreHealthyOnceTheyExist(t *testing.T) {
+	inv := InventoryOf([]*unstructured.Unstructured{
+		obj("v1", "ConfigMap", "default", "settings"),
+		obj("v1", "Secret", "default", "token"),
+		obj("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "", "reader"),
+		obj("apps/v1", "Deployment", "default", "web"),
+		obj("v1", "Service", "default", "web"),
+		obj("v1", "Namespace", "", "default"),
+		obj("example.com/v1", "ConfigMap", "default", "lookalike"),
+		obj("policy/v1", "PodDisruptionBudget", "default", "web"),
+	})
+	var kinds []string
+	for _, e := range inv.WithHealth() {
+		kinds = append(kinds, e.ID)
+	}
+	assert.ElementsMatch(t, []string{
+		"default_web_apps_Deployment", "default_web__Service", "_default__Namespace",
+		"default_lookalike_example.com_ConfigMap", "default_web_policy_PodDisruptionBudget",
+	}, kinds)
+}

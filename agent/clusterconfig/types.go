@@ -51,11 +51,17 @@ type Status struct {
 	LastVersion        string             `json:"lastVersion,omitempty"`
 	// FailedVersion is a version whose commit cannot be rendered; it is not
 	// tried again, since rendering is pure and would fail the same way.
-	FailedVersion       string              `json:"failedVersion,omitempty"`
-	LastAppliedRevision string              `json:"lastAppliedRevision,omitempty"`
-	LastAppliedTime     *metav1.Time        `json:"lastAppliedTime,omitempty"`
-	Inventory           apply.Inventory     `json:"inventory,omitempty"`
-	Problems            []api.StatusProblem `json:"problems,omitempty"`
+	FailedVersion       string `json:"failedVersion,omitempty"`
+	LastAppliedRevision string `json:"lastAppliedRevision,omitempty"`
+	// AppliedInputs is the digest of everything the current version's
+	// render read (render.InputDigest); empty while an apply is under way.
+	AppliedInputs string `json:"appliedInputs,omitempty"`
+	// AppliedObjects is the digest of the current version's rendered
+	// objects and deletions (render.Result.Digest); empty likewise.
+	AppliedObjects  string              `json:"appliedObjects,omitempty"`
+	LastAppliedTime *metav1.Time        `json:"lastAppliedTime,omitempty"`
+	Inventory       apply.Inventory     `json:"inventory,omitempty"`
+	Problems        []api.StatusProblem `json:"problems,omitempty"`
 }
 
 // GetConditions lets fluxcd/pkg/runtime/conditions read the conditions.

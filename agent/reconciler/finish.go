@@ -7,6 +7,7 @@ import (
 
 	"github.com/fluxcd/pkg/runtime/conditions"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -33,7 +34,7 @@ func metaTime(t time.Time) metav1.Time { return metav1.NewTime(t.UTC().Truncate(
 // finish writes the outcome of a reconcile in one place: the ClusterConfig
 // status and conditions, an Event, the metrics and the registry's status.
 func (r *Reconciler) finish(ctx context.Context, cc *clusterconfig.ClusterConfig, o *outcome) {
-	patch := client.MergeFrom(cc.DeepCopyObject().(*clusterconfig.ClusterConfig))
+	before := cc.DeepCopyObject().(*clusterconfig.ClusterConfig)
 	now := r.now()
 	if o.problem != nil {
 		o.problem.Since = problemSince(cc.Status.Problems, *o.problem, now)
@@ -44,8 +45,12 @@ func (r *Reconciler) finish(ctx context.Context, cc *clusterconfig.ClusterConfig
 	cc.Status = o.status
 	cc.Status.ObservedGeneration = cc.Generation
 	r.setConditions(cc, o)
-	if err := r.kube.Status().Patch(ctx, cc, patch); err != nil {
+	r.config = nil
+	switch err := r.writeStatus(ctx, before, cc); {
+	case err != nil:
 		r.log.Error(err, "writing the ClusterConfig status")
+	default:
+		r.config = cc
 	}
 	r.emit(cc, o)
 	r.metrics.record(o, now)
@@ -54,6 +59,15 @@ func (r *Reconciler) finish(ctx context.Context, cc *clusterconfig.ClusterConfig
 		problems = append(problems, api.StatusProblem{Type: api.ProblemTypeBase + "blocked", Title: o.blockReason, Since: now})
 	}
 	r.report(ctx, cc.Status, o.phase, problems)
+}
+
+// writeStatus patches the status when it changed; a steady-state reconcile
+// changes nothing and so writes nothing.
+func (r *Reconciler) writeStatus(ctx context.Context, before, cc *clusterconfig.ClusterConfig) error {
+	if equality.Semantic.DeepEqual(before.Status, cc.Status) {
+		return nil
+	}
+	return r.kube.Status().Patch(ctx, cc, client.MergeFrom(before))
 }
 
 // problemSince keeps the start of a problem that is still there.
@@ -91,6 +105,9 @@ func (r *Reconciler) emit(cc *clusterconfig.ClusterConfig, o *outcome) {
 	switch {
 	case o.problem != nil:
 		r.events.Eventf(cc, nil, corev1.EventTypeWarning, ReasonFailed, "Reconcile", "%s: %s", o.problem.Title, o.problem.Detail)
+	case o.sameObjects:
+		r.events.Eventf(cc, nil, corev1.EventTypeNormal, ReasonApplied, "Apply",
+			"version %s renders the same objects as the last one; nothing to apply", o.status.CurrentVersion)
 	case o.appliedNow:
 		summary := ""
 		if o.changes != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -49,6 +50,10 @@ type Reconciler struct {
 	log      logr.Logger
 	metrics  *Metrics
 	now      func() time.Time
+	// config is the ClusterConfig as the last reconcile left it, read again
+	// only when its resourceVersion moved: the status holds the inventory,
+	// and most reconciles change nothing.
+	config *clusterconfig.ClusterConfig
 }
 
 // New returns a Reconciler.
@@ -102,8 +107,8 @@ func sleep(ctx context.Context, d time.Duration) {
 
 // Reconcile converges the cluster on the assignment, once.
 func (r *Reconciler) Reconcile(ctx context.Context, a *api.Assignment) {
-	cc := &clusterconfig.ClusterConfig{}
-	if err := r.kube.Get(ctx, client.ObjectKey{Name: clusterconfig.Name}, cc); err != nil {
+	cc, err := r.readClusterConfig(ctx)
+	if err != nil {
 		r.log.Error(err, "reading the ClusterConfig")
 		return
 	}
@@ -127,12 +132,32 @@ func (r *Reconciler) Reconcile(ctx context.Context, a *api.Assignment) {
 	case Suspended, Blocked:
 		out.block(d.Reason)
 	case Converge:
-		r.converge(ctx, repo, a, d, &out)
+		r.converge(ctx, cc, repo, a, d, &out)
 	}
 }
 
+// readClusterConfig reads the ClusterConfig's metadata and the whole
+// object only when it changed since the last reconcile wrote it.
+func (r *Reconciler) readClusterConfig(ctx context.Context) (*clusterconfig.ClusterConfig, error) {
+	key := client.ObjectKey{Name: clusterconfig.Name}
+	meta := &metav1.PartialObjectMetadata{}
+	meta.SetGroupVersionKind(clusterconfig.GroupVersion.WithKind("ClusterConfig"))
+	if err := r.kube.Get(ctx, key, meta); err != nil {
+		return nil, err
+	}
+	if r.config != nil && r.config.ResourceVersion == meta.ResourceVersion {
+		return r.config, nil
+	}
+	r.config = nil
+	cc := &clusterconfig.ClusterConfig{}
+	if err := r.kube.Get(ctx, key, cc); err != nil {
+		return nil, err
+	}
+	return cc, nil
+}
+
 // converge renders, applies and waits for one version.
-func (r *Reconciler) converge(ctx context.Context, repo *source.Repo, a *api.Assignment, d Decision, out *outcome) {
+func (r *Reconciler) converge(ctx context.Context, cc *clusterconfig.ClusterConfig, repo *source.Repo, a *api.Assignment, d Decision, out *outcome) {
 	out.status.NextVersion = d.Version
 	r.report(ctx, out.status, api.PhaseRendering, nil)
 	snap, err := repo.Fetch(ctx, a.Channel.Branch)
@@ -142,6 +167,16 @@ func (r *Reconciler) converge(ctx context.Context, repo *source.Repo, a *api.Ass
 	}
 	version := Version(snap.Commit, a)
 	out.status.NextVersion = version
+	inputs, err := render.InputDigest(snap.Files, *a, r.cfg.AgentVersion)
+	if err != nil {
+		out.fail("source", "The commit's files cannot be read", err)
+		return
+	}
+	if inputs == out.status.AppliedInputs && out.status.CurrentVersion != "" {
+		out.sameObjects = true
+		out.applied(version, snap.Commit, r.now())
+		return
+	}
 	rendered, err := render.Render(snap.Files, *a)
 	if err != nil {
 		out.status.FailedVersion = version
@@ -149,8 +184,24 @@ func (r *Reconciler) converge(ctx context.Context, repo *source.Repo, a *api.Ass
 		out.stalled = true
 		return
 	}
+	objects, err := rendered.Digest()
+	if err != nil {
+		out.fail("render", "The rendered objects cannot be encoded", err)
+		return
+	}
+	if objects == out.status.AppliedObjects && out.status.CurrentVersion != "" {
+		out.sameObjects = true
+		out.applied(version, snap.Commit, r.now())
+		out.status.AppliedInputs = inputs
+		return
+	}
 	r.report(ctx, out.status, api.PhaseApplying, nil)
-	res, err := r.applier.Apply(ctx, rendered, out.status.Inventory)
+	previous := out.status.Inventory
+	if err := r.beginApply(ctx, cc, out, rendered); err != nil {
+		out.fail("apply", "The ClusterConfig status cannot be written before applying; nothing was applied", err)
+		return
+	}
+	res, err := r.applier.Apply(ctx, rendered, previous)
 	if res != nil {
 		out.status.Inventory = mergeInventory(out.status.Inventory, res, err == nil)
 		out.changes = res
@@ -168,8 +219,25 @@ func (r *Reconciler) converge(ctx context.Context, repo *source.Repo, a *api.Ass
 		out.fail("health", "Applied objects did not become healthy", err)
 		return
 	}
-	now := r.now()
-	out.applied(version, snap.Commit, now)
+	out.applied(version, snap.Commit, r.now())
+	out.status.AppliedInputs, out.status.AppliedObjects = inputs, objects
+}
+
+// beginApply records, before anything is applied, every object the cluster
+// may hold after the apply, and that the applied inputs are in flux: an
+// agent that dies half way then still prunes what it applied, and never
+// takes a later commit with the old inputs for one that needs no apply.
+func (r *Reconciler) beginApply(ctx context.Context, cc *clusterconfig.ClusterConfig, out *outcome, rendered *render.Result) error {
+	next := cc.DeepCopyObject().(*clusterconfig.ClusterConfig)
+	next.Status.AppliedInputs, next.Status.AppliedObjects = "", ""
+	next.Status.NextVersion = out.status.NextVersion
+	next.Status.Inventory = mergeInventory(out.status.Inventory, &apply.Result{Inventory: apply.InventoryOf(rendered.Objects)}, false)
+	if err := r.kube.Status().Patch(ctx, next, client.MergeFrom(cc)); err != nil {
+		return err
+	}
+	*cc = *next
+	out.status.AppliedInputs, out.status.AppliedObjects, out.status.Inventory = "", "", next.Status.Inventory
+	return nil
 }
 
 // mergeInventory keeps everything that may now be in the cluster: after a
@@ -244,6 +312,9 @@ type outcome struct {
 	blockReason  string
 	changes      *apply.Result
 	appliedNow   bool
+	// sameObjects: the version renders what the current version rendered,
+	// so it was taken without an apply.
+	sameObjects bool
 }
 
 func (o *outcome) fail(kind, title string, err error) {

@@ -36,7 +36,6 @@ type processRun struct {
 	cpu        time.Duration
 	version    string
 	binarySize int64
-	cgo        string // CGO_ENABLED of the build
 	env        []string
 }
 
@@ -50,6 +49,7 @@ func buildAgent(ctx context.Context, root, dir string) (string, error) {
 	bin := filepath.Join(dir, "caravan-agent")
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/caravan-agent")
 	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("building caravan-agent: %w\n%s", err, out)
 	}
@@ -78,9 +78,6 @@ func (b *bench) measureProcess(ctx context.Context, c *cluster) error {
 	defer logFile.Close()
 	if fi, err := os.Stat(b.agentBin); err == nil {
 		r.binarySize = fi.Size()
-	}
-	if out, err := exec.CommandContext(ctx, "go", "env", "CGO_ENABLED").Output(); err == nil {
-		r.cgo = strings.TrimSpace(string(out))
 	}
 	cmd := exec.Command(b.agentBin, "--cluster-id", processID, "--registry-url", b.fleet.url, "--namespace", agentNamespace,
 		"--git-secret", "git", "--interval", "10s", "--health-timeout", "5m", "--metrics-addr", metricsAddr, "--health-addr", "0")
