@@ -30,6 +30,8 @@ func TestAuthorizationMatrix(t *testing.T) {
 	const spareCluster = "aws:123456789012:eu-central-1:spare"
 	admin.must(http.StatusCreated, "POST", "/api/v1/infrastructure-accounts", withField(account(), "id", spareAccount))
 	admin.must(http.StatusCreated, "POST", "/api/v1/clusters", withField(cluster(spareCluster, "dev"), "lifecycle_status", "requested"))
+	const retiringCluster = "aws:123456789012:eu-central-1:retiring"
+	admin.must(http.StatusCreated, "POST", "/api/v1/clusters", withField(cluster(retiringCluster, "dev"), "lifecycle_status", "decommission-requested"))
 	admin.must(http.StatusCreated, "POST", "/api/v1/channels", map[string]any{"name": "extra", "branch": "extra", "position": 9})
 	var block api.Block
 	admin.must(http.StatusCreated, "POST", "/api/v1/clusters/"+clusterA+"/blocks", map[string]any{"reason": "seeded"}).json(t, &block)
@@ -54,6 +56,9 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"GET", a, nil, 200, "read"},
 		{"PUT", a, cluster(clusterA, "dev"), 200, "write"},
 		{"PATCH", a, `{"criticality_level":2}`, 200, "write"},
+		{"POST", "/api/v1/clusters/" + retiringCluster + "/decommission", map[string]any{"confirm": true}, 200, "write"},
+		// Even the cluster's own agent may not confirm; the admin gets 409 as the cluster is ready.
+		{"POST", a + "/decommission", map[string]any{"confirm": true}, 409, "write"},
 		{"GET", a + "/assignment", nil, 200, "assignment"},
 		{"PUT", a + "/status", map[string]any{"phase": "idle", "current_version": "abc#1"}, 200, "status"},
 		{"GET", a + "/status", nil, 200, "read"},

@@ -42,8 +42,8 @@ func (a *app) clustersCommand() *cobra.Command {
 		Aliases: []string{"cluster"},
 		Short:   "Manage the clusters of the fleet",
 		Long: `Manage the clusters of the fleet: register and change them, set their
-config items, block and unblock their updates, and see what their agents
-report.
+config items, block and unblock their updates, see what their agents
+report, and decommission them.
 
 A cluster id is <infrastructure account>:<region>:<local id>, such as
 aws:123456789012:eu-central-1:kube-1.`,
@@ -58,6 +58,7 @@ aws:123456789012:eu-central-1:kube-1.`,
 		a.clusterUnblockCommand(),
 		a.clusterStatusCommand(),
 		a.clusterHistoryCommand(),
+		a.clusterDecommissionCommand(),
 	)
 	return cmd
 }

@@ -188,3 +188,49 @@ channel: nope
 	assert.Equal(t, ExitError, code)
 	assert.Contains(t, stderr, "(HTTP 401)")
 }
+
+func TestE2EDecommission(t *testing.T) {
+	e := startE2E(t)
+	e.seed()
+	ctx := context.Background()
+	agent, err := registry.New(e.server.URL, e.server.Token(t, api.RoleAgent, e2eCluster))
+	require.NoError(t, err)
+	cluster := func() api.Cluster {
+		t.Helper()
+		var c api.Cluster
+		require.NoError(t, json.Unmarshal([]byte(e.run("clusters", "get", e2eCluster, "-o", "json")), &c))
+		return c
+	}
+
+	code, _, stderr := e.try("", "clusters", "decommission", e2eCluster, "--confirm")
+	assert.Equal(t, ExitError, code, "confirming before requesting")
+	assert.Contains(t, stderr, "Error: Decommission not requested (HTTP 409)")
+	assert.Contains(t, stderr, "must be in decommission-requested first")
+
+	out := e.run("clusters", "decommission", e2eCluster)
+	assert.Equal(t, `cluster "`+e2eCluster+`": decommission requested (lifecycle_status decommission-requested, was requested)
+Next: the agent deletes the node pool stacks; follow it with
+  caravan clusters status `+e2eCluster+`
+Once they are gone, let it delete the cluster stack with
+  caravan clusters decommission `+e2eCluster+` --confirm
+`, out)
+	c := cluster()
+	assert.Equal(t, api.LifecycleDecommissionRequested, c.LifecycleStatus)
+	assert.Nil(t, c.DecommissionConfirmedAt)
+	assert.Contains(t, e.run("clusters", "decommission", e2eCluster), "decommission requested already\n", "running it again changes nothing")
+
+	require.NoError(t, agent.PutClusterStatus(ctx, e2eCluster, &api.ClusterStatus{Phase: api.PhaseDecommissioning, Heartbeat: time.Now().UTC()}))
+	assert.Contains(t, e.run("clusters", "status", e2eCluster), "Phase:            decommissioning")
+
+	out = e.run("clusters", "decommission", e2eCluster, "--confirm")
+	assert.Regexp(t, `^cluster "`+e2eCluster+`": decommission confirmed at 20\d\d-\d\d-\d\dT\d\d:\d\d:\d\dZ\nNext: the agent lifts the termination protection`, out)
+	c = cluster()
+	require.NotNil(t, c.DecommissionConfirmedAt)
+	assert.Contains(t, e.run("clusters", "decommission", e2eCluster, "--confirm"), formatTime(*c.DecommissionConfirmedAt), "confirming again keeps the first time")
+	assert.Contains(t, e.run("clusters", "decommission", e2eCluster), "decommission requested and confirmed at "+formatTime(*c.DecommissionConfirmedAt)+" already")
+
+	require.NoError(t, agent.PutClusterStatus(ctx, e2eCluster, &api.ClusterStatus{Phase: api.PhaseDecommissioned, Heartbeat: time.Now().UTC()}))
+	assert.Equal(t, api.LifecycleDecommissioned, cluster().LifecycleStatus)
+	assert.Contains(t, e.run("clusters", "decommission", e2eCluster), "is decommissioned already")
+	e.run("clusters", "delete", e2eCluster)
+}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/stretchr/testify/assert"
@@ -97,6 +98,8 @@ func TestUsageErrorsExitWith2(t *testing.T) {
 		{[]string{"clusters", "block", "x", "--reason", "r", "--for", "soon"}, `invalid argument "soon" for "--for" flag`},
 		{[]string{"clusters", "patch", "x", "--patch", "[1]"}, "--patch must be a JSON object"},
 		{[]string{"clusters", "config", "set", "x", "Bad-Key", "v"}, `config item key "Bad-Key" must match`},
+		{[]string{"clusters", "decommission"}, "accepts 1 arg(s), received 0"},
+		{[]string{"clusters", "decommission", "x", "--confirm=maybe"}, `invalid argument "maybe" for "--confirm" flag`},
 		{[]string{"tokens", "create", "--name", "ci", "--role", "root"}, "role: must be one of admin, reader, agent"},
 		{[]string{"audit", "--limit", "-1"}, "--limit must not be negative"},
 	} {
@@ -242,6 +245,66 @@ func TestConfigSetUsesIfMatchAndRetriesOnPreconditionFailed(t *testing.T) {
 	assert.Equal(t, `"v3"`, rec.headers[3].Get("If-Match"))
 	assert.Equal(t, "application/merge-patch+json", rec.headers[3].Get("Content-Type"))
 	assert.JSONEq(t, `{"config_items":{"log_level":"debug"}}`, rec.bodies[3])
+}
+
+func TestDecommissionRequestUsesIfMatchAndRetriesOnPreconditionFailed(t *testing.T) {
+	isolate(t)
+	id := "aws:123456789012:eu-central-1:kube-1"
+	rec, url := fakeRegistry(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		switch {
+		case r.Method == http.MethodGet:
+			writeJSONAnswer(w, http.StatusOK, `"v`+string(rune('0'+n))+`"`, api.Cluster{ID: id, LifecycleStatus: api.LifecycleReady})
+		case n == 2:
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(http.StatusPreconditionFailed)
+			_, _ = io.WriteString(w, `{"title":"Precondition failed","status":412}`)
+		default:
+			writeJSONAnswer(w, http.StatusOK, `"v9"`, api.Cluster{ID: id, LifecycleStatus: api.LifecycleDecommissionRequested})
+		}
+	})
+
+	code, stdout, stderr := run(t, "", "clusters", "decommission", id, "--server", url)
+
+	require.Equal(t, ExitOK, code, stderr)
+	assert.Contains(t, stdout, "cluster \""+id+"\": decommission requested (lifecycle_status decommission-requested, was ready)\n")
+	assert.Contains(t, stdout, "caravan clusters decommission "+id+" --confirm\n", "it says what comes next")
+	path := "/api/v1/clusters/" + id
+	assert.Equal(t, []string{"GET " + path, "PATCH " + path, "GET " + path, "PATCH " + path}, rec.requests)
+	assert.Equal(t, `"v1"`, rec.headers[1].Get("If-Match"))
+	assert.Equal(t, `"v3"`, rec.headers[3].Get("If-Match"))
+	assert.Equal(t, "application/merge-patch+json", rec.headers[3].Get("Content-Type"))
+	assert.JSONEq(t, `{"lifecycle_status":"decommission-requested"}`, rec.bodies[3])
+}
+
+func TestDecommissionConfirmPosts(t *testing.T) {
+	isolate(t)
+	id := "aws:123456789012:eu-central-1:kube-1"
+	confirmed := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	rec, url := fakeRegistry(t, func(w http.ResponseWriter, _ *http.Request, _ int) {
+		writeJSONAnswer(w, http.StatusOK, `"v2"`, api.Cluster{ID: id, LifecycleStatus: api.LifecycleDecommissionRequested, DecommissionConfirmedAt: &confirmed})
+	})
+
+	code, stdout, stderr := run(t, "", "clusters", "decommission", id, "--confirm", "--server", url)
+
+	require.Equal(t, ExitOK, code, stderr)
+	assert.True(t, strings.HasPrefix(stdout, "cluster \""+id+"\": decommission confirmed at 2026-01-02T03:04:05Z\nNext: "), stdout)
+	assert.Equal(t, []string{"POST /api/v1/clusters/" + id + "/decommission"}, rec.requests)
+	assert.JSONEq(t, `{"confirm":true}`, rec.bodies[0])
+}
+
+func TestDecommissionConfirmConflictExitsWith1(t *testing.T) {
+	isolate(t)
+	_, url := fakeRegistry(t, func(w http.ResponseWriter, _ *http.Request, _ int) {
+		w.Header().Set("Content-Type", "application/problem+json")
+		w.WriteHeader(http.StatusConflict)
+		_, _ = io.WriteString(w, `{"type":"https://caravan.io/problems/decommission-not-requested","title":"Decommission not requested","status":409,"detail":"cluster \"x\" must be in decommission-requested first","field":"lifecycle_status"}`)
+	})
+
+	code, stdout, stderr := run(t, "", "clusters", "decommission", "x", "--confirm", "--server", url)
+
+	assert.Equal(t, ExitError, code)
+	assert.Empty(t, stdout)
+	assert.Equal(t, "Error: Decommission not requested (HTTP 409)\ncluster \"x\" must be in decommission-requested first\n  field: lifecycle_status\n", stderr)
 }
 
 func TestConfigUnsetOfAMissingKeyChangesNothing(t *testing.T) {

@@ -117,7 +117,7 @@ func (s *Server) putStatus(w http.ResponseWriter, r *http.Request) {
 	if st.Problems == nil {
 		st.Problems = []api.StatusProblem{}
 	}
-	if err := s.store.PutStatus(r.Context(), r.PathValue("id"), st); err != nil {
+	if err := s.store.PutStatus(r.Context(), r.PathValue("id"), st, principalFrom(r.Context()).Name); err != nil {
 		writeError(w, r, err)
 		return
 	}

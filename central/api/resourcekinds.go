@@ -59,7 +59,8 @@ func clusterResource(s *Server) resource[api.Cluster] {
 		filters: map[string]string{"channel": "channel", "environment": "environment", "lifecycle_status": "lifecycle_status", "alias": "alias", "infrastructure_account": "parent"},
 		prepareCreate: func(ctx context.Context, _ *http.Request, c *api.Cluster) error {
 			now := s.timestamp()
-			c.CreatedAt, c.UpdatedAt, c.Status = now, now, nil
+			// Only POST .../decommission confirms a decommission.
+			c.CreatedAt, c.UpdatedAt, c.Status, c.DecommissionConfirmedAt = now, now, nil, nil
 			for i := range c.NodePools {
 				c.NodePools[i].CreatedAt, c.NodePools[i].UpdatedAt = now, now
 			}
@@ -75,6 +76,7 @@ func clusterResource(s *Server) resource[api.Cluster] {
 			}
 			c.CreatedAt, c.UpdatedAt, c.NodePools, c.Status = old.CreatedAt, s.timestamp(), nil, nil
 			c.Normalize()
+			c.CarryDecommissionConfirmation(old)
 			return s.validateCluster(ctx, c)
 		},
 		create: func(ctx context.Context, c api.Cluster, actor string) (store.Record[api.Cluster], error) {

@@ -100,6 +100,7 @@ func (s *Server) routes(metricsHandler http.Handler) {
 	s.resourceRoutes("/api/v1/channels", "{name}", channelResource(s))
 	s.resourceRoutes("/api/v1/clusters/{id}/blocks", "{block_id}", blockResource(s))
 
+	s.route("POST /api/v1/clusters/{id}/decommission", auth.Write, s.confirmDecommission)
 	s.route("GET /api/v1/clusters/{id}/assignment", auth.AgentAssignment, s.getAssignment)
 	s.route("PUT /api/v1/clusters/{id}/status", auth.AgentStatus, s.putStatus)
 	s.route("GET /api/v1/clusters/{id}/status", auth.Read, s.getStatus)

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/caravan-gitops/caravan/pkg/api"
 )
@@ -25,9 +26,9 @@ var Accounts = Kind[api.InfrastructureAccount]{
 // Clusters are stored without their node pools and status, which live apart.
 var Clusters = Kind[api.Cluster]{
 	table: "clusters", resource: "cluster", hasAssignment: true,
-	columns: []string{"channel", "environment", "lifecycle_status", "alias"},
+	columns: []string{"channel", "environment", "lifecycle_status", "alias", "decommission_confirmed_at"},
 	values: func(c api.Cluster) []any {
-		return []any{c.Channel, c.Environment, c.LifecycleStatus, c.Alias}
+		return []any{c.Channel, c.Environment, c.LifecycleStatus, c.Alias, nullableTime(c.DecommissionConfirmedAt)}
 	},
 	stored: func(c api.Cluster) api.Cluster {
 		c.NodePools, c.Status = nil, nil
@@ -53,6 +54,14 @@ var Clusters = Kind[api.Cluster]{
 		}
 		return nil
 	},
+}
+
+// nullableTime is a time column's value: NULL for no time.
+func nullableTime(t *time.Time) sql.NullString {
+	if t == nil {
+		return sql.NullString{}
+	}
+	return sql.NullString{String: formatTime(*t), Valid: true}
 }
 
 // NodePools are keyed "<cluster id>/<pool name>" with the cluster as parent.

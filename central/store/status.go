@@ -16,12 +16,21 @@ const historyLength = 200
 
 // PutStatus stores an agent's report. A history entry is added only when
 // the phase or a version changed, so heartbeats do not flood the history.
-func (s *Store) PutStatus(ctx context.Context, clusterID string, st api.ClusterStatus) error {
+// The phase decommissioned is taken only once the cluster's decommission is
+// confirmed (a 409 problem otherwise, and nothing is stored); it then also
+// records the cluster's lifecycle_status as decommissioned, audited as the
+// change of actor, in the same transaction.
+func (s *Store) PutStatus(ctx context.Context, clusterID string, st api.ClusterStatus, actor string) error {
 	doc, err := json.Marshal(st)
 	if err != nil {
 		return err
 	}
-	return s.inTx(ctx, func(tx *sql.Tx, _ *notes) error {
+	return s.inTx(ctx, func(tx *sql.Tx, n *notes) error {
+		if st.Phase == api.PhaseDecommissioned {
+			if err := s.finishDecommission(ctx, tx, n, clusterID, st.ReceivedAt, actor); err != nil {
+				return err
+			}
+		}
 		var prevDoc sql.NullString
 		var exists int
 		err := tx.QueryRowContext(ctx, s.rebind(`SELECT COUNT(*), MAX(s.doc) FROM clusters c LEFT JOIN cluster_status s ON s.cluster_id = c.key WHERE c.key = ?`), clusterID).Scan(&exists, &prevDoc)

@@ -87,6 +87,7 @@ func BuildAssignment(in AssignmentInput, now time.Time) (Assignment, time.Time) 
 			ID: c.ID, LocalID: local, Alias: c.Alias, InfrastructureAccount: c.InfrastructureAccount,
 			Region: c.Region, APIServerURL: c.APIServerURL, Environment: c.Environment, Provider: c.Provider,
 			CriticalityLevel: c.CriticalityLevel, LifecycleStatus: c.LifecycleStatus,
+			DecommissionConfirmed: c.DecommissionConfirmedAt != nil,
 		},
 		Channel:     AssignedChannel{Name: in.Channel.Name, Branch: in.Channel.Branch, RepositoryURL: in.Channel.RepositoryURL},
 		ConfigItems: items,

@@ -84,4 +84,18 @@ func TestBuildAssignment(t *testing.T) {
 
 	_, none := BuildAssignment(AssignmentInput{Cluster: in.Cluster}, now)
 	assert.True(t, none.IsZero())
+	assert.False(t, a.Cluster.DecommissionConfirmed)
+	assert.NotContains(t, string(b1), "decommission_confirmed", "left out until confirmed, so existing ETags stay")
+}
+
+func TestBuildAssignmentTellsTheAgentADecommissionIsConfirmed(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	confirmed := now.Add(-time.Minute)
+	c := Cluster{ID: "aws:123456789012:eu-central-1:kube-1", LifecycleStatus: LifecycleDecommissionRequested, DecommissionConfirmedAt: &confirmed}
+	a, _ := BuildAssignment(AssignmentInput{Cluster: c}, now)
+	assert.True(t, a.Cluster.DecommissionConfirmed)
+	assert.Equal(t, LifecycleDecommissionRequested, a.Cluster.LifecycleStatus)
+	body, err := json.Marshal(a)
+	require.NoError(t, err)
+	assert.Contains(t, string(body), `"decommission_confirmed":true`)
 }

@@ -8,6 +8,16 @@ import (
 // ProblemTypeBase prefixes every problem type the registry answers with.
 const ProblemTypeBase = "https://caravan.io/problems/"
 
+// Problem types of the decommission protocol, for clients that act on them.
+const (
+	// ProblemDecommissionNotRequested (409): a decommission is confirmed
+	// only while the cluster's lifecycle_status is decommission-requested.
+	ProblemDecommissionNotRequested = ProblemTypeBase + "decommission-not-requested"
+	// ProblemDecommissionNotConfirmed (409): an agent reports the phase
+	// decommissioned only after an admin confirmed the decommission.
+	ProblemDecommissionNotConfirmed = ProblemTypeBase + "decommission-not-confirmed"
+)
+
 // Problem is an RFC 9457 problem detail. Field names the offending request
 // field, and Errors lists every invalid field when there are several.
 type Problem struct {

@@ -31,12 +31,24 @@ const (
 	PhaseUpdatingInfrastructure = "updating-infrastructure"
 	PhaseApplying               = "applying"
 	PhaseRollingNodes           = "rolling-nodes"
-	PhaseBlocked                = "blocked"
-	PhaseFailed                 = "failed"
+	// PhaseDecommissioning: the cluster's lifecycle_status is
+	// decommission-requested and the agent deletes its stacks.
+	PhaseDecommissioning = "decommissioning"
+	// PhaseDecommissioned: the cluster stack is deleted. The registry takes
+	// it only once the decommission is confirmed (DecommissionConfirmedAt),
+	// and then records the cluster's lifecycle_status as decommissioned.
+	PhaseDecommissioned = "decommissioned"
+	PhaseBlocked        = "blocked"
+	PhaseFailed         = "failed"
 )
 
-// Phases lists every phase in the order of a reconcile.
-var Phases = []string{PhaseIdle, PhaseRendering, PhaseUpdatingInfrastructure, PhaseApplying, PhaseRollingNodes, PhaseBlocked, PhaseFailed}
+// Phases lists every phase: those of a reconcile in their order, those of a
+// decommission in theirs, then blocked and failed, which stop either.
+var Phases = []string{
+	PhaseIdle, PhaseRendering, PhaseUpdatingInfrastructure, PhaseApplying, PhaseRollingNodes,
+	PhaseDecommissioning, PhaseDecommissioned,
+	PhaseBlocked, PhaseFailed,
+}
 
 // LifecycleStatuses lists every cluster lifecycle state.
 var LifecycleStatuses = []string{LifecycleRequested, LifecycleReady, LifecycleDecommissionRequested, LifecycleDecommissioned}
@@ -59,6 +71,10 @@ type InfrastructureAccount struct {
 
 // Cluster is one Kubernetes cluster of the fleet. NodePools and Status are
 // read-only here: pools have their own endpoints and the agent writes status.
+// DecommissionConfirmedAt is read-only too: only the registry sets it, when
+// an admin confirms the decommission (POST /api/v1/clusters/{id}/decommission),
+// and clears it when lifecycle_status leaves decommission-requested for
+// anything but decommissioned.
 type Cluster struct {
 	ID                    string            `json:"id"`
 	Alias                 string            `json:"alias"`
@@ -75,6 +91,21 @@ type Cluster struct {
 	Status                *ClusterStatus    `json:"status,omitempty"`
 	CreatedAt             time.Time         `json:"created_at"`
 	UpdatedAt             time.Time         `json:"updated_at"`
+	// DecommissionConfirmedAt is when an admin confirmed the decommission:
+	// from then on the agent may delete the cluster stack.
+	DecommissionConfirmedAt *time.Time `json:"decommission_confirmed_at,omitempty"`
+}
+
+// CarryDecommissionConfirmation gives c, which a write makes of old, old's
+// decommission confirmation, which the write cannot change. The
+// confirmation holds while lifecycle_status is decommission-requested or
+// decommissioned; a write that sets any other state (back to ready, say)
+// drops it, so that a later decommission must be confirmed again.
+func (c *Cluster) CarryDecommissionConfirmation(old Cluster) {
+	c.DecommissionConfirmedAt = old.DecommissionConfirmedAt
+	if c.LifecycleStatus != LifecycleDecommissionRequested && c.LifecycleStatus != LifecycleDecommissioned {
+		c.DecommissionConfirmedAt = nil
+	}
 }
 
 // Taint is a Kubernetes node taint put on every node of a pool.
@@ -209,6 +240,11 @@ type AssignedCluster struct {
 	Provider              string `json:"provider"`
 	CriticalityLevel      int    `json:"criticality_level"`
 	LifecycleStatus       string `json:"lifecycle_status"`
+	// DecommissionConfirmed tells the agent of a cluster whose lifecycle
+	// status is decommission-requested that it may lift the termination
+	// protection of the cluster stack and delete it, once the node pool
+	// stacks are gone.
+	DecommissionConfirmed bool `json:"decommission_confirmed,omitempty"`
 }
 
 // AssignedChannel is the channel a cluster follows.

@@ -118,4 +118,45 @@ func TestStatusValidation(t *testing.T) {
 	s.Problems = []StatusProblem{{Title: "no type"}}
 	s.NodePools = append(s.NodePools, NodePoolProgress{Name: "a", Outdated: -1})
 	assert.ElementsMatch(t, []string{"phase", "problems[0].type", "node_pools[1].name", "node_pools[1]"}, fields(t, s.Validate()))
+
+	for _, phase := range []string{PhaseDecommissioning, PhaseDecommissioned} {
+		s := ClusterStatus{Phase: phase}
+		assert.NoError(t, s.Validate(), phase)
+	}
+}
+
+func TestPhasesOrder(t *testing.T) {
+	assert.Equal(t, []string{
+		"idle", "rendering", "updating-infrastructure", "applying", "rolling-nodes",
+		"decommissioning", "decommissioned", "blocked", "failed",
+	}, Phases, "a reconcile's phases, a decommission's, then those that stop either")
+}
+
+func TestDecommissionConfirmationIsCarriedOrDropped(t *testing.T) {
+	confirmed := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	old := validCluster()
+	old.LifecycleStatus = LifecycleDecommissionRequested
+	old.DecommissionConfirmedAt = &confirmed
+	sent := confirmed.Add(time.Hour)
+	for status, kept := range map[string]bool{
+		LifecycleDecommissionRequested: true,
+		LifecycleDecommissioned:        true,
+		LifecycleReady:                 false,
+		LifecycleRequested:             false,
+	} {
+		c := validCluster()
+		c.LifecycleStatus = status
+		c.DecommissionConfirmedAt = &sent
+		c.CarryDecommissionConfirmation(old)
+		if kept {
+			assert.Equal(t, &confirmed, c.DecommissionConfirmedAt, "%s keeps the confirmation, whatever the write sent", status)
+		} else {
+			assert.Nil(t, c.DecommissionConfirmedAt, "%s drops the confirmation", status)
+		}
+	}
+	c := validCluster()
+	c.LifecycleStatus = LifecycleDecommissionRequested
+	c.DecommissionConfirmedAt = &sent
+	c.CarryDecommissionConfirmation(validCluster())
+	assert.Nil(t, c.DecommissionConfirmedAt, "a write never confirms a decommission by itself")
 }

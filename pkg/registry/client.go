@@ -166,6 +166,9 @@ type request struct {
 	ifMatch     string
 	ifNoneMatch string
 	longPoll    time.Duration
+	// idempotent marks a POST that a replay cannot apply twice, so that it
+	// is retried like a PUT.
+	idempotent bool
 }
 
 // do sends r and returns the answer when it is 2xx or 304; the caller closes

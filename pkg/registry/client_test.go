@@ -181,6 +181,47 @@ func TestPostRetriedWhenTheConnectionWasRefused(t *testing.T) {
 	assert.EqualValues(t, 3, dials.Load())
 }
 
+func TestDecommissionClusterPostsTheConfirmationAndIsRetried(t *testing.T) {
+	confirmed := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	var method, path, contentType string
+	var body []byte
+	srv := newFakeServer(t,
+		status(http.StatusServiceUnavailable),
+		func(w http.ResponseWriter, r *http.Request) {
+			method, path, contentType = r.Method, r.URL.EscapedPath(), r.Header.Get("Content-Type")
+			body, _ = io.ReadAll(r.Body)
+			jsonAnswer(http.StatusOK, `"v2"`, api.Cluster{ID: clusterID, LifecycleStatus: api.LifecycleDecommissionRequested, DecommissionConfirmedAt: &confirmed})(w, r)
+		},
+	)
+	c := newTestClient(t, srv.URL)
+
+	cl, err := c.DecommissionCluster(context.Background(), clusterID)
+
+	require.NoError(t, err)
+	require.NotNil(t, cl.DecommissionConfirmedAt)
+	assert.Equal(t, confirmed, *cl.DecommissionConfirmedAt)
+	assert.EqualValues(t, 2, srv.attempts.Load(), "confirming twice keeps the first confirmation, so a 503 is retried")
+	assert.Equal(t, http.MethodPost, method)
+	assert.Equal(t, "/api/v1/clusters/aws:123456789012:eu-central-1:kube-1/decommission", path)
+	assert.Equal(t, "application/json", contentType)
+	assert.JSONEq(t, `{"confirm":true}`, string(body))
+}
+
+func TestDecommissionClusterConflict(t *testing.T) {
+	srv := newFakeServer(t, problemAnswer(api.Problem{
+		Type: api.ProblemDecommissionNotRequested, Title: "Decommission not requested", Status: http.StatusConflict, Field: "lifecycle_status",
+	}))
+	c := newTestClient(t, srv.URL)
+
+	_, err := c.DecommissionCluster(context.Background(), clusterID)
+
+	assert.True(t, IsConflict(err), "%v", err)
+	var p *api.Problem
+	require.ErrorAs(t, err, &p)
+	assert.Equal(t, api.ProblemDecommissionNotRequested, p.Type)
+	assert.EqualValues(t, 1, srv.attempts.Load())
+}
+
 func TestPatchRetriedOn503OnlyWithIfMatch(t *testing.T) {
 	for _, tc := range []struct {
 		name     string

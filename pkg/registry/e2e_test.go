@@ -83,3 +83,32 @@ func TestE2EAssignmentLongPoll(t *testing.T) {
 	assert.NotEqual(t, first.ETag, changed.ETag)
 	assert.Equal(t, "debug", changed.Assignment.ConfigItems["log_level"])
 }
+
+func TestE2EDecommission(t *testing.T) {
+	srv, admin := seed(t)
+	agent, err := registry.New(srv.URL, srv.Token(t, api.RoleAgent, clusterID))
+	require.NoError(t, err)
+	ctx := context.Background()
+
+	_, err = admin.DecommissionCluster(ctx, clusterID)
+	assert.True(t, registry.IsConflict(err), "not requested yet: %v", err)
+
+	_, etag, err := admin.GetCluster(ctx, clusterID)
+	require.NoError(t, err)
+	_, _, err = admin.PatchCluster(ctx, clusterID, map[string]any{"lifecycle_status": api.LifecycleDecommissionRequested}, etag)
+	require.NoError(t, err)
+	_, err = agent.DecommissionCluster(ctx, clusterID)
+	assert.Equal(t, 403, registry.StatusCode(err), "an agent cannot confirm: %v", err)
+
+	c, err := admin.DecommissionCluster(ctx, clusterID)
+	require.NoError(t, err)
+	require.NotNil(t, c.DecommissionConfirmedAt)
+	a, err := agent.GetAssignment(ctx, clusterID, registry.AssignmentOptions{})
+	require.NoError(t, err)
+	assert.True(t, a.Assignment.Cluster.DecommissionConfirmed)
+
+	require.NoError(t, agent.PutClusterStatus(ctx, clusterID, &api.ClusterStatus{Phase: api.PhaseDecommissioned}))
+	c, _, err = admin.GetCluster(ctx, clusterID)
+	require.NoError(t, err)
+	assert.Equal(t, api.LifecycleDecommissioned, c.LifecycleStatus)
+}

@@ -69,6 +69,27 @@ func (c *Client) DeleteCluster(ctx context.Context, id, ifMatch string) error {
 	return c.remove(ctx, resourcePath("clusters", id), ifMatch)
 }
 
+// DecommissionCluster confirms the decommission of the cluster with the id,
+// whose lifecycle_status must be decommission-requested (409, see
+// IsConflict, otherwise): its agent then lifts the termination protection of
+// the cluster stack and deletes it, and the registry records the cluster as
+// decommissioned when the agent reports so. Confirming again keeps the first
+// confirmation, so the call is retried like a PUT.
+func (c *Client) DecommissionCluster(ctx context.Context, id string) (*api.Cluster, error) {
+	r, err := jsonRequest(http.MethodPost, resourcePath("clusters", id, "decommission"), decommissionRequest{Confirm: true})
+	if err != nil {
+		return nil, err
+	}
+	r.idempotent = true
+	cl, _, err := call[api.Cluster](ctx, c, r)
+	return cl, err
+}
+
+// decommissionRequest is the body of POST /api/v1/clusters/{id}/decommission.
+type decommissionRequest struct {
+	Confirm bool `json:"confirm"`
+}
+
 // ListNodePools returns one page of the node pools of a cluster.
 func (c *Client) ListNodePools(ctx context.Context, clusterID string, p Page) (*api.List[api.NodePool], error) {
 	return list[api.NodePool](ctx, c, resourcePath("clusters", clusterID, "node-pools"), nil, p)

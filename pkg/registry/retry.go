@@ -36,8 +36,12 @@ func withRetryMode(ctx context.Context, m retryMode) context.Context {
 
 // retryModeOf classifies a request. A PATCH with If-Match is safe to replay:
 // once the first attempt applied, the ETag no longer matches and the replay
-// gets 412 instead of patching again.
+// gets 412 instead of patching again. A POST is safe when its operation is
+// idempotent, such as confirming a decommission.
 func retryModeOf(r request) retryMode {
+	if r.idempotent {
+		return retryIdempotent
+	}
 	switch r.method {
 	case http.MethodGet, http.MethodHead, http.MethodPut, http.MethodDelete, http.MethodOptions:
 		return retryIdempotent
