@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh machine: PostgreSQL from Debian's
-# packages, and a Python venv with schemathesis. Each step is skipped when
-# already done.
+# packages, and a Python venv with schemathesis and moto (moto_server, the
+# AWS emulator of test/moto). Each step is skipped when already done.
 set -euo pipefail
 venv="${1:-.cache/venv}"
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -14,11 +14,15 @@ if ! command -v pg_ctl >/dev/null && ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev
   DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -q postgresql
 fi
 
-requirements="$here/schemathesis/requirements.txt"
+# One venv for both; the stamp is the concatenation of the requirements
+# files, so that changing either one reinstalls.
+requirements=("$here/schemathesis/requirements.txt" "$here/moto/requirements.txt")
 stamp="$venv/.requirements"
-if [ ! -x "$venv/bin/python" ] || ! cmp -s "$requirements" "$stamp"; then
-  echo "making the Python venv $venv for schemathesis"
+if [ ! -x "$venv/bin/python" ] || ! cat "${requirements[@]}" | cmp -s - "$stamp"; then
+  echo "making the Python venv $venv for schemathesis and moto"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check -r "$requirements"
-  cp "$requirements" "$stamp"
+  args=()
+  for r in "${requirements[@]}"; do args+=(-r "$r"); done
+  "$venv/bin/pip" install -q --disable-pip-version-check "${args[@]}"
+  cat "${requirements[@]}" >"$stamp"
 fi
