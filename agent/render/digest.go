@@ -6,13 +6,12 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io/fs"
-	"path"
 	"strings"
 
 	"github.com/caravan-gitops/caravan/pkg/api"
 )
 
-// InputDigest hashes everything Render reads: the files it opens, the
+// InputDigest hashes everything Render and the stack templates read: the files it opens, the
 // assignment, and the renderer's own version (an upgraded agent may render
 // the same files differently). Two commits with the same digest render the
 // same objects, so a commit that changed nothing Render reads (a README, a
@@ -49,9 +48,14 @@ func InputDigest(repo fs.FS, a api.Assignment, renderer string) (string, error) 
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// readByRender says whether Render may read the file at p.
+// readByRender says whether Render or the stack templates may read the file at p.
 func readByRender(p string) bool {
-	return p == DefaultsFile || p == DeletionsFile || strings.HasPrefix(p, KubernetesDir+"/") || path.Dir(p) == KubernetesDir
+	for _, dir := range []string{KubernetesDir, CloudFormationDir} {
+		if strings.HasPrefix(p, dir+"/") {
+			return true
+		}
+	}
+	return p == DefaultsFile || p == DeletionsFile
 }
 
 // Digest hashes what applying the result would send: the objects in their

@@ -41,6 +41,9 @@ func TestInputDigestChangesWithWhatRenderReadsAndNothingElse(t *testing.T) {
 			r["kubernetes/base/moved.yaml"] = r["kubernetes/overlays/test/patch.yaml"]
 			delete(r, "kubernetes/overlays/test/patch.yaml")
 		},
+		"a stack template": func(r fstest.MapFS) {
+			r["cloudformation/cluster.yaml"] = &fstest.MapFile{Data: []byte("Resources: {A: {}}")}
+		},
 		"the defaults":          func(r fstest.MapFS) { r[DefaultsFile] = &fstest.MapFile{Data: []byte("defaults: {a: c}")} },
 		"the deletions":         func(r fstest.MapFS) { delete(r, DeletionsFile) },
 		"content across a path": func(r fstest.MapFS) { r[DeletionsFile] = &fstest.MapFile{Data: []byte("pre_apply: [")} },
