@@ -119,6 +119,7 @@ Exit codes: 0 success, 1 error (the registry's problem is printed on stderr),
 		a.accountsCommand(),
 		a.auditCommand(),
 		a.tokensCommand(),
+		a.secretsCommand(),
 		a.configCommand(),
 	)
 	pf := root.PersistentFlags()
