@@ -17,6 +17,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -28,7 +29,9 @@ import (
 
 	"github.com/caravan-gitops/caravan/agent/apply"
 	"github.com/caravan-gitops/caravan/agent/assignment"
+	"github.com/caravan-gitops/caravan/agent/cloud"
 	"github.com/caravan-gitops/caravan/agent/clusterconfig"
+	"github.com/caravan-gitops/caravan/agent/nodes"
 	"github.com/caravan-gitops/caravan/agent/reconciler"
 	"github.com/caravan-gitops/caravan/agent/source"
 	"github.com/caravan-gitops/caravan/pkg/registry"
@@ -47,8 +50,10 @@ type Config struct {
 	LeaderElection leaderelection.Options
 	MetricsAddr    string
 	HealthAddr     string
-	Version        string
-	Log            logr.Logger
+	// AWSEndpoint overrides the AWS endpoints, for emulators.
+	AWSEndpoint string
+	Version     string
+	Log         logr.Logger
 }
 
 func scheme() (*runtime.Scheme, error) {
@@ -133,9 +138,18 @@ func lead(ctx context.Context, cfg Config, s *runtime.Scheme, recorder events.Re
 	if err != nil {
 		return err
 	}
+	aws, err := cloud.LoadAWS(ctx, cfg.AWSEndpoint)
+	if err != nil {
+		return err
+	}
+	clientset, err := kubernetes.NewForConfig(cfg.Kube)
+	if err != nil {
+		return err
+	}
 	keeper := assignment.New(reg, kube, cfg.ClusterID, cfg.Namespace)
 	rc := reconciler.New(reconciler.Config{ClusterID: cfg.ClusterID, AgentVersion: cfg.Version, Interval: cfg.Interval,
-		HealthTimeout: cfg.HealthTimeout, Git: creds}, keeper, reg, kube, applier, recorder, cfg.Log, m)
+		HealthTimeout: cfg.HealthTimeout, Git: creds}, keeper, reg, kube, applier, recorder, cfg.Log, m).
+		WithInfrastructure(reconciler.Infrastructure{AWS: aws, Drainer: nodes.NewDrainer(clientset)})
 	cfg.Log.Info("leading: reconciling", "cluster", cfg.ClusterID)
 	return rc.Run(ctx)
 }

@@ -29,10 +29,13 @@ func Command() *cobra.Command {
 		Short: "The Caravan agent: converges its cluster on its channel",
 		Long: `caravan-agent runs inside a cluster. It long-polls its assignment from the
 registry, lists its channel's branch, and when either changed it fetches that one
-commit, renders it (config defaults, kustomize, ${VAR} substitution), applies it with
-server-side apply, prunes what left the config, waits for health and reports: to the
-registry, in the ClusterConfig object "cluster", as Events and as metrics. With the
-registry down it goes on with the last good assignment, kept in a Secret.
+commit, renders it (config defaults, KMS-encrypted config items decrypted in memory,
+CloudFormation templates, kustomize, ${VAR} substitution), updates the cluster's
+CloudFormation stacks (the cluster stack, then one per node pool), applies the manifests
+with server-side apply, prunes what left the config, waits for health, retires node pools
+that left the registry (drain, then stack deletion) and reports: to the registry, in the
+ClusterConfig object "cluster", as Events and as metrics. With the registry down it goes
+on with the last good assignment, kept in a Secret.
 Every flag can also be set as CARAVAN_<FLAG>, dashes written as underscores.`,
 		Example: `  caravan-agent --cluster-id aws:123456789012:eu-central-1:kube-1 \
     --registry-url https://caravan.example.org --leader-elect`,
@@ -68,6 +71,7 @@ Every flag can also be set as CARAVAN_<FLAG>, dashes written as underscores.`,
 	fs.DurationVar(&cfg.HealthTimeout, "health-timeout", 10*time.Minute, "longest wait for applied objects to become healthy, unless the config item health_timeout says otherwise")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", ":8080", "address of the Prometheus metrics endpoint; 0 disables it")
 	fs.StringVar(&cfg.HealthAddr, "health-addr", ":9440", "address of /healthz and /readyz; 0 disables them")
+	fs.StringVar(&cfg.AWSEndpoint, "aws-endpoint", "", "endpoint of every AWS service, for an emulator; AWS's own endpoints when empty (credentials come from the SDK's default chain: IRSA, pod identity, environment)")
 	cfg.LeaderElection.BindFlags(fs)
 	logOpts.BindFlags(fs)
 	flagenv.Annotate(fs)

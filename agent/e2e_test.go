@@ -31,6 +31,7 @@ import (
 	"github.com/caravan-gitops/caravan/pkg/registry"
 	"github.com/caravan-gitops/caravan/test/controlplane"
 	"github.com/caravan-gitops/caravan/test/gitserver"
+	"github.com/caravan-gitops/caravan/test/moto"
 )
 
 const clusterID = "aws:123456789012:eu-central-1:kube-1"
@@ -45,12 +46,17 @@ type fleet struct {
 	git     *gitserver.Server
 	reg     *registry.Client
 	kube    client.Client
+	aws     *moto.Server
 }
 
 func startFleet(t *testing.T) *fleet {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	t.Cleanup(cancel)
-	f := &fleet{t: t, ctx: ctx, cp: controlplane.Start(t), git: gitserver.Start(t)}
+	f := &fleet{t: t, ctx: ctx, cp: controlplane.Start(t), git: gitserver.Start(t), aws: moto.Start(t)}
+	// The agent takes AWS credentials from the SDK's default chain.
+	t.Setenv("AWS_ACCESS_KEY_ID", "testing")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "testing")
+	t.Setenv("AWS_REGION", "eu-central-1")
 	for _, n := range []string{"node-a", "node-b", "node-c"} {
 		_, err := f.cp.AddNode(ctx, controlplane.Node{Name: n})
 		require.NoError(t, err)
@@ -99,7 +105,7 @@ func (f *fleet) startAgent(version string, leaderElection bool) *runningAgent {
 	go func() {
 		a.done <- agent.Run(ctx, agent.Config{
 			ClusterID: clusterID, RegistryURL: f.central.URL, RegistryToken: f.token, Kube: f.cp.Config, Namespace: "caravan-system",
-			GitSecret: "git", Interval: 2 * time.Second, HealthTimeout: time.Minute, MetricsAddr: "0", HealthAddr: "0",
+			GitSecret: "git", Interval: 2 * time.Second, HealthTimeout: time.Minute, MetricsAddr: "0", HealthAddr: "0", AWSEndpoint: f.aws.Endpoint,
 			LeaderElection: le, Version: version, Log: logr.FromSlogHandler(slog.NewTextHandler(io.Discard, nil)),
 		})
 	}()

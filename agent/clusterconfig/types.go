@@ -58,10 +58,13 @@ type Status struct {
 	AppliedInputs string `json:"appliedInputs,omitempty"`
 	// AppliedObjects is the digest of the current version's rendered
 	// objects and deletions (render.Result.Digest); empty likewise.
-	AppliedObjects  string              `json:"appliedObjects,omitempty"`
-	LastAppliedTime *metav1.Time        `json:"lastAppliedTime,omitempty"`
-	Inventory       apply.Inventory     `json:"inventory,omitempty"`
-	Problems        []api.StatusProblem `json:"problems,omitempty"`
+	AppliedObjects  string          `json:"appliedObjects,omitempty"`
+	LastAppliedTime *metav1.Time    `json:"lastAppliedTime,omitempty"`
+	Inventory       apply.Inventory `json:"inventory,omitempty"`
+	// PendingNodePools are pools that left the registry and whose nodes are
+	// still being drained or whose stacks are still to be deleted.
+	PendingNodePools []string            `json:"pendingNodePools,omitempty"`
+	Problems         []api.StatusProblem `json:"problems,omitempty"`
 }
 
 // GetConditions lets fluxcd/pkg/runtime/conditions read the conditions.

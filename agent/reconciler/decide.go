@@ -32,6 +32,11 @@ const (
 	Blocked
 	// Converge: render and apply the version.
 	Converge
+	// Retire: the cluster is at the version and node pools that left the
+	// registry still have nodes to drain or stacks to delete.
+	Retire
+	// Decommission: tear the cluster's stacks down.
+	Decommission
 )
 
 // Decision is a reconcile's action, the version and why.
@@ -56,8 +61,15 @@ func Decide(spec clusterconfig.Spec, a *api.Assignment, head string, st clusterc
 			return Decision{Action: Blocked, Version: version, Reason: fmt.Sprintf("blocked at the registry by %s: %s", b.By, b.Reason)}
 		}
 	}
+	switch a.Cluster.LifecycleStatus {
+	case api.LifecycleDecommissionRequested, api.LifecycleDecommissioned:
+		return Decision{Action: Decommission, Version: version, Reason: "the registry asks to decommission the cluster"}
+	}
 	switch version {
 	case st.CurrentVersion:
+		if len(st.PendingNodePools) > 0 {
+			return Decision{Action: Retire, Version: version, Reason: "node pools that left the registry are being retired"}
+		}
 		return Decision{Action: Nothing, Version: version, Reason: "at the version"}
 	case st.FailedVersion:
 		return Decision{Action: Nothing, Version: version, Reason: "the version failed to render; waiting for a new commit or assignment"}

@@ -27,6 +27,8 @@ const (
 	ReasonBlocked   = "Blocked"
 	ReasonBroken    = "RenderFailed"
 	ReasonSuspended = "Suspended"
+	// ReasonDecommissioning: the cluster's stacks are being deleted.
+	ReasonDecommissioning = "Decommissioning"
 )
 
 func metaTime(t time.Time) metav1.Time { return metav1.NewTime(t.UTC().Truncate(time.Second)) }
@@ -58,7 +60,7 @@ func (r *Reconciler) finish(ctx context.Context, cc *clusterconfig.ClusterConfig
 	if o.blockReason != "" {
 		problems = append(problems, api.StatusProblem{Type: api.ProblemTypeBase + "blocked", Title: o.blockReason, Since: now})
 	}
-	r.report(ctx, cc.Status, o.phase, problems)
+	r.report(ctx, cc.Status, o.phase, problems, o.pools...)
 }
 
 // writeStatus patches the status when it changed; a steady-state reconcile
@@ -94,6 +96,8 @@ func (r *Reconciler) setConditions(cc *clusterconfig.ClusterConfig, o *outcome) 
 	case o.problem != nil:
 		conditions.MarkReconciling(cc, ReasonFailed, "retrying %s", o.status.NextVersion)
 		conditions.MarkFalse(cc, ReadyCondition, ReasonFailed, "%s: %s", o.problem.Title, o.problem.Detail)
+	case o.phase == api.PhaseDecommissioning || o.phase == api.PhaseDecommissioned:
+		conditions.MarkFalse(cc, ReadyCondition, ReasonDecommissioning, "the registry asks to decommission the cluster (%s)", o.phase)
 	case o.appliedNow:
 		conditions.MarkTrue(cc, ReadyCondition, ReasonApplied, "applied version %s", o.status.CurrentVersion)
 	case o.status.CurrentVersion != "":
@@ -124,11 +128,11 @@ func (r *Reconciler) emit(cc *clusterconfig.ClusterConfig, o *outcome) {
 
 // report sends the status to the registry; a registry outage is logged and
 // never stops the cluster's own reconciling.
-func (r *Reconciler) report(ctx context.Context, st clusterconfig.Status, phase string, extra []api.StatusProblem) {
+func (r *Reconciler) report(ctx context.Context, st clusterconfig.Status, phase string, extra []api.StatusProblem, pools ...api.NodePoolProgress) {
 	problems := append(append([]api.StatusProblem{}, st.Problems...), extra...)
 	err := r.registry.PutClusterStatus(ctx, r.cfg.ClusterID, &api.ClusterStatus{
 		CurrentVersion: st.CurrentVersion, NextVersion: st.NextVersion, LastVersion: st.LastVersion, Phase: phase,
-		Problems: problems, AgentVersion: r.cfg.AgentVersion, Heartbeat: r.now().UTC(),
+		Problems: problems, NodePools: pools, AgentVersion: r.cfg.AgentVersion, Heartbeat: r.now().UTC(),
 	})
 	if err != nil && ctx.Err() == nil {
 		r.log.Info("reporting status to the registry failed", "error", err.Error())

@@ -15,6 +15,7 @@ import (
 
 	"github.com/caravan-gitops/caravan/agent/apply"
 	"github.com/caravan-gitops/caravan/agent/assignment"
+	"github.com/caravan-gitops/caravan/agent/cloud"
 	"github.com/caravan-gitops/caravan/agent/clusterconfig"
 	"github.com/caravan-gitops/caravan/agent/render"
 	"github.com/caravan-gitops/caravan/agent/source"
@@ -54,6 +55,7 @@ type Reconciler struct {
 	// only when its resourceVersion moved: the status holds the inventory,
 	// and most reconciles change nothing.
 	config *clusterconfig.ClusterConfig
+	infra  Infrastructure
 }
 
 // New returns a Reconciler.
@@ -133,6 +135,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, a *api.Assignment) {
 		out.block(d.Reason)
 	case Converge:
 		r.converge(ctx, cc, repo, a, d, &out)
+	case Retire:
+		out.keepProblems = true
+		r.retirePools(ctx, cc, *a, &out)
+	case Decommission:
+		r.decommission(ctx, *a, &out)
 	}
 }
 
@@ -177,7 +184,16 @@ func (r *Reconciler) converge(ctx context.Context, cc *clusterconfig.ClusterConf
 		out.applied(version, snap.Commit, r.now())
 		return
 	}
-	rendered, err := render.Render(snap.Files, *a)
+	plain, err := cloud.DecryptAssignment(ctx, r.kms(a.Cluster.Region), *a)
+	if err != nil {
+		out.fail("secrets", "An encrypted config item cannot be decrypted; nothing was applied", err)
+		return
+	}
+	rendered, err := render.Render(snap.Files, plain)
+	var cluster *render.Stack
+	if err == nil {
+		cluster, err = renderStacks(snap.Files, plain, rendered.ConfigItems)
+	}
 	if err != nil {
 		out.status.FailedVersion = version
 		out.fail("render", "The commit cannot be rendered; nothing of it was applied", err)
@@ -189,10 +205,18 @@ func (r *Reconciler) converge(ctx context.Context, cc *clusterconfig.ClusterConf
 		out.fail("render", "The rendered objects cannot be encoded", err)
 		return
 	}
+	if cluster != nil {
+		r.report(ctx, out.status, api.PhaseUpdatingInfrastructure, nil)
+		if out.status.PendingNodePools, err = r.updateStacks(ctx, snap.Files, plain, rendered.ConfigItems, cluster, version); err != nil {
+			out.fail("infrastructure", "A stack update failed; nothing after it was applied", err)
+			return
+		}
+	}
 	if objects == out.status.AppliedObjects && out.status.CurrentVersion != "" {
 		out.sameObjects = true
 		out.applied(version, snap.Commit, r.now())
 		out.status.AppliedInputs = inputs
+		r.retireAfter(ctx, cc, plain, out)
 		return
 	}
 	r.report(ctx, out.status, api.PhaseApplying, nil)
@@ -221,6 +245,23 @@ func (r *Reconciler) converge(ctx context.Context, cc *clusterconfig.ClusterConf
 	}
 	out.applied(version, snap.Commit, r.now())
 	out.status.AppliedInputs, out.status.AppliedObjects = inputs, objects
+	r.retireAfter(ctx, cc, plain, out)
+}
+
+// retireAfter starts retiring the node pools that left the registry, once
+// the version is applied: their workloads have somewhere to go by then.
+func (r *Reconciler) retireAfter(ctx context.Context, cc *clusterconfig.ClusterConfig, a api.Assignment, out *outcome) {
+	if len(out.status.PendingNodePools) > 0 {
+		r.retirePools(ctx, cc, a, out)
+	}
+}
+
+// kms is the KMS client of the region, when the agent has AWS access.
+func (r *Reconciler) kms(region string) cloud.Decrypter {
+	if r.infra.AWS == nil {
+		return nil
+	}
+	return r.infra.AWS.KMS(region)
 }
 
 // beginApply records, before anything is applied, every object the cluster
@@ -315,6 +356,8 @@ type outcome struct {
 	// sameObjects: the version renders what the current version rendered,
 	// so it was taken without an apply.
 	sameObjects bool
+	// pools is the progress of node pools being drained.
+	pools []api.NodePoolProgress
 }
 
 func (o *outcome) fail(kind, title string, err error) {
