@@ -47,6 +47,9 @@ type fleet struct {
 	reg     *registry.Client
 	kube    client.Client
 	aws     *moto.Server
+	// awsEndpoint is where the agent sends its AWS calls: moto, or a proxy
+	// in front of it.
+	awsEndpoint string
 }
 
 func startFleet(t *testing.T) *fleet {
@@ -57,6 +60,7 @@ func startFleet(t *testing.T) *fleet {
 	t.Setenv("AWS_ACCESS_KEY_ID", "testing")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "testing")
 	t.Setenv("AWS_REGION", "eu-central-1")
+	f.awsEndpoint = f.aws.Endpoint
 	for _, n := range []string{"node-a", "node-b", "node-c"} {
 		_, err := f.cp.AddNode(ctx, controlplane.Node{Name: n})
 		require.NoError(t, err)
@@ -105,7 +109,7 @@ func (f *fleet) startAgent(version string, leaderElection bool) *runningAgent {
 	go func() {
 		a.done <- agent.Run(ctx, agent.Config{
 			ClusterID: clusterID, RegistryURL: f.central.URL, RegistryToken: f.token, Kube: f.cp.Config, Namespace: "caravan-system",
-			GitSecret: "git", Interval: 2 * time.Second, HealthTimeout: time.Minute, MetricsAddr: "0", HealthAddr: "0", AWSEndpoint: f.aws.Endpoint,
+			GitSecret: "git", Interval: 2 * time.Second, HealthTimeout: time.Minute, MetricsAddr: "0", HealthAddr: "0", AWSEndpoint: f.awsEndpoint,
 			LeaderElection: le, Version: version, Log: logr.FromSlogHandler(slog.NewTextHandler(io.Discard, nil)),
 		})
 	}()
