@@ -59,6 +59,7 @@ func TestInfrastructureFollowsTheCommitAndTheRegistry(t *testing.T) {
 		st := f.stack("nodepool-workers-kube-1")
 		return st != nil && st.Tags[cloud.TagNodePool] == "workers" && f.status().Phase == api.PhaseIdle
 	})
+	assert.True(t, f.hasEvent("stack nodepool-workers-kube-1: create for version"), "an Event says which stack changed")
 	asg := autoscaling.NewFromConfig(f.aws.AWSConfig("eu-central-1"))
 	groups, err := asg.DescribeAutoScalingGroups(f.ctx, &autoscaling.DescribeAutoScalingGroupsInput{})
 	require.NoError(t, err)

@@ -73,7 +73,7 @@ func (r *Reconciler) stacks(a api.Assignment) (*cloud.Stacks, error) {
 // updateStacks brings the cluster stack, then the node pool stacks (in
 // parallel, bounded) to the version; it returns the pools whose stacks the
 // assignment no longer has.
-func (r *Reconciler) updateStacks(ctx context.Context, files fs.FS, a api.Assignment, items map[string]string, cluster *render.Stack, version string) ([]string, error) {
+func (r *Reconciler) updateStacks(ctx context.Context, cc *clusterconfig.ClusterConfig, files fs.FS, a api.Assignment, items map[string]string, cluster *render.Stack, version string) ([]string, error) {
 	stacks, err := r.stacks(a)
 	if err != nil {
 		return nil, err
@@ -83,11 +83,10 @@ func (r *Reconciler) updateStacks(ctx context.Context, files fs.FS, a api.Assign
 		return nil, err
 	}
 	opts := stackOptions(version, items)
-	outputs, changed, err := stacks.Converge(ctx, cluster, cloud.Find(observed, cluster.Name), opts)
+	outputs, err := r.convergeStack(ctx, cc, stacks, cluster, observed, opts)
 	if err != nil {
 		return nil, err
 	}
-	r.logStack(cluster, changed)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(stackConcurrency)
 	for _, pool := range a.NodePools {
@@ -96,10 +95,7 @@ func (r *Reconciler) updateStacks(ctx context.Context, files fs.FS, a api.Assign
 			if err != nil {
 				return err
 			}
-			_, changed, err := stacks.Converge(gctx, stack, cloud.Find(observed, stack.Name), opts)
-			if err == nil {
-				r.logStack(stack, changed)
-			}
+			_, err = r.convergeStack(gctx, cc, stacks, stack, observed, opts)
 			return err
 		})
 	}
@@ -109,10 +105,22 @@ func (r *Reconciler) updateStacks(ctx context.Context, files fs.FS, a api.Assign
 	return slices.Sorted(maps.Keys(cloud.Orphans(observed, a.Cluster.ID, poolNames(a)))), nil
 }
 
-func (r *Reconciler) logStack(s *render.Stack, changed bool) {
-	if changed {
-		r.log.Info("stack updated", "stack", s.Name, "digest", s.Digest)
+// convergeStack converges one stack and makes what it changed visible:
+// a log line, an Event and the operations metric.
+func (r *Reconciler) convergeStack(ctx context.Context, cc *clusterconfig.ClusterConfig, stacks *cloud.Stacks, s *render.Stack, observed []cloud.Observed, opts cloud.Options) (map[string]string, error) {
+	current := cloud.Find(observed, s.Name)
+	action := cloud.Plan(s.Digest, current).Action
+	outputs, changed, err := stacks.Converge(ctx, s, current, opts)
+	if !changed && err == nil {
+		return outputs, nil
 	}
+	r.metrics.stackOperation(action.String(), err)
+	if err != nil {
+		return nil, err
+	}
+	r.log.Info("stack converged", "stack", s.Name, "action", action.String(), "version", opts.Version, "digest", s.Digest)
+	r.events.Eventf(cc, nil, corev1.EventTypeNormal, "StackUpdated", "UpdateStack", "stack %s: %s for version %s", s.Name, action, opts.Version)
+	return outputs, nil
 }
 
 func poolNames(a api.Assignment) []string {
@@ -154,7 +162,9 @@ func (r *Reconciler) retirePools(ctx context.Context, cc *clusterconfig.ClusterC
 			r.log.Info("draining a retired node pool", "pool", pool, "nodes", progress.Nodes, "pods", progress.Pods, "refused", progress.Refused)
 			continue
 		}
-		if err := stacks.Delete(ctx, orphans[pool].Name, false, opts.Timeout); err != nil {
+		err = stacks.Delete(ctx, orphans[pool].Name, false, opts.Timeout)
+		r.metrics.stackOperation("delete", err)
+		if err != nil {
 			out.fail("infrastructure", "The stack of a retired node pool cannot be deleted", err)
 			pending = append(pending, pool)
 			continue

@@ -14,6 +14,7 @@ type Metrics struct {
 	pruned         prometheus.Counter
 	problems       prometheus.Gauge
 	registryErrors prometheus.Counter
+	stacks         *prometheus.CounterVec
 }
 
 // NewMetrics registers the metrics with reg.
@@ -31,8 +32,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Problems the agent reports now."}),
 		registryErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "caravan_agent_registry_errors_total",
 			Help: "Assignment polls that could not reach the registry."}),
+		stacks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "caravan_agent_stack_operations_total",
+			Help: "CloudFormation stack operations by action (create, update, delete) and result (succeeded, failed)."}, []string{"action", "result"}),
 	}
-	reg.MustRegister(m.duration, m.lastApplied, m.applied, m.pruned, m.problems, m.registryErrors)
+	reg.MustRegister(m.duration, m.lastApplied, m.applied, m.pruned, m.problems, m.registryErrors, m.stacks)
 	return m
 }
 
@@ -47,4 +50,13 @@ func (m *Metrics) record(o *outcome, now time.Time) {
 		m.lastApplied.Set(float64(now.Unix()))
 	}
 	m.problems.Set(float64(len(o.status.Problems)))
+}
+
+// stackOperation counts one stack operation.
+func (m *Metrics) stackOperation(action string, err error) {
+	result := "succeeded"
+	if err != nil {
+		result = "failed"
+	}
+	m.stacks.WithLabelValues(action, result).Inc()
 }

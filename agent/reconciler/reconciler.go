@@ -207,7 +207,7 @@ func (r *Reconciler) converge(ctx context.Context, cc *clusterconfig.ClusterConf
 	}
 	if cluster != nil {
 		r.report(ctx, out.status, api.PhaseUpdatingInfrastructure, nil)
-		if out.status.PendingNodePools, err = r.updateStacks(ctx, snap.Files, plain, rendered.ConfigItems, cluster, version); err != nil {
+		if out.status.PendingNodePools, err = r.updateStacks(ctx, cc, snap.Files, plain, rendered.ConfigItems, cluster, version); err != nil {
 			out.fail("infrastructure", "A stack update failed; nothing after it was applied", err)
 			return
 		}
