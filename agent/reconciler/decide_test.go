@@ -23,6 +23,8 @@ func TestDecide(t *testing.T) {
 	v := Version("c1", a)
 	blocked := &api.Assignment{Blocks: []api.Block{{By: "ops", Reason: "incident"}}}
 	poolBlocked := &api.Assignment{Blocks: []api.Block{{By: "ops", Reason: "pool", NodePool: "workers"}}}
+	decommission := &api.Assignment{Cluster: api.AssignedCluster{LifecycleStatus: api.LifecycleDecommissionRequested}}
+	decommissioned := &api.Assignment{Cluster: api.AssignedCluster{LifecycleStatus: api.LifecycleDecommissioned}}
 	cases := []struct {
 		name   string
 		spec   clusterconfig.Spec
@@ -39,6 +41,11 @@ func TestDecide(t *testing.T) {
 		{"blocked at the registry", clusterconfig.Spec{}, blocked, clusterconfig.Status{}, Blocked, "blocked at the registry by ops: incident"},
 		{"blocked even at the version", clusterconfig.Spec{}, blocked, clusterconfig.Status{CurrentVersion: Version("c1", blocked)}, Blocked, "incident"},
 		{"a pool block does not stop manifests", clusterconfig.Spec{}, poolBlocked, clusterconfig.Status{}, Converge, "new version"},
+		{"pools to retire at the version", clusterconfig.Spec{}, a, clusterconfig.Status{CurrentVersion: v, PendingNodePools: []string{"old"}}, Retire, "retired"},
+		{"a new version before retiring", clusterconfig.Spec{}, a, clusterconfig.Status{CurrentVersion: "older", PendingNodePools: []string{"old"}}, Converge, "new version"},
+		{"decommission requested", clusterconfig.Spec{}, decommission, clusterconfig.Status{CurrentVersion: Version("c1", decommission)}, Decommission, "decommission"},
+		{"decommissioned stays so", clusterconfig.Spec{}, decommissioned, clusterconfig.Status{}, Decommission, "decommission"},
+		{"a block holds a decommission", clusterconfig.Spec{Block: &clusterconfig.Block{Reason: "wait"}}, decommission, clusterconfig.Status{}, Blocked, "wait"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
