@@ -25,8 +25,8 @@ all: build
 build:
 	CGO_ENABLED=0 go build -o $(BIN)/ ./cmd/...
 
-## run: start the local demo fleet (registry, git server, two clusters with agents); Ctrl-C stops it
-run: build tools
+## run: start the local demo fleet (registry, git server, moto, two clusters with agents); Ctrl-C stops it
+run: build tools test-deps
 	go run ./test/demo --dir $(ROOT)/.caravan --listen 127.0.0.1:8080 --manifests $(ROOT)/manifests
 
 ## test: install test dependencies, then run every test
@@ -55,9 +55,10 @@ $(TOOLS_DIR)/.complete:
 	bash test/tools/stages.sh $(TOOLS_DIR)/kwok-stages.yaml
 	touch $@
 
-## bench: measure the registry and the agent and write BENCHMARKS.md
-bench: tools
+## bench: measure the registry, the agent's stacks (on moto) and the agent and write BENCHMARKS.md
+bench: tools test-deps
 	go run ./test/bench/registry -out BENCHMARKS.md
+	go run ./test/bench/stacks -out BENCHMARKS.md
 	go run ./test/bench/agent -out BENCHMARKS.md
 
 ## lint: go vet and staticcheck

@@ -164,8 +164,7 @@ func (s *Stacks) create(ctx context.Context, desired *render.Stack, opts Options
 	waiter := cloudformation.NewStackCreateCompleteWaiter(s.cfn, func(o *cloudformation.StackCreateCompleteWaiterOptions) {
 		o.MinDelay, o.MaxDelay = s.PollMin, s.PollMax
 	})
-	_, err = waiter.WaitForOutput(ctx, stackInput(desired.Name), opts.Timeout)
-	return s.settled(ctx, desired.Name, err)
+	return s.outcome(ctx, desired.Name)(waiter.WaitForOutput(ctx, stackInput(desired.Name), opts.Timeout))
 }
 
 func (s *Stacks) update(ctx context.Context, desired *render.Stack, current *Observed, opts Options) (map[string]string, error) {
@@ -186,8 +185,7 @@ func (s *Stacks) update(ctx context.Context, desired *render.Stack, current *Obs
 	waiter := cloudformation.NewStackUpdateCompleteWaiter(s.cfn, func(o *cloudformation.StackUpdateCompleteWaiterOptions) {
 		o.MinDelay, o.MaxDelay = s.PollMin, s.PollMax
 	})
-	_, err = waiter.WaitForOutput(ctx, stackInput(desired.Name), opts.Timeout)
-	return s.settled(ctx, desired.Name, err)
+	return s.outcome(ctx, desired.Name)(waiter.WaitForOutput(ctx, stackInput(desired.Name), opts.Timeout))
 }
 
 // noUpdates is CloudFormation's answer to an update that changes nothing.
@@ -205,6 +203,19 @@ func notExist(err error) bool {
 
 func stackInput(name string) *cloudformation.DescribeStacksInput {
 	return &cloudformation.DescribeStacksInput{StackName: aws.String(name)}
+}
+
+// outcome takes a waiter's result: the outputs of the stack it saw
+// complete, or else what settled finds.
+func (s *Stacks) outcome(ctx context.Context, name string) func(*cloudformation.DescribeStacksOutput, error) (map[string]string, error) {
+	return func(out *cloudformation.DescribeStacksOutput, err error) (map[string]string, error) {
+		if err == nil && out != nil && len(out.Stacks) == 1 {
+			if o := observed(out.Stacks[0]); !Failed(o.Status) && !strings.HasSuffix(o.Status, "_IN_PROGRESS") {
+				return o.Outputs, nil
+			}
+		}
+		return s.settled(ctx, name, err)
+	}
 }
 
 // settled reads the stack after a waiter ended: its outputs when the

@@ -25,10 +25,10 @@ func (r *Reconciler) decommission(ctx context.Context, a api.Assignment, out *ou
 		out.fail("infrastructure", "The cluster cannot be decommissioned", err)
 		return
 	}
-	opts := stackOptions(out.status.CurrentVersion, a.ConfigItems)
+	opts := cloud.StackOptions(out.status.CurrentVersion, a.ConfigItems)
 	var cluster *cloud.Observed
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(stackConcurrency)
+	g.SetLimit(cloud.StackConcurrency)
 	for i, st := range observed {
 		if st.Tags[cloud.TagNodePool] == "" {
 			cluster = &observed[i]

@@ -192,7 +192,7 @@ func (r *Reconciler) converge(ctx context.Context, cc *clusterconfig.ClusterConf
 	rendered, err := render.Render(snap.Files, plain)
 	var cluster *render.Stack
 	if err == nil {
-		cluster, err = renderStacks(snap.Files, plain, rendered.ConfigItems)
+		cluster, err = cloud.RenderStacks(snap.Files, plain, rendered.ConfigItems)
 	}
 	if err != nil {
 		out.status.FailedVersion = version

@@ -2,7 +2,8 @@
 // parts. caravan-central with the demo fleet, a git server holding the
 // config repo (manifests/) with one branch per channel, and two local
 // clusters (a control plane each, with kwok nodes) whose agents follow
-// different channels. Ctrl-C stops everything.
+// different channels, and moto, the AWS emulator, where those agents keep
+// their clusters' CloudFormation stacks. Ctrl-C stops everything.
 package main
 
 import (
@@ -25,16 +26,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/caravan-gitops/caravan/agent"
+	"github.com/caravan-gitops/caravan/agent/nodes"
 	"github.com/caravan-gitops/caravan/central"
-	"github.com/caravan-gitops/caravan/central/demo"
-	"github.com/caravan-gitops/caravan/central/store"
 	"github.com/caravan-gitops/caravan/pkg/api"
 	"github.com/caravan-gitops/caravan/test/controlplane"
 	"github.com/caravan-gitops/caravan/test/gitserver"
+	"github.com/caravan-gitops/caravan/test/moto"
 )
-
-// liveClusters are the demo clusters that get a control plane and an agent.
-var liveClusters = []string{"test-dev", "production-stable"}
 
 func main() {
 	dir := flag.String("dir", ".caravan", "folder for the demo's state, demo.env and kubeconfigs")
@@ -61,6 +59,13 @@ func run(ctx context.Context, dir, listen, manifests string) error {
 		return err
 	}
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+
+	region := liveCluster(liveClusters[0]).Region
+	aws, err := startMoto(ctx, region)
+	if err != nil {
+		return err
+	}
+	defer aws.Stop()
 
 	git, err := gitserver.Launch(filepath.Join(dir, "run", "git"), "caravan", "demo")
 	if err != nil {
@@ -94,7 +99,7 @@ func run(ctx context.Context, dir, listen, manifests string) error {
 
 	agentsDone := make(chan error, len(liveClusters))
 	for _, alias := range liveClusters {
-		cp, err := startCluster(ctx, dir, alias, git)
+		cp, err := startCluster(ctx, dir, alias, git, livePools[alias])
 		if err != nil {
 			return err
 		}
@@ -104,15 +109,15 @@ func run(ctx context.Context, dir, listen, manifests string) error {
 			agentsDone <- agent.Run(ctx, agent.Config{
 				ClusterID: id, RegistryURL: url, RegistryToken: agentTokens[id], Kube: cp.Config, Namespace: "caravan-system",
 				GitSecret: "git", Interval: 5 * time.Second, HealthTimeout: 5 * time.Minute, MetricsAddr: "0", HealthAddr: "0",
-				LeaderElection: leaderelection.Options{}, Version: "demo",
+				LeaderElection: leaderelection.Options{}, AWSEndpoint: aws.Endpoint, Version: "demo",
 				Log: logr.FromSlogHandler(slog.NewJSONHandler(agentLog(dir, alias), nil).WithAttrs([]slog.Attr{slog.String("cluster", alias)})),
 			})
 		}()
 	}
-	if err := writeEnv(dir, url, adminToken, git); err != nil {
+	if err := writeEnv(dir, url, adminToken, git, aws.Endpoint, region); err != nil {
 		return err
 	}
-	announce(os.Stdout, dir, url, adminToken, git)
+	announce(os.Stdout, dir, url, adminToken, git, aws.Endpoint, region)
 	select {
 	case <-ctx.Done():
 	case err := <-centralDone:
@@ -124,51 +129,50 @@ func run(ctx context.Context, dir, listen, manifests string) error {
 	return nil
 }
 
-func clusterID(alias string) string {
-	for _, c := range demo.Clusters() {
-		if c.Alias == alias {
-			return c.ID
+// startMoto runs moto, the AWS emulator that holds the live clusters'
+// stacks. moto gets none of the caller's AWS settings (nor does the demo
+// reach a real AWS account); once it runs, this process takes moto's test
+// credentials, which the agents' SDK reads from the environment.
+func startMoto(ctx context.Context, region string) (*moto.Server, error) {
+	for _, kv := range os.Environ() {
+		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(name, "AWS_") {
+			os.Unsetenv(name)
 		}
 	}
-	panic("no demo cluster " + alias)
-}
-
-// seed stores the demo fleet, points every channel at the demo's git
-// server, and creates an agent token for each live cluster.
-func seed(ctx context.Context, database, repoURL string) (string, map[string]string, error) {
-	st, err := store.Open(ctx, database)
+	fmt.Println("starting moto ...")
+	srv, err := moto.Launch(ctx)
 	if err != nil {
-		return "", nil, err
+		return nil, fmt.Errorf("starting moto, the AWS emulator (make test-deps installs it): %w", err)
 	}
-	defer st.Close()
-	if err := st.SeedChannels(ctx, central.DefaultChannels(repoURL), "demo"); err != nil {
-		return "", nil, err
-	}
-	admin, err := demo.Seed(ctx, st)
-	if err != nil {
-		return "", nil, err
-	}
-	tokens := map[string]string{}
-	for _, alias := range liveClusters {
-		t, err := st.CreateToken(ctx, alias+"-agent", api.RoleAgent, clusterID(alias), "demo")
-		if err != nil {
-			return "", nil, err
+	for _, kv := range awsEnv(region) {
+		if err := os.Setenv(kv[0], kv[1]); err != nil {
+			srv.Stop()
+			return nil, err
 		}
-		tokens[clusterID(alias)] = t.Secret
 	}
-	return admin, tokens, nil
+	return srv, nil
 }
 
-// startCluster runs a control plane with three kwok nodes, writes its
-// kubeconfig as DIR/kubeconfig-ALIAS and the git credentials its agent reads.
-func startCluster(ctx context.Context, dir, alias string, git *gitserver.Server) (*controlplane.ControlPlane, error) {
+// awsEnv is the environment of an AWS SDK or CLI that talks to moto.
+func awsEnv(region string) [][2]string {
+	return [][2]string{{"AWS_ACCESS_KEY_ID", "testing"}, {"AWS_SECRET_ACCESS_KEY", "testing"}, {"AWS_REGION", region}, {"AWS_DEFAULT_REGION", region}}
+}
+
+// startCluster runs a control plane with three kwok nodes, spread over the
+// cluster's node pools (by their label), writes its kubeconfig as
+// DIR/kubeconfig-ALIAS and the git credentials its agent reads.
+func startCluster(ctx context.Context, dir, alias string, git *gitserver.Server, pools []api.NodePool) (*controlplane.ControlPlane, error) {
 	fmt.Printf("starting cluster %s ...\n", alias)
 	cp, err := controlplane.Launch(ctx, filepath.Join(dir, "run", alias))
 	if err != nil {
 		return nil, fmt.Errorf("starting cluster %s: %w", alias, err)
 	}
 	for i := range 3 {
-		if _, err := cp.AddNode(ctx, controlplane.Node{Name: fmt.Sprintf("%s-node-%d", alias, i)}); err != nil {
+		node := controlplane.Node{Name: fmt.Sprintf("%s-node-%d", alias, i)}
+		if len(pools) > 0 {
+			node.Labels = map[string]string{nodes.PoolLabel: pools[i%len(pools)].Name}
+		}
+		if _, err := cp.AddNode(ctx, node); err != nil {
 			cp.Stop()
 			return nil, err
 		}
@@ -199,15 +203,25 @@ func agentLog(dir, alias string) io.Writer {
 	return f
 }
 
-func writeEnv(dir, url, token string, git *gitserver.Server) error {
-	env := fmt.Sprintf("CARAVAN_SERVER=%s\nCARAVAN_TOKEN=%s\nCARAVAN_GIT_URL=%s\nexport CARAVAN_SERVER CARAVAN_TOKEN CARAVAN_GIT_URL\n", url, token, git.AuthURL("config"))
-	if bin, err := filepath.Abs("bin"); err == nil {
-		env += fmt.Sprintf("PATH=%q:\"$PATH\"\n", bin)
+func writeEnv(dir, url, token string, git *gitserver.Server, awsEndpoint, region string) error {
+	vars := [][2]string{{"CARAVAN_SERVER", url}, {"CARAVAN_TOKEN", token}, {"CARAVAN_GIT_URL", git.AuthURL("config")}, {"CARAVAN_AWS_ENDPOINT", awsEndpoint}}
+	vars = append(vars, awsEnv(region)...)
+	var env strings.Builder
+	names := make([]string, 0, len(vars))
+	for _, kv := range vars {
+		fmt.Fprintf(&env, "%s=%s\n", kv[0], kv[1])
+		names = append(names, kv[0])
 	}
-	return os.WriteFile(filepath.Join(dir, "demo.env"), []byte(env), 0o600)
+	fmt.Fprintf(&env, "export %s\n", strings.Join(names, " "))
+	// moto's credentials, not a profile's or a session's.
+	env.WriteString("unset AWS_PROFILE AWS_DEFAULT_PROFILE AWS_SESSION_TOKEN\n")
+	if bin, err := filepath.Abs("bin"); err == nil {
+		fmt.Fprintf(&env, "PATH=%q:\"$PATH\"\n", bin)
+	}
+	return os.WriteFile(filepath.Join(dir, "demo.env"), []byte(env.String()), 0o600)
 }
 
-func announce(w io.Writer, dir, url, token string, git *gitserver.Server) {
+func announce(w io.Writer, dir, url, token string, git *gitserver.Server, awsEndpoint, region string) {
 	rel := func(p string) string {
 		if cwd, err := os.Getwd(); err == nil {
 			if r, err := filepath.Rel(cwd, p); err == nil && !strings.HasPrefix(r, "..") {
@@ -223,6 +237,7 @@ Caravan demo fleet is running.
   registry:     %s   (admin token %s)
   config repo:  %s   (branches dev, alpha, beta, stable)
   clusters:     %s follows dev, %s follows stable; agents log to %s/agent-*.log
+  AWS (moto):   %s   (account %s, %s): the clusters' stacks
 
 Try, in another terminal:
   . %s
@@ -233,6 +248,14 @@ Try, in another terminal:
   kubectl --kubeconfig %s get clusterconfig,deploy -A
   # promote: git push origin dev:stable
 
+The stacks, and the versions of a node pool's launch template:
+  aws --endpoint-url "$CARAVAN_AWS_ENDPOINT" cloudformation describe-stacks --query 'Stacks[].[StackName,StackStatus]' --output text
+  aws --endpoint-url "$CARAVAN_AWS_ENDPOINT" ec2 describe-launch-template-versions --launch-template-name nodepool-default-worker-%s \
+    --query 'LaunchTemplateVersions[].[VersionNumber,LaunchTemplateData.InstanceType]' --output text
+  # a pool change, or a commit that changes what a node gets (node-pool.yaml, node_volume_size...), adds a version:
+  caravan nodepools patch %s default-worker --patch '{"instance_types":["m6i.xlarge"]}'
+
 Ctrl-C stops everything.
-`, url, token, git.RepoURL("config"), liveClusters[0], liveClusters[1], rel(dir), env, rel(filepath.Join(dir, "kubeconfig-"+liveClusters[0])))
+`, url, token, git.RepoURL("config"), liveClusters[0], liveClusters[1], rel(dir), awsEndpoint, moto.AccountID, region,
+		env, rel(filepath.Join(dir, "kubeconfig-"+liveClusters[0])), liveClusters[0], clusterID(liveClusters[0]))
 }

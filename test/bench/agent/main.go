@@ -151,7 +151,7 @@ func run(o options) error {
 	section := b.rep.markdown()
 	fmt.Print(section)
 	if o.out != "" {
-		if err := writeSection(o.out, section); err != nil {
+		if err := host.WriteSection(o.out, sectionName, section); err != nil {
 			return err
 		}
 		progress("wrote %s", o.out)

@@ -3,11 +3,7 @@
 package main
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -18,14 +14,11 @@ import (
 
 // The issue's goals.
 const (
-	goalCommit  = 2 * time.Second
-	goalSteady  = 50 * time.Millisecond
-	goalRSS     = 100 << 20
-	startMarker = "<!-- agent:start -->"
-	endMarker   = "<!-- agent:end -->"
-	// The registry's section, after which the agent's goes when it is new.
-	registryEndMarker = "<!-- registry:end -->"
-	benchmarksDoc     = "# Benchmarks\n\nFigures measured by `make bench`. Each section is rewritten by its benchmark; edit outside the markers.\n"
+	goalCommit = 2 * time.Second
+	goalSteady = 50 * time.Millisecond
+	goalRSS    = 100 << 20
+	// sectionName names the agent's section of BENCHMARKS.md.
+	sectionName = "agent"
 )
 
 type report struct {
@@ -44,6 +37,7 @@ type report struct {
 func newReport(o options) *report { return &report{opts: o, started: time.Now().UTC()} }
 
 func (r *report) markdown() string {
+	startMarker, endMarker := host.Markers(sectionName)
 	var b strings.Builder
 	b.WriteString(startMarker + "\n")
 	b.WriteString("## Agent: 1,000 objects against a real kube-apiserver\n\n")
@@ -224,56 +218,6 @@ func (r *report) writeRenders(b *strings.Builder) {
 		fmt.Fprintf(b, "| %s | %s | %d | %s | %s | %s | %s | %.2f× |\n", row.name, thousands(row.objects), row.runs, ms(row.render), ms(row.krusty), cli, start, ratio(row.render, row.krusty))
 	}
 	b.WriteString("\n")
-}
-
-// writeSection replaces the agent's section of the markdown file at path,
-// keeping everything else, the registry's section included. A file without
-// the section gets it after the registry's, or at its end; a missing file
-// is created.
-func writeSection(path, section string) error {
-	old, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		old, err = []byte(benchmarksDoc), nil
-	}
-	if err != nil {
-		return fmt.Errorf("reading %s: %w", path, err)
-	}
-	text := string(old)
-	start, end := strings.Index(text, startMarker), strings.Index(text, endMarker)
-	switch {
-	case start >= 0 && end > start:
-		text = text[:start] + section + strings.TrimPrefix(text[end+len(endMarker):], "\n")
-	case start >= 0 || end >= 0:
-		return fmt.Errorf("%s: the markers %s and %s are not a pair", path, startMarker, endMarker)
-	case strings.Contains(text, registryEndMarker):
-		i := strings.Index(text, registryEndMarker) + len(registryEndMarker)
-		rest := strings.TrimLeft(text[i:], "\n")
-		text = text[:i] + "\n\n" + section
-		if rest != "" {
-			text += "\n" + rest
-		}
-	default:
-		text = strings.TrimRight(text, "\n") + "\n\n" + section
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".benchmarks-*")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.WriteString(text)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return nil
 }
 
 func firstLine(s string) string {

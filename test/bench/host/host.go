@@ -1,6 +1,7 @@
-// Package host describes the machine a benchmark runs on and the flags the
-// benchmarks share, so that every section of BENCHMARKS.md names its
-// machine the same way.
+// Package host describes the machine a benchmark runs on and holds what the
+// benchmarks share: their flags, and the rewrite of each one's marked
+// section of BENCHMARKS.md, so that every section names its machine the
+// same way and every benchmark leaves the others' sections alone.
 package host
 
 import (

@@ -108,7 +108,7 @@ func run(o options) error {
 	section := rep.markdown()
 	fmt.Print(section)
 	if o.out != "" {
-		if err := updateSection(o.out, section); err != nil {
+		if err := host.WriteSection(o.out, sectionName, section); err != nil {
 			return err
 		}
 		progress("wrote %s", o.out)

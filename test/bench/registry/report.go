@@ -3,11 +3,7 @@
 package main
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -18,13 +14,12 @@ import (
 
 // The issue's goals.
 const (
-	goalRatio     = 0.5
-	goalFullGets  = 5000.0
-	goalPuts      = 1000.0
-	goalRSS       = 200 << 20
-	startMarker   = "<!-- registry:start -->"
-	endMarker     = "<!-- registry:end -->"
-	benchmarksDoc = "# Benchmarks\n\nFigures measured by `make bench`. Each section is rewritten by its benchmark; edit outside the markers.\n"
+	goalRatio    = 0.5
+	goalFullGets = 5000.0
+	goalPuts     = 1000.0
+	goalRSS      = 200 << 20
+	// sectionName names the registry's section of BENCHMARKS.md.
+	sectionName = "registry"
 )
 
 type report struct {
@@ -48,6 +43,7 @@ func newReport(o options) *report {
 }
 
 func (r *report) markdown() string {
+	startMarker, endMarker := host.Markers(sectionName)
 	var b strings.Builder
 	b.WriteString(startMarker + "\n")
 	b.WriteString("## Registry: caravan-central on SQLite\n\n")
@@ -186,47 +182,6 @@ func (r *report) writeNotes(b *strings.Builder) {
 		fmt.Fprintf(b, "\nOnly %s of %s long-polls were waiting when the benchmark gave up.\n", thousands(r.polls.waiting), thousands(r.polls.wanted))
 	}
 	b.WriteString("\n")
-}
-
-// updateSection replaces the registry section of the markdown file at path,
-// keeping the rest, or adds it; it creates the file when missing.
-func updateSection(path, section string) error {
-	old, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		old, err = []byte(benchmarksDoc), nil
-	}
-	if err != nil {
-		return fmt.Errorf("reading %s: %w", path, err)
-	}
-	text := string(old)
-	start, end := strings.Index(text, startMarker), strings.Index(text, endMarker)
-	switch {
-	case start >= 0 && end > start:
-		text = text[:start] + section + strings.TrimPrefix(text[end+len(endMarker):], "\n")
-	case start < 0 && end < 0:
-		text = strings.TrimRight(text, "\n") + "\n\n" + section
-	default:
-		return fmt.Errorf("%s: the markers %s and %s are not a pair", path, startMarker, endMarker)
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".benchmarks-*")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.WriteString(text); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	return nil
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
