@@ -17,7 +17,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -142,14 +141,10 @@ func lead(ctx context.Context, cfg Config, s *runtime.Scheme, recorder events.Re
 	if err != nil {
 		return err
 	}
-	clientset, err := kubernetes.NewForConfig(cfg.Kube)
-	if err != nil {
-		return err
-	}
 	keeper := assignment.New(reg, kube, cfg.ClusterID, cfg.Namespace)
 	rc := reconciler.New(reconciler.Config{ClusterID: cfg.ClusterID, AgentVersion: cfg.Version, Interval: cfg.Interval,
 		HealthTimeout: cfg.HealthTimeout, Git: creds}, keeper, reg, kube, applier, recorder, cfg.Log, m).
-		WithInfrastructure(reconciler.Infrastructure{AWS: aws, Drainer: nodes.NewDrainer(clientset)})
+		WithInfrastructure(reconciler.Infrastructure{AWS: aws, Drainer: nodes.NewDrainer(kube)})
 	cfg.Log.Info("leading: reconciling", "cluster", cfg.ClusterID)
 	return rc.Run(ctx)
 }
