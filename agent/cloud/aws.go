@@ -6,9 +6,13 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/caravan-gitops/caravan/agent/nodes"
 )
 
 // AWS is how the agent reaches its account: the SDK's default credential
@@ -41,6 +45,12 @@ func (a *AWS) Stacks(clusterID, region string) *Stacks {
 		o.UsePathStyle = a.Endpoint != ""
 	}
 	return NewStacks(cloudformation.NewFromConfig(a.Config, inRegion), s3.NewFromConfig(a.Config, s3Options), clusterID, region, a.Endpoint)
+}
+
+// Fleet returns the auto scaling groups of a cluster in its region.
+func (a *AWS) Fleet(clusterID, region string) *nodes.Fleet {
+	return nodes.NewFleet(autoscaling.NewFromConfig(a.Config, func(o *autoscaling.Options) { o.Region = region }),
+		ec2.NewFromConfig(a.Config, func(o *ec2.Options) { o.Region = region }), clusterID)
 }
 
 // KMS returns a KMS client in the region.

@@ -49,11 +49,18 @@ func StackOptions(version string, items map[string]string) Options {
 // Changed hears of every stack ConvergeAll created or updated, or failed to.
 type Changed func(stack *render.Stack, action Action, err error)
 
+// Converged is what ConvergeAll leaves: the pools whose stacks the
+// assignment no longer has, and each pool's revision, which its up to date
+// instances carry.
+type Converged struct {
+	Orphans   []string
+	Revisions map[string]string
+}
+
 // ConvergeAll brings the cluster stack, then the node pool stacks (rendered
 // with its outputs, in parallel, at most StackConcurrency at once) to the
-// version, from one Describe; it returns the pools whose stacks the
-// assignment no longer has.
-func (s *Stacks) ConvergeAll(ctx context.Context, files fs.FS, a api.Assignment, items map[string]string, cluster *render.Stack, opts Options, changed Changed) ([]string, error) {
+// version, from one Describe.
+func (s *Stacks) ConvergeAll(ctx context.Context, files fs.FS, a api.Assignment, items map[string]string, cluster *render.Stack, opts Options, changed Changed) (*Converged, error) {
 	observed, err := s.Describe(ctx)
 	if err != nil {
 		return nil, err
@@ -65,13 +72,15 @@ func (s *Stacks) ConvergeAll(ctx context.Context, files fs.FS, a api.Assignment,
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(StackConcurrency)
 	pools := make([]string, 0, len(a.NodePools))
-	for _, pool := range a.NodePools {
+	revisions := make([]string, len(a.NodePools))
+	for i, pool := range a.NodePools {
 		pools = append(pools, pool.Name)
 		g.Go(func() error {
 			stack, err := render.NodePoolStack(files, a, items, pool, outputs)
 			if err != nil {
 				return err
 			}
+			revisions[i] = stack.Revision
 			_, err = s.converge(gctx, stack, observed, opts, changed)
 			return err
 		})
@@ -79,7 +88,11 @@ func (s *Stacks) ConvergeAll(ctx context.Context, files fs.FS, a api.Assignment,
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	return slices.Sorted(maps.Keys(Orphans(observed, a.Cluster.ID, pools))), nil
+	out := &Converged{Orphans: slices.Sorted(maps.Keys(Orphans(observed, a.Cluster.ID, pools))), Revisions: map[string]string{}}
+	for i, pool := range pools {
+		out.Revisions[pool] = revisions[i]
+	}
+	return out, nil
 }
 
 func (s *Stacks) converge(ctx context.Context, stack *render.Stack, observed []Observed, opts Options, changed Changed) (map[string]string, error) {

@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/caravan-gitops/caravan/agent/apply"
+	"github.com/caravan-gitops/caravan/agent/nodes"
 	"github.com/caravan-gitops/caravan/pkg/api"
 )
 
@@ -63,8 +64,12 @@ type Status struct {
 	Inventory       apply.Inventory `json:"inventory,omitempty"`
 	// PendingNodePools are pools that left the registry and whose nodes are
 	// still being drained or whose stacks are still to be deleted.
-	PendingNodePools []string            `json:"pendingNodePools,omitempty"`
-	Problems         []api.StatusProblem `json:"problems,omitempty"`
+	PendingNodePools []string `json:"pendingNodePools,omitempty"`
+	// NodeUpdate are the node update settings of the current version, and
+	// Rolls the pools whose outdated nodes are being replaced.
+	NodeUpdate *nodes.Settings     `json:"nodeUpdate,omitempty"`
+	Rolls      []nodes.RollState   `json:"rolls,omitempty"`
+	Problems   []api.StatusProblem `json:"problems,omitempty"`
 }
 
 // GetConditions lets fluxcd/pkg/runtime/conditions read the conditions.

@@ -32,9 +32,10 @@ const (
 	Blocked
 	// Converge: render and apply the version.
 	Converge
-	// Retire: the cluster is at the version and node pools that left the
-	// registry still have nodes to drain or stacks to delete.
-	Retire
+	// NodeWork: the cluster is at the version, and node pools that left the
+	// registry still have nodes to drain or stacks to delete, or outdated
+	// nodes are being replaced.
+	NodeWork
 	// Decommission: tear the cluster's stacks down.
 	Decommission
 )
@@ -67,8 +68,8 @@ func Decide(spec clusterconfig.Spec, a *api.Assignment, head string, st clusterc
 	}
 	switch version {
 	case st.CurrentVersion:
-		if len(st.PendingNodePools) > 0 {
-			return Decision{Action: Retire, Version: version, Reason: "node pools that left the registry are being retired"}
+		if len(st.PendingNodePools) > 0 || len(st.Rolls) > 0 {
+			return Decision{Action: NodeWork, Version: version, Reason: "node pools are being retired or rolled"}
 		}
 		return Decision{Action: Nothing, Version: version, Reason: "at the version"}
 	case st.FailedVersion:

@@ -6,6 +6,7 @@ import (
 	"github.com/stretchr/testify/assert"
 
 	"github.com/caravan-gitops/caravan/agent/clusterconfig"
+	"github.com/caravan-gitops/caravan/agent/nodes"
 	"github.com/caravan-gitops/caravan/pkg/api"
 )
 
@@ -41,7 +42,8 @@ func TestDecide(t *testing.T) {
 		{"blocked at the registry", clusterconfig.Spec{}, blocked, clusterconfig.Status{}, Blocked, "blocked at the registry by ops: incident"},
 		{"blocked even at the version", clusterconfig.Spec{}, blocked, clusterconfig.Status{CurrentVersion: Version("c1", blocked)}, Blocked, "incident"},
 		{"a pool block does not stop manifests", clusterconfig.Spec{}, poolBlocked, clusterconfig.Status{}, Converge, "new version"},
-		{"pools to retire at the version", clusterconfig.Spec{}, a, clusterconfig.Status{CurrentVersion: v, PendingNodePools: []string{"old"}}, Retire, "retired"},
+		{"pools to retire at the version", clusterconfig.Spec{}, a, clusterconfig.Status{CurrentVersion: v, PendingNodePools: []string{"old"}}, NodeWork, "retired"},
+		{"nodes to roll at the version", clusterconfig.Spec{}, a, clusterconfig.Status{CurrentVersion: v, Rolls: []nodes.RollState{{Pool: "workers", Target: 3}}}, NodeWork, "rolled"},
 		{"a new version before retiring", clusterconfig.Spec{}, a, clusterconfig.Status{CurrentVersion: "older", PendingNodePools: []string{"old"}}, Converge, "new version"},
 		{"decommission requested", clusterconfig.Spec{}, decommission, clusterconfig.Status{CurrentVersion: Version("c1", decommission)}, Decommission, "decommission"},
 		{"decommissioned stays so", clusterconfig.Spec{}, decommissioned, clusterconfig.Status{}, Decommission, "decommission"},

@@ -38,8 +38,8 @@ func (r *Reconciler) stacks(a api.Assignment) (*cloud.Stacks, error) {
 }
 
 // updateStacks brings the cluster stack, then the node pool stacks to the
-// version; it returns the pools whose stacks the assignment no longer has.
-func (r *Reconciler) updateStacks(ctx context.Context, cc *clusterconfig.ClusterConfig, files fs.FS, a api.Assignment, items map[string]string, cluster *render.Stack, version string) ([]string, error) {
+// version.
+func (r *Reconciler) updateStacks(ctx context.Context, cc *clusterconfig.ClusterConfig, files fs.FS, a api.Assignment, items map[string]string, cluster *render.Stack, version string) (*cloud.Converged, error) {
 	stacks, err := r.stacks(a)
 	if err != nil {
 		return nil, err
@@ -103,6 +103,32 @@ func (r *Reconciler) retirePools(ctx context.Context, cc *clusterconfig.ClusterC
 	}
 	out.status.PendingNodePools = pending
 	if len(pending) > 0 && out.phase == api.PhaseIdle {
+		out.phase = api.PhaseRollingNodes
+	}
+}
+
+// rollNodes makes one pass of the node pools' rolls: outdated nodes are
+// replaced, a step at a time, under the drain SLA. With blockAll (a block of
+// the whole cluster) it only stops them.
+func (r *Reconciler) rollNodes(ctx context.Context, a api.Assignment, out *outcome, blockAll bool) {
+	settings := out.status.NodeUpdate
+	if settings == nil || r.infra.AWS == nil {
+		return
+	}
+	cfg, err := settings.Config(a, blockAll)
+	if err != nil {
+		out.fail("nodes", "Outdated nodes cannot be replaced", err)
+		return
+	}
+	roller := nodes.NewRoller(r.kube, r.infra.AWS.Fleet(a.Cluster.ID, a.Cluster.Region), r.events, r.log, r.metrics.nodes)
+	res, err := roller.Pass(ctx, cfg, out.status.Rolls)
+	out.status.Rolls = res.Rolls
+	out.pools = append(out.pools, res.Progress...)
+	if err != nil {
+		out.fail("nodes", "Replacing outdated nodes failed", err)
+		return
+	}
+	if len(res.Rolls) > 0 && out.phase == api.PhaseIdle {
 		out.phase = api.PhaseRollingNodes
 	}
 }

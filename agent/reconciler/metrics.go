@@ -3,6 +3,8 @@ package reconciler
 import (
 	"time"
 
+	"github.com/caravan-gitops/caravan/agent/nodes"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -15,6 +17,7 @@ type Metrics struct {
 	problems       prometheus.Gauge
 	registryErrors prometheus.Counter
 	stacks         *prometheus.CounterVec
+	nodes          *nodes.Metrics
 }
 
 // NewMetrics registers the metrics with reg.
@@ -36,6 +39,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "CloudFormation stack operations by action (create, update, delete) and result (succeeded, failed)."}, []string{"action", "result"}),
 	}
 	reg.MustRegister(m.duration, m.lastApplied, m.applied, m.pruned, m.problems, m.registryErrors, m.stacks)
+	m.nodes = nodes.NewMetrics(reg)
 	return m
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/caravan-gitops/caravan/agent/assignment"
 	"github.com/caravan-gitops/caravan/agent/cloud"
 	"github.com/caravan-gitops/caravan/agent/clusterconfig"
+	"github.com/caravan-gitops/caravan/agent/nodes"
 	"github.com/caravan-gitops/caravan/agent/render"
 	"github.com/caravan-gitops/caravan/agent/source"
 	"github.com/caravan-gitops/caravan/pkg/api"
@@ -73,7 +74,7 @@ func New(cfg Config, keeper *assignment.Keeper, registry StatusReporter, kube cl
 // Run loops until ctx ends.
 func (r *Reconciler) Run(ctx context.Context) error {
 	for ctx.Err() == nil {
-		upd, err := r.keeper.Poll(ctx, r.cfg.Interval)
+		upd, err := r.keeper.Poll(ctx, r.pollWait())
 		if err != nil && ctx.Err() != nil {
 			return nil
 		}
@@ -98,6 +99,17 @@ func (r *Reconciler) Run(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// pollWait is how long a poll waits for news: the interval, or while nodes
+// are drained the drain's own poll interval, so that refused evictions are
+// asked again on time.
+func (r *Reconciler) pollWait() time.Duration {
+	wait := r.cfg.Interval
+	if cc := r.config; cc != nil && cc.Status.NodeUpdate != nil && (len(cc.Status.Rolls) > 0 || len(cc.Status.PendingNodePools) > 0) {
+		wait = min(wait, cc.Status.NodeUpdate.Poll())
+	}
+	return wait
 }
 
 func sleep(ctx context.Context, d time.Duration) {
@@ -131,13 +143,18 @@ func (r *Reconciler) Reconcile(ctx context.Context, a *api.Assignment) {
 	switch d.Action {
 	case Nothing:
 		out.keepProblems = true
-	case Suspended, Blocked:
+	case Suspended:
 		out.block(d.Reason)
+	case Blocked:
+		out.block(d.Reason)
+		if len(out.status.Rolls) > 0 {
+			r.rollNodes(ctx, *a, &out, true)
+		}
 	case Converge:
 		r.converge(ctx, cc, repo, a, d, &out)
-	case Retire:
+	case NodeWork:
 		out.keepProblems = true
-		r.retirePools(ctx, cc, *a, &out)
+		r.nodeWork(ctx, cc, *a, &out)
 	case Decommission:
 		r.decommission(ctx, *a, &out)
 	}
@@ -207,16 +224,20 @@ func (r *Reconciler) converge(ctx context.Context, cc *clusterconfig.ClusterConf
 	}
 	if cluster != nil {
 		r.report(ctx, out.status, api.PhaseUpdatingInfrastructure, nil)
-		if out.status.PendingNodePools, err = r.updateStacks(ctx, cc, snap.Files, plain, rendered.ConfigItems, cluster, version); err != nil {
+		converged, err := r.updateStacks(ctx, cc, snap.Files, plain, rendered.ConfigItems, cluster, version)
+		if err != nil {
 			out.fail("infrastructure", "A stack update failed; nothing after it was applied", err)
 			return
 		}
+		out.status.PendingNodePools = converged.Orphans
+		settings := nodes.SettingsOf(a.Cluster.Environment, rendered.ConfigItems, converged.Revisions)
+		out.status.NodeUpdate = &settings
 	}
 	if objects == out.status.AppliedObjects && out.status.CurrentVersion != "" {
 		out.sameObjects = true
 		out.applied(version, snap.Commit, r.now())
 		out.status.AppliedInputs = inputs
-		r.retireAfter(ctx, cc, plain, out)
+		r.nodeWork(ctx, cc, plain, out)
 		return
 	}
 	r.report(ctx, out.status, api.PhaseApplying, nil)
@@ -245,15 +266,17 @@ func (r *Reconciler) converge(ctx context.Context, cc *clusterconfig.ClusterConf
 	}
 	out.applied(version, snap.Commit, r.now())
 	out.status.AppliedInputs, out.status.AppliedObjects = inputs, objects
-	r.retireAfter(ctx, cc, plain, out)
+	r.nodeWork(ctx, cc, plain, out)
 }
 
-// retireAfter starts retiring the node pools that left the registry, once
-// the version is applied: their workloads have somewhere to go by then.
-func (r *Reconciler) retireAfter(ctx context.Context, cc *clusterconfig.ClusterConfig, a api.Assignment, out *outcome) {
+// nodeWork retires the node pools that left the registry and replaces
+// outdated nodes, a pass at a time, once the version is applied: the
+// workloads have somewhere to go by then.
+func (r *Reconciler) nodeWork(ctx context.Context, cc *clusterconfig.ClusterConfig, a api.Assignment, out *outcome) {
 	if len(out.status.PendingNodePools) > 0 {
 		r.retirePools(ctx, cc, a, out)
 	}
+	r.rollNodes(ctx, a, out, false)
 }
 
 // kms is the KMS client of the region, when the agent has AWS access.

@@ -200,6 +200,11 @@ type NodePoolProgress struct {
 	NodesTotal int    `json:"nodes_total"`
 	Outdated   int    `json:"outdated"`
 	Draining   int    `json:"draining"`
+	// NextForcedEviction is the earliest time the drain SLA lets the
+	// agent delete a pod whose PodDisruptionBudget refuses its eviction,
+	// and HeldBy the rule that holds it back until then.
+	NextForcedEviction *time.Time `json:"next_forced_eviction,omitempty"`
+	HeldBy             string     `json:"held_by,omitempty"`
 }
 
 // StatusProblem is a problem an agent reports, in the spirit of RFC 9457.

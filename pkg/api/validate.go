@@ -306,6 +306,9 @@ func (s *ClusterStatus) Validate() error {
 		if p.NodesTotal < 0 || p.Outdated < 0 || p.Draining < 0 {
 			v.add(field, "counts must not be negative")
 		}
+		if len(p.HeldBy) > 200 {
+			v.add(field+".held_by", "must be at most 200 characters")
+		}
 	}
 	return v.err()
 }

@@ -1,0 +1,248 @@
+package nodes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// TerminatedAnnotation marks a node whose instance the agent asked to end,
+// so that a later pass never asks twice.
+const TerminatedAnnotation = "caravan.io/instance-terminated"
+
+// drainStep moves the pods of the node being drained as far as the SLA
+// allows now, and ends the node's instance once none is left. It returns
+// the earliest forecast force among the pods that wait.
+func (r *Roller) drainStep(ctx context.Context, sla SLA, n *corev1.Node) (*Decision, error) {
+	pods, err := r.podsToMove(ctx, n.Name)
+	if err != nil {
+		return nil, err
+	}
+	if len(pods) == 0 {
+		return nil, r.terminate(ctx, n)
+	}
+	var next *Decision
+	for i := range pods {
+		if pods[i].DeletionTimestamp != nil {
+			continue
+		}
+		d, err := r.movePod(ctx, sla, n, &pods[i])
+		if err != nil {
+			return next, err
+		}
+		if d.Action == Wait && !d.At.IsZero() && (next == nil || d.At.Before(next.At)) {
+			next = &d
+		}
+	}
+	return next, nil
+}
+
+func (r *Roller) podsToMove(ctx context.Context, node string) ([]corev1.Pod, error) {
+	list := &corev1.PodList{}
+	if err := r.kube.List(ctx, list, client.MatchingFields{"spec.nodeName": node}); err != nil {
+		return nil, fmt.Errorf("listing the pods of node %s: %w", node, err)
+	}
+	var out []corev1.Pod
+	for _, p := range list.Items {
+		if MustLeave(&p) {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+func (r *Roller) terminate(ctx context.Context, n *corev1.Node) error {
+	if n.Annotations[TerminatedAnnotation] != "" {
+		return nil
+	}
+	if err := r.fleet.Terminate(ctx, InstanceID(n.Spec.ProviderID)); err != nil {
+		return err
+	}
+	if start, err := time.Parse(time.RFC3339, n.Annotations[DrainStartAnnotation]); err == nil {
+		r.metrics.drainDuration.Observe(r.now().Sub(start).Seconds())
+	}
+	r.events.Eventf(n, nil, corev1.EventTypeNormal, "InstanceTerminated", "Terminate", "drained; instance %s terminated", InstanceID(n.Spec.ProviderID))
+	return r.patchNode(ctx, n, func(n *corev1.Node) { n.Annotations[TerminatedAnnotation] = r.now().UTC().Format(time.RFC3339) })
+}
+
+// movePod asks for the pod's eviction; when its PodDisruptionBudget refuses,
+// the SLA decides whether it is deleted now or when it may be.
+func (r *Roller) movePod(ctx context.Context, sla SLA, n *corev1.Node, pod *corev1.Pod) (Decision, error) {
+	err := evict(ctx, r.kube, pod)
+	switch {
+	case err == nil, apierrors.IsNotFound(err):
+		r.metrics.evictions.WithLabelValues("evicted").Inc()
+		return Decision{Action: Evict}, nil
+	case !refusedByBudget(err) && apierrors.IsTooManyRequests(err):
+		// Throttled by the API server: a retry, not a refusal.
+		return Decision{Action: Wait, Rule: "throttled"}, nil
+	case !refusedByBudget(err):
+		return Decision{}, fmt.Errorf("evicting pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
+	r.metrics.evictions.WithLabelValues("refused").Inc()
+	budgets, err := r.budgetsOf(ctx, pod)
+	if err != nil {
+		return Decision{}, err
+	}
+	siblings, history, err := r.siblings(ctx, pod, budgets)
+	if err != nil {
+		return Decision{}, err
+	}
+	d := Decide(r.now(), nodeState(n), PodState{Namespace: pod.Namespace, Name: pod.Name, Created: pod.CreationTimestamp.Time, EvictionRefused: true},
+		siblings, history, sla)
+	switch d.Action {
+	case Force:
+		return d, r.force(ctx, n, pod, budgets)
+	case Wait:
+		r.metrics.waits.WithLabelValues(d.Rule).Inc()
+		return d, r.forecast(ctx, pod, d)
+	}
+	return d, nil
+}
+
+func evict(ctx context.Context, c client.Client, pod *corev1.Pod) error {
+	eviction := &policyv1.Eviction{
+		ObjectMeta:    metav1.ObjectMeta{Name: pod.Name, Namespace: pod.Namespace},
+		DeleteOptions: &metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &pod.UID}},
+	}
+	return c.SubResource("eviction").Create(ctx, pod, eviction)
+}
+
+// refusedByBudget tells a PodDisruptionBudget's refusal (429 with the
+// DisruptionBudget cause, or 500 when several budgets match the pod) from
+// the API server's own throttling.
+func refusedByBudget(err error) bool {
+	var status apierrors.APIStatus
+	if !errors.As(err, &status) {
+		return false
+	}
+	s := status.Status()
+	if s.Code == 429 && s.Details != nil {
+		for _, c := range s.Details.Causes {
+			if c.Type == policyv1.DisruptionBudgetCause {
+				return true
+			}
+		}
+	}
+	return s.Code == 500 && strings.Contains(s.Message, "more than one PodDisruptionBudget")
+}
+
+func nodeState(n *corev1.Node) NodeState {
+	start, _ := time.Parse(time.RFC3339, n.Annotations[DrainStartAnnotation])
+	last, _ := time.Parse(time.RFC3339, n.Annotations[LastForcedAnnotation])
+	return NodeState{Name: n.Name, DrainStart: start, LastForced: last}
+}
+
+// budgetsOf lists the PodDisruptionBudgets that select the pod.
+func (r *Roller) budgetsOf(ctx context.Context, pod *corev1.Pod) ([]policyv1.PodDisruptionBudget, error) {
+	list := &policyv1.PodDisruptionBudgetList{}
+	if err := r.kube.List(ctx, list, client.InNamespace(pod.Namespace)); err != nil {
+		return nil, fmt.Errorf("listing the PodDisruptionBudgets of %s: %w", pod.Namespace, err)
+	}
+	var out []policyv1.PodDisruptionBudget
+	for _, b := range list.Items {
+		selector, err := metav1.LabelSelectorAsSelector(b.Spec.Selector)
+		if err == nil && !selector.Empty() && selector.Matches(labels.Set(pod.Labels)) {
+			out = append(out, b)
+		}
+	}
+	return out, nil
+}
+
+// siblings are the other pods the pod's budgets cover, and the last forced
+// termination among them, cluster-wide.
+func (r *Roller) siblings(ctx context.Context, pod *corev1.Pod, budgets []policyv1.PodDisruptionBudget) ([]Sibling, History, error) {
+	var history History
+	seen := map[string]bool{pod.Name: true}
+	var out []Sibling
+	for _, b := range budgets {
+		if t, err := time.Parse(time.RFC3339, b.Annotations[LastForcedAnnotation]); err == nil && t.After(history.LastForcedInPDB) {
+			history.LastForcedInPDB = t
+		}
+		selector, _ := metav1.LabelSelectorAsSelector(b.Spec.Selector)
+		list := &corev1.PodList{}
+		if err := r.kube.List(ctx, list, client.InNamespace(pod.Namespace), client.MatchingLabelsSelector{Selector: selector}); err != nil {
+			return nil, history, fmt.Errorf("listing the pods of PodDisruptionBudget %s/%s: %w", b.Namespace, b.Name, err)
+		}
+		for _, p := range list.Items {
+			if seen[p.Name] {
+				continue
+			}
+			seen[p.Name] = true
+			out = append(out, siblingOf(&p))
+		}
+	}
+	return out, history, nil
+}
+
+func siblingOf(p *corev1.Pod) Sibling {
+	s := Sibling{Name: p.Name, Created: p.CreationTimestamp.Time, Terminating: p.DeletionTimestamp != nil}
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+			s.Ready, s.ReadySince = true, c.LastTransitionTime.Time
+		}
+	}
+	return s
+}
+
+// force deletes the pod with its own grace period, after reading it again:
+// the pod must still be the one decided on, and not already going.
+func (r *Roller) force(ctx context.Context, n *corev1.Node, pod *corev1.Pod, budgets []policyv1.PodDisruptionBudget) error {
+	current := &corev1.Pod{}
+	if err := r.kube.Get(ctx, client.ObjectKeyFromObject(pod), current); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	if current.UID != pod.UID || current.DeletionTimestamp != nil {
+		return nil
+	}
+	if err := r.kube.Delete(ctx, current, client.Preconditions{UID: &pod.UID}); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	r.metrics.forced.Inc()
+	now := r.now().UTC().Format(time.RFC3339)
+	r.events.Eventf(pod, n, corev1.EventTypeWarning, "ForcedEviction", "Delete", "deleted after its PodDisruptionBudget refused the eviction: every rule of the drain SLA allows it")
+	if err := r.patchNode(ctx, n, func(n *corev1.Node) { n.Annotations[LastForcedAnnotation] = now }); err != nil {
+		return err
+	}
+	for i := range budgets {
+		b := &budgets[i]
+		patch := client.MergeFrom(b.DeepCopy())
+		if b.Annotations == nil {
+			b.Annotations = map[string]string{}
+		}
+		b.Annotations[LastForcedAnnotation] = now
+		if err := r.kube.Patch(ctx, b, patch); err != nil {
+			return fmt.Errorf("recording the forced termination on PodDisruptionBudget %s/%s: %w", b.Namespace, b.Name, err)
+		}
+	}
+	return nil
+}
+
+// forecast writes on the pod when it may be forced, and says so once in an
+// Event, so that its owners see it coming.
+func (r *Roller) forecast(ctx context.Context, pod *corev1.Pod, d Decision) error {
+	value, known := ForecastAnnotation(d)
+	if !known || pod.Annotations[ForceEvictAfterAnnotation] == value {
+		return nil
+	}
+	patch := client.MergeFrom(pod.DeepCopy())
+	if pod.Annotations == nil {
+		pod.Annotations = map[string]string{}
+	}
+	pod.Annotations[ForceEvictAfterAnnotation] = value
+	if err := r.kube.Patch(ctx, pod, patch); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	r.events.Eventf(pod, nil, corev1.EventTypeNormal, "ForceEvictionScheduled", "Drain",
+		"its PodDisruptionBudget refuses the eviction; it will be deleted not before %s (held by %s)", value, d.Rule)
+	return nil
+}
