@@ -1,0 +1,143 @@
+package agent_test
+
+import (
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/caravan-gitops/caravan/agent/nodes"
+	"github.com/caravan-gitops/caravan/pkg/api"
+	"github.com/caravan-gitops/caravan/test/cloudbridge"
+)
+
+// poolNodes are the Nodes of a pool, by name.
+func (f *fleet) poolNodes(pool string) map[string]corev1.Node {
+	list := &corev1.NodeList{}
+	require.NoError(f.t, f.kube.List(f.ctx, list, client.MatchingLabels{nodes.PoolLabel: pool}))
+	out := map[string]corev1.Node{}
+	for _, n := range list.Items {
+		out[n.Name] = n
+	}
+	return out
+}
+
+// The drain SLA of these tests, scaled from hours to seconds.
+var scaledSLA = map[string]string{
+	"drain_min_pod_lifetime": "3s", "drain_grace_period": "8s", "drain_force_evict_interval": "2s",
+	"drain_min_healthy_sibling_lifetime": "0s", "drain_min_unhealthy_sibling_lifetime": "0s",
+	"drain_poll_interval": "1s",
+	// moto reports no instance as spot.
+	"node_update_check_spot": "false",
+}
+
+// An outdated pool rolls completely with surge; its pods, held by a
+// PodDisruptionBudget that refuses every eviction, are forced exactly when
+// the (scaled) SLA allows and never earlier.
+func TestOutdatedNodesRollUnderTheDrainSLA(t *testing.T) {
+	f := startFleet(t)
+	bridge, err := cloudbridge.Start(f.ctx, cloudbridge.Config{AWS: f.aws.AWSConfig("eu-central-1"), ClusterID: clusterID, Kube: f.cp.Client, Log: t.Logf})
+	require.NoError(t, err)
+	t.Cleanup(bridge.Stop)
+	_, _, err = f.reg.PatchCluster(f.ctx, clusterID, map[string]any{"config_items": scaledSLA}, "")
+	require.NoError(t, err)
+	_, _, err = f.reg.CreateNodePool(f.ctx, clusterID, &api.NodePool{Name: "workers", Profile: "worker-default",
+		InstanceTypes: []string{"m6i.large"}, MinSize: 2, MaxSize: 4, DiscountStrategy: "none"})
+	require.NoError(t, err)
+	f.startAgent("test", false)
+	f.eventually("the pool's two nodes are up", func() bool { return len(f.poolNodes("workers")) == 2 && f.status().Phase == api.PhaseIdle })
+
+	// Two replicas that a budget of two keeps from every eviction.
+	replicas := int32(2)
+	labels := map[string]string{"app": "guarded"}
+	require.NoError(t, f.kube.Create(f.ctx, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "guarded", Namespace: "default"},
+		Spec: appsv1.DeploymentSpec{Replicas: &replicas, Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{
+				NodeSelector: map[string]string{nodes.PoolLabel: "workers"},
+				Containers:   []corev1.Container{{Name: "app", Image: "app"}}}}}}))
+	two := intstr.FromInt32(2)
+	require.NoError(t, f.kube.Create(f.ctx, &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: "guarded", Namespace: "default"},
+		Spec: policyv1.PodDisruptionBudgetSpec{MinAvailable: &two, Selector: &metav1.LabelSelector{MatchLabels: labels}}}))
+	f.eventually("the budget counts two healthy pods", func() bool {
+		pdb := &policyv1.PodDisruptionBudget{}
+		return f.kube.Get(f.ctx, client.ObjectKey{Namespace: "default", Name: "guarded"}, pdb) == nil && pdb.Status.CurrentHealthy == 2
+	})
+	old := f.poolNodes("workers")
+
+	// A new instance type makes every node outdated.
+	_, _, err = f.reg.PatchNodePool(f.ctx, clusterID, "workers", map[string]any{"instance_types": []string{"m6i.xlarge"}}, "")
+	require.NoError(t, err)
+	f.eventually("the roll starts: a surge node, the old nodes marked", func() bool {
+		marked := 0
+		for name, n := range f.poolNodes("workers") {
+			if _, isOld := old[name]; isOld && n.Labels[nodes.LifecycleLabel] != "" {
+				marked++
+			}
+		}
+		return marked == 2 && len(f.poolNodes("workers")) >= 3
+	})
+	forecast := false
+	drainStarts := map[string]time.Time{}
+	require.Eventually(t, func() bool {
+		for name, n := range f.poolNodes("workers") {
+			if s, err := time.Parse(time.RFC3339, n.Annotations[nodes.DrainStartAnnotation]); err == nil {
+				drainStarts[name] = s
+			}
+		}
+		pods := &corev1.PodList{}
+		if f.kube.List(f.ctx, pods, client.MatchingLabels(labels)) == nil {
+			for _, p := range pods.Items {
+				forecast = forecast || p.Annotations[nodes.ForceEvictAfterAnnotation] != ""
+			}
+		}
+		current := f.poolNodes("workers")
+		for name := range old {
+			if _, still := current[name]; still {
+				return false
+			}
+		}
+		return len(current) == 2 && f.status().Phase == api.PhaseIdle
+	}, 4*time.Minute, 250*time.Millisecond, "every old node is replaced and the pool is back at two nodes")
+	for _, n := range f.poolNodes("workers") {
+		assert.Equal(t, "m6i.xlarge", n.Labels["node.kubernetes.io/instance-type"])
+		assert.Empty(t, n.Labels[nodes.LifecycleLabel])
+	}
+	assert.True(t, forecast, "a refused pod is told when it may be forced")
+	assert.Len(t, drainStarts, 2, "both old nodes were drained")
+	assert.Empty(t, f.clusterConfig().Status.Rolls)
+
+	// Every forced deletion came once the grace period since its node's
+	// selection had passed, never earlier.
+	events := &corev1.EventList{}
+	require.NoError(t, f.kube.List(f.ctx, events, client.InNamespace("default")))
+	var forced []time.Time
+	for _, e := range events.Items {
+		if e.Reason == "ForcedEviction" {
+			at := e.EventTime.Time
+			if at.IsZero() {
+				at = e.FirstTimestamp.Time
+			}
+			forced = append(forced, at)
+		}
+	}
+	require.NotEmpty(t, forced, "the budget refused every eviction, so pods were forced")
+	sort.Slice(forced, func(i, j int) bool { return forced[i].Before(forced[j]) })
+	earliestStart := time.Time{}
+	for _, s := range drainStarts {
+		if earliestStart.IsZero() || s.Before(earliestStart) {
+			earliestStart = s
+		}
+	}
+	assert.False(t, forced[0].Before(earliestStart.Add(8*time.Second-time.Second)),
+		"first force %s, drain started %s: the grace period is 8s", forced[0], earliestStart)
+	assert.True(t, strings.Contains(f.status().CurrentVersion, "#"))
+}
