@@ -17,6 +17,7 @@ import (
 
 	"github.com/caravan-gitops/caravan/agent/nodes"
 	"github.com/caravan-gitops/caravan/pkg/api"
+	"github.com/caravan-gitops/caravan/pkg/registry"
 	"github.com/caravan-gitops/caravan/test/cloudbridge"
 )
 
@@ -140,4 +141,121 @@ func TestOutdatedNodesRollUnderTheDrainSLA(t *testing.T) {
 	assert.False(t, forced[0].Before(earliestStart.Add(8*time.Second-time.Second)),
 		"first force %s, drain started %s: the grace period is 8s", forced[0], earliestStart)
 	assert.True(t, strings.Contains(f.status().CurrentVersion, "#"))
+}
+
+// rollingPool starts the agent on a pool of two outdated nodes whose pods
+// a budget holds, and returns once one node is draining.
+func rollingPool(t *testing.T, f *fleet, sla map[string]string) (*runningAgent, map[string]corev1.Node) {
+	bridge, err := cloudbridge.Start(f.ctx, cloudbridge.Config{AWS: f.aws.AWSConfig("eu-central-1"), ClusterID: clusterID, Kube: f.cp.Client, Log: t.Logf})
+	require.NoError(t, err)
+	t.Cleanup(bridge.Stop)
+	_, _, err = f.reg.PatchCluster(f.ctx, clusterID, map[string]any{"config_items": sla}, "")
+	require.NoError(t, err)
+	_, _, err = f.reg.CreateNodePool(f.ctx, clusterID, &api.NodePool{Name: "workers", Profile: "worker-default",
+		InstanceTypes: []string{"m6i.large"}, MinSize: 2, MaxSize: 4, DiscountStrategy: "none"})
+	require.NoError(t, err)
+	agent := f.startAgent("test", false)
+	f.eventually("the pool's two nodes are up", func() bool { return len(f.poolNodes("workers")) == 2 && f.status().Phase == api.PhaseIdle })
+	replicas := int32(2)
+	labels := map[string]string{"app": "guarded"}
+	require.NoError(t, f.kube.Create(f.ctx, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "guarded", Namespace: "default"},
+		Spec: appsv1.DeploymentSpec{Replicas: &replicas, Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{
+				NodeSelector: map[string]string{nodes.PoolLabel: "workers"},
+				// One replica per node, so that each node holds a guarded pod.
+				TopologySpreadConstraints: []corev1.TopologySpreadConstraint{{MaxSkew: 1, TopologyKey: "kubernetes.io/hostname",
+					WhenUnsatisfiable: corev1.DoNotSchedule, LabelSelector: &metav1.LabelSelector{MatchLabels: labels}}},
+				Containers: []corev1.Container{{Name: "app", Image: "app"}}}}}}))
+	two := intstr.FromInt32(2)
+	require.NoError(t, f.kube.Create(f.ctx, &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: "guarded", Namespace: "default"},
+		Spec: policyv1.PodDisruptionBudgetSpec{MinAvailable: &two, Selector: &metav1.LabelSelector{MatchLabels: labels}}}))
+	f.eventually("the budget counts two healthy pods", func() bool {
+		pdb := &policyv1.PodDisruptionBudget{}
+		return f.kube.Get(f.ctx, client.ObjectKey{Namespace: "default", Name: "guarded"}, pdb) == nil && pdb.Status.CurrentHealthy == 2
+	})
+	old := f.poolNodes("workers")
+	_, _, err = f.reg.PatchNodePool(f.ctx, clusterID, "workers", map[string]any{"instance_types": []string{"m6i.xlarge"}}, "")
+	require.NoError(t, err)
+	f.eventually("a node is draining and the other marked", func() bool {
+		draining, marked := 0, 0
+		for name, n := range f.poolNodes("workers") {
+			if _, isOld := old[name]; !isOld {
+				continue
+			}
+			switch n.Labels[nodes.LifecycleLabel] {
+			case nodes.DrainingValue:
+				draining++
+			case nodes.DecommissionValue:
+				marked++
+			}
+		}
+		return draining == 1 && marked == 1
+	})
+	return agent, old
+}
+
+func drainingNode(f *fleet) (corev1.Node, bool) {
+	for _, n := range f.poolNodes("workers") {
+		if n.Labels[nodes.LifecycleLabel] == nodes.DrainingValue {
+			return n, true
+		}
+	}
+	return corev1.Node{}, false
+}
+
+// An agent killed mid-drain resumes with the same drain start; a block
+// stops the roll at once: the node only marked is un-marked, the node
+// being drained is finished; lifting the block completes the roll.
+func TestARollResumesAfterARestartAndStopsForABlock(t *testing.T) {
+	f := startFleet(t)
+	sla := map[string]string{}
+	for k, v := range scaledSLA {
+		sla[k] = v
+	}
+	sla["drain_grace_period"] = "15s"
+	first, old := rollingPool(t, f, sla)
+	draining, ok := drainingNode(f)
+	require.True(t, ok)
+	start := draining.Annotations[nodes.DrainStartAnnotation]
+	require.NotEmpty(t, start)
+
+	first.stop()
+	block, _, err := f.reg.CreateBlock(f.ctx, clusterID, registry.BlockRequest{Reason: "incident"})
+	require.NoError(t, err)
+	f.startAgent("test", false)
+	f.eventually("the block un-marks the node not yet draining", func() bool {
+		for name, n := range f.poolNodes("workers") {
+			if _, isOld := old[name]; isOld && n.Labels[nodes.LifecycleLabel] == nodes.DecommissionValue {
+				return false
+			}
+		}
+		return f.status().Phase == api.PhaseBlocked
+	})
+	if n, ok := drainingNode(f); ok {
+		assert.Equal(t, start, n.Annotations[nodes.DrainStartAnnotation], "the restarted agent keeps the drain's start")
+	}
+	f.eventually("the node being drained is finished despite the block", func() bool {
+		_, still := f.poolNodes("workers")[draining.Name]
+		return !still
+	})
+	for name, n := range f.poolNodes("workers") {
+		if _, isOld := old[name]; isOld {
+			assert.Empty(t, n.Labels[nodes.LifecycleLabel], "no new node is selected while blocked")
+			assert.False(t, n.Spec.Unschedulable)
+			for _, taint := range n.Spec.Taints {
+				assert.NotEqual(t, nodes.DecommissionTaint, taint.Key)
+			}
+		}
+	}
+
+	require.NoError(t, f.reg.DeleteBlock(f.ctx, clusterID, block.ID, ""))
+	f.eventually("the roll completes once the block is lifted", func() bool {
+		current := f.poolNodes("workers")
+		for name := range old {
+			if _, still := current[name]; still {
+				return false
+			}
+		}
+		return len(current) == 2 && f.status().Phase == api.PhaseIdle
+	})
 }

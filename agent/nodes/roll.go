@@ -157,7 +157,12 @@ func (r *Roller) poolPass(ctx context.Context, cfg RollConfig, spec PoolSpec, g 
 		progress.Draining = 1
 	}
 	if cfg.Blocked[spec.Name] {
-		return state, progress, r.stop(ctx, v, cfg.HardBlock)
+		if err := r.stop(ctx, v, cfg.HardBlock); err != nil || cfg.HardBlock || v.draining == nil {
+			return state, progress, err
+		}
+		// A soft block lets the node being drained finish.
+		_, err := r.drainStep(ctx, cfg.SLA, v.draining)
+		return state, progress, err
 	}
 	if len(v.outdated) == 0 && v.draining == nil {
 		if state != nil && len(v.leaving) == 0 {
