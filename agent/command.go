@@ -33,8 +33,9 @@ commit, renders it (config defaults, KMS-encrypted config items decrypted in mem
 CloudFormation templates, kustomize, ${VAR} substitution), updates the cluster's
 CloudFormation stacks (the cluster stack, then one per node pool), applies the manifests
 with server-side apply, prunes what left the config, waits for health, retires node pools
-that left the registry (drain, then stack deletion) and reports: to the registry, in the
-ClusterConfig object "cluster", as Events and as metrics. With the registry down it goes
+that left the registry (drain, then stack deletion), replaces outdated nodes one at a time
+under the drain SLA, and reports: to the registry, in the ClusterConfig object "cluster",
+as Events and as metrics. With the registry down it goes
 on with the last good assignment, kept in a Secret.
 Every flag can also be set as CARAVAN_<FLAG>, dashes written as underscores.`,
 		Example: `  caravan-agent --cluster-id aws:123456789012:eu-central-1:kube-1 \
