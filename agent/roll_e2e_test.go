@@ -2,6 +2,9 @@ package agent_test
 
 import (
 	"sort"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
 	"strings"
 	"testing"
 	"time"
@@ -86,9 +89,20 @@ func TestOutdatedNodesRollUnderTheDrainSLA(t *testing.T) {
 		}
 		return marked == 2 && len(f.poolNodes("workers")) >= 3
 	})
-	forecast := false
+	forecast, sawProgress, sawSuspended := false, false, false
 	drainStarts := map[string]time.Time{}
+	asg := autoscaling.NewFromConfig(f.aws.AWSConfig("eu-central-1"))
 	require.Eventually(t, func() bool {
+		for _, p := range f.clusterConfig().Status.NodePools {
+			sawProgress = sawProgress || (p.Name == "workers" && p.NextForcedEviction != nil && p.HeldBy != "")
+		}
+		if groups, err := asg.DescribeAutoScalingGroups(f.ctx, &autoscaling.DescribeAutoScalingGroupsInput{}); err == nil {
+			for _, g := range groups.AutoScalingGroups {
+				for _, p := range g.SuspendedProcesses {
+					sawSuspended = sawSuspended || aws.ToString(p.ProcessName) == "AZRebalance"
+				}
+			}
+		}
 		for name, n := range f.poolNodes("workers") {
 			if s, err := time.Parse(time.RFC3339, n.Annotations[nodes.DrainStartAnnotation]); err == nil {
 				drainStarts[name] = s
@@ -113,6 +127,13 @@ func TestOutdatedNodesRollUnderTheDrainSLA(t *testing.T) {
 		assert.Empty(t, n.Labels[nodes.LifecycleLabel])
 	}
 	assert.True(t, forecast, "a refused pod is told when it may be forced")
+	assert.True(t, sawProgress, "the ClusterConfig showed the pool's progress with the next forced eviction")
+	assert.True(t, sawSuspended, "AZRebalance was suspended during the roll")
+	groups, err := autoscaling.NewFromConfig(f.aws.AWSConfig("eu-central-1")).DescribeAutoScalingGroups(f.ctx, &autoscaling.DescribeAutoScalingGroupsInput{})
+	require.NoError(t, err)
+	for _, g := range groups.AutoScalingGroups {
+		assert.Empty(t, g.SuspendedProcesses, "and resumed after it")
+	}
 	assert.Len(t, drainStarts, 2, "both old nodes were drained")
 	assert.Empty(t, f.clusterConfig().Status.Rolls)
 

@@ -67,9 +67,12 @@ type Status struct {
 	PendingNodePools []string `json:"pendingNodePools,omitempty"`
 	// NodeUpdate are the node update settings of the current version, and
 	// Rolls the pools whose outdated nodes are being replaced.
-	NodeUpdate *nodes.Settings     `json:"nodeUpdate,omitempty"`
-	Rolls      []nodes.RollState   `json:"rolls,omitempty"`
-	Problems   []api.StatusProblem `json:"problems,omitempty"`
+	NodeUpdate *nodes.Settings   `json:"nodeUpdate,omitempty"`
+	Rolls      []nodes.RollState `json:"rolls,omitempty"`
+	// NodePools is each pool's progress at the last pass: nodes, outdated
+	// and draining, and the next forced eviction with the rule holding it.
+	NodePools []api.NodePoolProgress `json:"nodePools,omitempty"`
+	Problems  []api.StatusProblem    `json:"problems,omitempty"`
 }
 
 // GetConditions lets fluxcd/pkg/runtime/conditions read the conditions.

@@ -31,6 +31,8 @@ type PoolSpec struct {
 	// CheckSpot compares an instance's spot lifecycle with the pool's;
 	// off where the cloud does not report it (moto).
 	CheckSpot bool
+	// SLA rules the drains of the pool's nodes.
+	SLA SLA
 }
 
 // Outdated says whether an instance no longer matches its pool, and why.

@@ -26,7 +26,6 @@ type RollState struct {
 // RollConfig is what one pass follows.
 type RollConfig struct {
 	Pools       []PoolSpec
-	SLA         SLA
 	Surge       int
 	TaintEffect corev1.TaintEffect
 	// Blocked pools stop at once: marked nodes are un-marked; a node being
@@ -161,7 +160,7 @@ func (r *Roller) poolPass(ctx context.Context, cfg RollConfig, spec PoolSpec, g 
 			return state, progress, err
 		}
 		// A soft block lets the node being drained finish.
-		_, err := r.drainStep(ctx, cfg.SLA, v.draining)
+		_, err := r.drainStep(ctx, spec.SLA, v.draining)
 		return state, progress, err
 	}
 	if len(v.outdated) == 0 && v.draining == nil {
@@ -191,7 +190,7 @@ func (r *Roller) poolPass(ctx context.Context, cfg RollConfig, spec PoolSpec, g 
 		}
 		v.draining, progress.Draining = selected, 1
 	}
-	next, err := r.drainStep(ctx, cfg.SLA, v.draining)
+	next, err := r.drainStep(ctx, spec.SLA, v.draining)
 	if next != nil {
 		at := next.At
 		progress.NextForcedEviction, progress.HeldBy = &at, next.Rule

@@ -64,16 +64,17 @@ func (s Settings) Poll() time.Duration {
 }
 
 // Config is one pass's configuration for the assignment's pools; with
-// blockAll (a block of the whole cluster) every pool stops.
+// blockAll (a block of the whole cluster) every pool stops. A pool's own
+// drain config items override the cluster's SLA for its nodes.
 func (s Settings) Config(a api.Assignment, blockAll bool) (RollConfig, error) {
-	sla, err := ParseSLA(s.SLA)
-	if err != nil {
-		return RollConfig{}, fmt.Errorf("the drain SLA: %w", err)
-	}
-	cfg := RollConfig{SLA: sla, Surge: s.Surge, TaintEffect: s.TaintEffect, HardBlock: s.HardBlock, Blocked: map[string]bool{}}
+	cfg := RollConfig{Surge: s.Surge, TaintEffect: s.TaintEffect, HardBlock: s.HardBlock, Blocked: map[string]bool{}}
 	for _, p := range a.NodePools {
+		sla, err := ParseSLA(s.SLA.With(ownItems(a.ConfigItems, p.ConfigItems)))
+		if err != nil {
+			return RollConfig{}, fmt.Errorf("the drain SLA of node pool %s: %w", p.Name, err)
+		}
 		cfg.Pools = append(cfg.Pools, PoolSpec{Name: p.Name, Revision: s.Revisions[p.Name], InstanceTypes: p.InstanceTypes,
-			Spot: p.DiscountStrategy == api.DiscountSpot, CheckSpot: s.CheckSpot})
+			Spot: p.DiscountStrategy == api.DiscountSpot, CheckSpot: s.CheckSpot, SLA: sla})
 		cfg.Blocked[p.Name] = blockAll
 	}
 	for _, b := range a.Blocks {
@@ -82,4 +83,16 @@ func (s Settings) Config(a api.Assignment, blockAll bool) (RollConfig, error) {
 		}
 	}
 	return cfg, nil
+}
+
+// ownItems are the config items a pool sets itself: the assignment gives a
+// pool the cluster's items merged with its own.
+func ownItems(cluster, pool map[string]string) map[string]string {
+	own := map[string]string{}
+	for k, v := range pool {
+		if cluster[k] != v {
+			own[k] = v
+		}
+	}
+	return own
 }

@@ -1,13 +1,14 @@
 package reconciler
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"strings"
 	"time"
 
 	"github.com/fluxcd/pkg/runtime/conditions"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -66,10 +67,19 @@ func (r *Reconciler) finish(ctx context.Context, cc *clusterconfig.ClusterConfig
 // writeStatus patches the status when it changed; a steady-state reconcile
 // changes nothing and so writes nothing.
 func (r *Reconciler) writeStatus(ctx context.Context, before, cc *clusterconfig.ClusterConfig) error {
-	if equality.Semantic.DeepEqual(before.Status, cc.Status) {
+	if sameJSON(before.Status, cc.Status) {
 		return nil
 	}
 	return r.kube.Status().Patch(ctx, cc, client.MergeFrom(before))
+}
+
+// sameJSON compares statuses as the API server stores them: what encodes
+// the same is the same, whatever the types inside (equality.Semantic knows
+// no time.Time).
+func sameJSON(a, b clusterconfig.Status) bool {
+	x, errX := json.Marshal(a)
+	y, errY := json.Marshal(b)
+	return errX == nil && errY == nil && bytes.Equal(x, y)
 }
 
 // problemSince keeps the start of a problem that is still there.

@@ -122,7 +122,7 @@ func (r *Reconciler) rollNodes(ctx context.Context, a api.Assignment, out *outco
 	}
 	roller := nodes.NewRoller(r.kube, r.infra.AWS.Fleet(a.Cluster.ID, a.Cluster.Region), r.events, r.log, r.metrics.nodes)
 	res, err := roller.Pass(ctx, cfg, out.status.Rolls)
-	out.status.Rolls = res.Rolls
+	out.status.Rolls, out.status.NodePools = res.Rolls, res.Progress
 	out.pools = append(out.pools, res.Progress...)
 	if err != nil {
 		out.fail("nodes", "Replacing outdated nodes failed", err)

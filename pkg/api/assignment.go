@@ -38,10 +38,15 @@ func DefaultDrainSLA(environment string) DrainSLA {
 }
 
 // EffectiveDrainSLA applies the drain config items over the environment
-// defaults. A value that is not a non-negative duration keeps the default,
-// so a typo in one item never disables the SLA.
+// defaults.
 func EffectiveDrainSLA(environment string, items map[string]string) DrainSLA {
-	sla := DefaultDrainSLA(environment)
+	return DefaultDrainSLA(environment).With(items)
+}
+
+// With applies the drain config items over sla. A value that is not a
+// non-negative duration keeps sla's, so a typo in one item never disables
+// the SLA.
+func (sla DrainSLA) With(items map[string]string) DrainSLA {
 	for key, field := range map[string]*string{
 		ConfigDrainMinPodLifetime:              &sla.MinPodLifetime,
 		ConfigDrainGracePeriod:                 &sla.GracePeriod,
