@@ -38,7 +38,7 @@ func (f *fleet) poolNodes(pool string) map[string]corev1.Node {
 // The drain SLA of these tests, scaled from hours to seconds.
 var scaledSLA = map[string]string{
 	"drain_min_pod_lifetime": "3s", "drain_grace_period": "8s", "drain_force_evict_interval": "2s",
-	"drain_min_healthy_sibling_lifetime": "0s", "drain_min_unhealthy_sibling_lifetime": "0s",
+	"drain_min_healthy_sibling_lifetime": "0s", "drain_min_unhealthy_sibling_lifetime": "20s",
 	"drain_poll_interval": "1s",
 	// moto reports no instance as spot.
 	"node_update_check_spot": "false",
@@ -75,6 +75,12 @@ func TestOutdatedNodesRollUnderTheDrainSLA(t *testing.T) {
 		pdb := &policyv1.PodDisruptionBudget{}
 		return f.kube.Get(f.ctx, client.ObjectKey{Namespace: "default", Name: "guarded"}, pdb) == nil && pdb.Status.CurrentHealthy == 2
 	})
+	// A sibling that never becomes ready (no node for it; kwok makes every
+	// scheduled pod ready): no force may come before it is old enough.
+	unready := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "guarded-unready", Namespace: "default", Labels: labels},
+		Spec: corev1.PodSpec{NodeSelector: map[string]string{"example.org/none": "none"},
+			Containers: []corev1.Container{{Name: "app", Image: "app"}}}}
+	require.NoError(t, f.kube.Create(f.ctx, unready))
 	old := f.poolNodes("workers")
 
 	// A new instance type makes every node outdated.
@@ -159,8 +165,15 @@ func TestOutdatedNodesRollUnderTheDrainSLA(t *testing.T) {
 			earliestStart = s
 		}
 	}
-	assert.False(t, forced[0].Before(earliestStart.Add(8*time.Second-time.Second)),
-		"first force %s, drain started %s: the grace period is 8s", forced[0], earliestStart)
+	// Events carry whole seconds: a second of slack on each side.
+	allowed := earliestStart.Add(8 * time.Second)
+	if siblingOld := unready.CreationTimestamp.Add(20 * time.Second); siblingOld.After(allowed) {
+		allowed = siblingOld
+	}
+	assert.False(t, forced[0].Before(allowed.Add(-time.Second)),
+		"first force %s: the grace period allows %s, the unready sibling's lifetime %s",
+		forced[0], earliestStart.Add(8*time.Second), unready.CreationTimestamp.Add(20*time.Second))
+	assert.True(t, forced[0].Before(allowed.Add(6*time.Second)), "and it came as soon as the rules allowed (%s, allowed %s)", forced[0], allowed)
 	assert.True(t, strings.Contains(f.status().CurrentVersion, "#"))
 }
 
