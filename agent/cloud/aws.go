@@ -8,7 +8,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
 	"github.com/aws/aws-sdk-go-v2/service/cloudformation"
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
@@ -50,7 +49,7 @@ func (a *AWS) Stacks(clusterID, region string) *Stacks {
 // Fleet returns the auto scaling groups of a cluster in its region.
 func (a *AWS) Fleet(clusterID, region string) *nodes.Fleet {
 	return nodes.NewFleet(autoscaling.NewFromConfig(a.Config, func(o *autoscaling.Options) { o.Region = region }),
-		ec2.NewFromConfig(a.Config, func(o *ec2.Options) { o.Region = region }), clusterID)
+		NewInstances(a.Config, region, a.Endpoint), clusterID)
 }
 
 // KMS returns a KMS client in the region.

@@ -7,8 +7,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
 	astypes "github.com/aws/aws-sdk-go-v2/service/autoscaling/types"
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
-	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 )
 
 // Tags the node pool stacks put on groups and instances.
@@ -33,9 +31,17 @@ type AutoScaling interface {
 	ResumeProcesses(ctx context.Context, in *autoscaling.ResumeProcessesInput, opts ...func(*autoscaling.Options)) (*autoscaling.ResumeProcessesOutput, error)
 }
 
-// Instances is the part of the EC2 API the roll calls.
+// InstanceFacts are what EC2 alone knows of an instance.
+type InstanceFacts struct {
+	ID       string
+	Type     string
+	Spot     bool
+	Revision string
+}
+
+// Instances reads instances from EC2.
 type Instances interface {
-	ec2.DescribeInstancesAPIClient
+	Describe(ctx context.Context, ids []string) ([]InstanceFacts, error)
 }
 
 // Group is a node pool's auto scaling group and its instances.
@@ -62,13 +68,13 @@ type Instance struct {
 // Fleet reads and changes the cluster's groups.
 type Fleet struct {
 	asg       AutoScaling
-	ec2       Instances
+	instances Instances
 	clusterID string
 }
 
 // NewFleet returns the fleet of a cluster.
 func NewFleet(asg AutoScaling, instances Instances, clusterID string) *Fleet {
-	return &Fleet{asg: asg, ec2: instances, clusterID: clusterID}
+	return &Fleet{asg: asg, instances: instances, clusterID: clusterID}
 }
 
 // Groups lists the cluster's node pool groups with their instances.
@@ -131,33 +137,19 @@ func (f *Fleet) describeInstances(ctx context.Context, groups []Group) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	pages := ec2.NewDescribeInstancesPaginator(f.ec2, &ec2.DescribeInstancesInput{InstanceIds: ids})
-	for pages.HasMorePages() {
-		page, err := pages.NextPage(ctx)
-		if err != nil {
-			return fmt.Errorf("describing the instances: %w", err)
-		}
-		for _, r := range page.Reservations {
-			for _, described := range r.Instances {
-				if inst, ok := index[aws.ToString(described.InstanceId)]; ok {
-					merge(inst, described)
-				}
+	facts, err := f.instances.Describe(ctx, ids)
+	if err != nil {
+		return err
+	}
+	for _, fact := range facts {
+		if inst, ok := index[fact.ID]; ok {
+			if fact.Type != "" {
+				inst.Type = fact.Type
 			}
+			inst.Spot, inst.Revision = fact.Spot, fact.Revision
 		}
 	}
 	return nil
-}
-
-func merge(inst *Instance, d ec2types.Instance) {
-	if d.InstanceType != "" {
-		inst.Type = string(d.InstanceType)
-	}
-	inst.Spot = d.InstanceLifecycle == ec2types.InstanceLifecycleTypeSpot
-	for _, t := range d.Tags {
-		if aws.ToString(t.Key) == TagRevision {
-			inst.Revision = aws.ToString(t.Value)
-		}
-	}
 }
 
 // SetDesired sets a group's desired capacity. Callers keep it within the
