@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/caravan-gitops/caravan/agent/nodes"
 	"github.com/caravan-gitops/caravan/central"
 	"github.com/caravan-gitops/caravan/central/demo"
 	"github.com/caravan-gitops/caravan/central/store"
@@ -32,9 +33,35 @@ var livePools = map[string][]api.NodePool{
 	},
 }
 
+// liveItems are config items the live clusters get on top of their own.
+//
+// Every live cluster turns the spot check of node updates off: moto
+// reports no instance as spot (no InstanceLifecycle), so the agent would
+// take every node of a spot pool (test-dev's spot-worker) for outdated and
+// roll it forever.
+//
+// test-dev, a test cluster, also gets a short drain SLA and poll interval,
+// so that a pool change (caravan nodepools patch ... instance_types) rolls
+// its nodes in a few minutes while you watch; production-stable keeps the
+// production SLA.
+var liveItems = map[string]map[string]string{
+	"test-dev": {
+		nodes.ConfigCheckSpot:                      "false",
+		nodes.ConfigPollInterval:                   "5s",
+		api.ConfigDrainMinPodLifetime:              "1m",
+		api.ConfigDrainGracePeriod:                 "2m",
+		api.ConfigDrainForceEvictInterval:          "30s",
+		api.ConfigDrainMinHealthySiblingLifetime:   "1m",
+		api.ConfigDrainMinUnhealthySiblingLifetime: "1m",
+	},
+	"production-stable": {
+		nodes.ConfigCheckSpot: "false",
+	},
+}
+
 // fleet is the demo fleet of central/demo with the live clusters moved
 // into moto's account (keeping their region, and the config items their
-// account gave them) and given the small pools above.
+// account gave them) and given the small pools and the items above.
 func fleet() ([]api.InfrastructureAccount, []api.Cluster) {
 	accounts := append(slices.Clone(demo.Accounts), localAccount)
 	clusters := demo.Clusters()
@@ -49,6 +76,7 @@ func fleet() ([]api.InfrastructureAccount, []api.Cluster) {
 				c.ConfigItems = api.MergeConfigItems(a.ConfigItems, c.ConfigItems)
 			}
 		}
+		c.ConfigItems = api.MergeConfigItems(c.ConfigItems, liveItems[c.Alias])
 		c.ID = localAccount.ID + ":" + region + ":" + local
 		c.InfrastructureAccount = localAccount.ID
 		c.NodePools = slices.Clone(pools)

@@ -3,7 +3,10 @@
 // config repo (manifests/) with one branch per channel, and two local
 // clusters (a control plane each, with kwok nodes) whose agents follow
 // different channels, and moto, the AWS emulator, where those agents keep
-// their clusters' CloudFormation stacks. Ctrl-C stops everything.
+// their clusters' CloudFormation stacks. A cloud bridge per cluster plays
+// cloud-controller-manager: the instances moto launches for a node pool
+// become the cluster's Nodes, so a pool change rolls real (kwok) nodes.
+// Ctrl-C stops everything.
 package main
 
 import (
@@ -17,6 +20,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -26,9 +30,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/caravan-gitops/caravan/agent"
-	"github.com/caravan-gitops/caravan/agent/nodes"
 	"github.com/caravan-gitops/caravan/central"
-	"github.com/caravan-gitops/caravan/pkg/api"
+	"github.com/caravan-gitops/caravan/test/cloudbridge"
 	"github.com/caravan-gitops/caravan/test/controlplane"
 	"github.com/caravan-gitops/caravan/test/gitserver"
 	"github.com/caravan-gitops/caravan/test/moto"
@@ -99,12 +102,18 @@ func run(ctx context.Context, dir, listen, manifests string) error {
 
 	agentsDone := make(chan error, len(liveClusters))
 	for _, alias := range liveClusters {
-		cp, err := startCluster(ctx, dir, alias, git, livePools[alias])
+		cp, err := startCluster(ctx, dir, alias, git)
 		if err != nil {
 			return err
 		}
 		defer cp.Stop()
 		id := clusterID(alias)
+		bridge, err := cloudbridge.Start(ctx, cloudbridge.Config{AWS: aws.AWSConfig(liveCluster(alias).Region), ClusterID: id,
+			Kube: cp.Client, Interval: 2 * time.Second, Log: bridgeLog(dir, alias)})
+		if err != nil {
+			return fmt.Errorf("starting the cloud bridge of %s: %w", alias, err)
+		}
+		defer bridge.Stop()
 		go func() {
 			agentsDone <- agent.Run(ctx, agent.Config{
 				ClusterID: id, RegistryURL: url, RegistryToken: agentTokens[id], Kube: cp.Config, Namespace: "caravan-system",
@@ -158,21 +167,19 @@ func awsEnv(region string) [][2]string {
 	return [][2]string{{"AWS_ACCESS_KEY_ID", "testing"}, {"AWS_SECRET_ACCESS_KEY", "testing"}, {"AWS_REGION", region}, {"AWS_DEFAULT_REGION", region}}
 }
 
-// startCluster runs a control plane with three kwok nodes, spread over the
-// cluster's node pools (by their label), writes its kubeconfig as
-// DIR/kubeconfig-ALIAS and the git credentials its agent reads.
-func startCluster(ctx context.Context, dir, alias string, git *gitserver.Server, pools []api.NodePool) (*controlplane.ControlPlane, error) {
+// startCluster runs a control plane with three kwok nodes of no node pool,
+// where the system workloads (coredns, kube-state-metrics, the agent's
+// Deployment) find room before the pools' instances are up and while a
+// pool rolls; the pools' Nodes are the cloud bridge's. It writes the
+// kubeconfig as DIR/kubeconfig-ALIAS and the git credentials its agent reads.
+func startCluster(ctx context.Context, dir, alias string, git *gitserver.Server) (*controlplane.ControlPlane, error) {
 	fmt.Printf("starting cluster %s ...\n", alias)
 	cp, err := controlplane.Launch(ctx, filepath.Join(dir, "run", alias))
 	if err != nil {
 		return nil, fmt.Errorf("starting cluster %s: %w", alias, err)
 	}
 	for i := range 3 {
-		node := controlplane.Node{Name: fmt.Sprintf("%s-node-%d", alias, i)}
-		if len(pools) > 0 {
-			node.Labels = map[string]string{nodes.PoolLabel: pools[i%len(pools)].Name}
-		}
-		if _, err := cp.AddNode(ctx, node); err != nil {
+		if _, err := cp.AddNode(ctx, controlplane.Node{Name: fmt.Sprintf("%s-node-%d", alias, i)}); err != nil {
 			cp.Stop()
 			return nil, err
 		}
@@ -203,6 +210,21 @@ func agentLog(dir, alias string) io.Writer {
 	return f
 }
 
+// bridgeLog writes what a cluster's cloud bridge does (Nodes created and
+// deleted) to DIR/cloudbridge-ALIAS.log.
+func bridgeLog(dir, alias string) func(format string, args ...any) {
+	w := io.Writer(os.Stderr)
+	if f, err := os.Create(filepath.Join(dir, "cloudbridge-"+alias+".log")); err == nil {
+		w = f
+	}
+	var mu sync.Mutex
+	return func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Fprintf(w, "%s %s\n", time.Now().Format(time.RFC3339), fmt.Sprintf(format, args...))
+	}
+}
+
 func writeEnv(dir, url, token string, git *gitserver.Server, awsEndpoint, region string) error {
 	vars := [][2]string{{"CARAVAN_SERVER", url}, {"CARAVAN_TOKEN", token}, {"CARAVAN_GIT_URL", git.AuthURL("config")}, {"CARAVAN_AWS_ENDPOINT", awsEndpoint}}
 	vars = append(vars, awsEnv(region)...)
@@ -231,13 +253,15 @@ func announce(w io.Writer, dir, url, token string, git *gitserver.Server, awsEnd
 		return p
 	}
 	env := rel(filepath.Join(dir, "demo.env"))
+	kubeconfig, id := rel(filepath.Join(dir, "kubeconfig-"+liveClusters[0])), clusterID(liveClusters[0])
 	fmt.Fprintf(w, `
 Caravan demo fleet is running.
 
   registry:     %s   (admin token %s)
   config repo:  %s   (branches dev, alpha, beta, stable)
   clusters:     %s follows dev, %s follows stable; agents log to %s/agent-*.log
-  AWS (moto):   %s   (account %s, %s): the clusters' stacks
+  AWS (moto):   %s   (account %s, %s): the clusters' stacks; the node pools'
+                instances become the clusters' Nodes (%s/cloudbridge-*.log)
 
 Try, in another terminal:
   . %s
@@ -252,10 +276,15 @@ The stacks, and the versions of a node pool's launch template:
   aws --endpoint-url "$CARAVAN_AWS_ENDPOINT" cloudformation describe-stacks --query 'Stacks[].[StackName,StackStatus]' --output text
   aws --endpoint-url "$CARAVAN_AWS_ENDPOINT" ec2 describe-launch-template-versions --launch-template-name nodepool-default-worker-%s \
     --query 'LaunchTemplateVersions[].[VersionNumber,LaunchTemplateData.InstanceType]' --output text
-  # a pool change, or a commit that changes what a node gets (node-pool.yaml, node_volume_size...), adds a version:
-  caravan nodepools patch %s default-worker --patch '{"instance_types":["m6i.xlarge"]}'
+  # a pool change, or a commit that changes what a node gets (node-pool.yaml, node_volume_size...), adds a version
+
+Roll a node pool: %s has a short drain SLA, so a new instance type replaces the pool's
+nodes in a few minutes (a surge node, then each old node marked, drained and terminated):
+  caravan nodepools patch %s default-worker --patch '{"instance_types":["m5.xlarge"]}'
+  kubectl --kubeconfig %s get nodes -L node.kubernetes.io/instance-type,lifecycle-status -w
+  caravan clusters status %s
 
 Ctrl-C stops everything.
-`, url, token, git.RepoURL("config"), liveClusters[0], liveClusters[1], rel(dir), awsEndpoint, moto.AccountID, region,
-		env, rel(filepath.Join(dir, "kubeconfig-"+liveClusters[0])), liveClusters[0], clusterID(liveClusters[0]))
+`, url, token, git.RepoURL("config"), liveClusters[0], liveClusters[1], rel(dir), awsEndpoint, moto.AccountID, region, rel(dir),
+		env, kubeconfig, liveClusters[0], liveClusters[0], id, kubeconfig, id)
 }
