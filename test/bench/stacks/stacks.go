@@ -150,14 +150,16 @@ func (b *bench) updateStacks(ctx context.Context, a api.Assignment, items map[st
 	stacks := b.aws.Stacks(a.Cluster.ID, a.Cluster.Region)
 	stacks.PollMin, stacks.PollMax = pollMin, pollMax
 	var mu sync.Mutex
-	orphans, err := stacks.ConvergeAll(ctx, b.files, a, items, cluster, cloud.StackOptions(version, items), func(s *render.Stack, _ cloud.Action, err error) {
+	converged, err := stacks.ConvergeAll(ctx, b.files, a, items, cluster, cloud.StackOptions(version, items), func(s *render.Stack, _ cloud.Action, err error) {
 		if err == nil {
 			mu.Lock()
 			defer mu.Unlock()
 			run.changed = append(run.changed, s.Name)
 		}
 	})
-	run.orphans = orphans
+	if converged != nil {
+		run.orphans = converged.Orphans
+	}
 	return err
 }
 
