@@ -30,7 +30,6 @@ import (
 	"github.com/caravan-gitops/caravan/agent/assignment"
 	"github.com/caravan-gitops/caravan/agent/cloud"
 	"github.com/caravan-gitops/caravan/agent/clusterconfig"
-	"github.com/caravan-gitops/caravan/agent/nodes"
 	"github.com/caravan-gitops/caravan/agent/reconciler"
 	"github.com/caravan-gitops/caravan/agent/source"
 	"github.com/caravan-gitops/caravan/pkg/registry"
@@ -144,7 +143,7 @@ func lead(ctx context.Context, cfg Config, s *runtime.Scheme, recorder events.Re
 	keeper := assignment.New(reg, kube, cfg.ClusterID, cfg.Namespace)
 	rc := reconciler.New(reconciler.Config{ClusterID: cfg.ClusterID, AgentVersion: cfg.Version, Interval: cfg.Interval,
 		HealthTimeout: cfg.HealthTimeout, Git: creds}, keeper, reg, kube, applier, recorder, cfg.Log, m).
-		WithInfrastructure(reconciler.Infrastructure{AWS: aws, Drainer: nodes.NewDrainer(kube)})
+		WithInfrastructure(reconciler.Infrastructure{AWS: aws})
 	cfg.Log.Info("leading: reconciling", "cluster", cfg.ClusterID)
 	return rc.Run(ctx)
 }

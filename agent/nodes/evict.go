@@ -30,6 +30,12 @@ func (r *Roller) drainStep(ctx context.Context, sla SLA, n *corev1.Node) (*Decis
 	if len(pods) == 0 {
 		return nil, r.terminate(ctx, n)
 	}
+	return r.movePods(ctx, sla, n, pods)
+}
+
+// movePods asks each pod to leave, as far as the SLA allows now, and
+// returns the earliest forecast force among those that wait.
+func (r *Roller) movePods(ctx context.Context, sla SLA, n *corev1.Node, pods []corev1.Pod) (*Decision, error) {
 	var next *Decision
 	for i := range pods {
 		if pods[i].DeletionTimestamp != nil {

@@ -19,8 +19,7 @@ import (
 // Infrastructure is what the loop needs to change the cluster's AWS
 // resources and its nodes.
 type Infrastructure struct {
-	AWS     *cloud.AWS
-	Drainer *nodes.Drainer
+	AWS *cloud.AWS
 }
 
 // WithInfrastructure lets the loop update stacks and retire node pools;
@@ -78,9 +77,15 @@ func (r *Reconciler) retirePools(ctx context.Context, cc *clusterconfig.ClusterC
 	}
 	orphans := cloud.Orphans(observed, a.Cluster.ID, poolNames(a))
 	opts := cloud.StackOptions(out.status.CurrentVersion, a.ConfigItems)
+	sla, err := r.retireSLA(out.status, a.Cluster.Environment)
+	if err != nil {
+		out.fail("nodes", "Node pools cannot be retired", err)
+		return
+	}
+	roller := nodes.NewRoller(r.kube, r.infra.AWS.Fleet(a.Cluster.ID, a.Cluster.Region), r.events, r.log, r.metrics.nodes)
 	var pending []string
 	for _, pool := range slices.Sorted(maps.Keys(orphans)) {
-		progress, err := r.infra.Drainer.DrainPool(ctx, pool)
+		progress, err := roller.Retire(ctx, pool, sla)
 		if err != nil {
 			out.fail("nodes", "A retired node pool cannot be drained", err)
 			pending = append(pending, pool)
@@ -88,8 +93,13 @@ func (r *Reconciler) retirePools(ctx context.Context, cc *clusterconfig.ClusterC
 		}
 		if !progress.Done() {
 			pending = append(pending, pool)
-			out.pools = append(out.pools, api.NodePoolProgress{Name: pool, NodesTotal: progress.Nodes, Outdated: progress.Nodes, Draining: progress.Nodes})
-			r.log.Info("draining a retired node pool", "pool", pool, "nodes", progress.Nodes, "pods", progress.Pods, "refused", progress.Refused)
+			p := api.NodePoolProgress{Name: pool, NodesTotal: progress.Nodes, Outdated: progress.Nodes, Draining: progress.Nodes}
+			if progress.Next != nil {
+				at := progress.Next.At
+				p.NextForcedEviction, p.HeldBy = &at, progress.Next.Rule
+			}
+			out.pools = append(out.pools, p)
+			r.log.Info("draining a retired node pool", "pool", pool, "nodes", progress.Nodes, "pods", progress.Pods)
 			continue
 		}
 		err = stacks.Delete(ctx, orphans[pool].Name, false, opts.Timeout)
@@ -131,4 +141,14 @@ func (r *Reconciler) rollNodes(ctx context.Context, a api.Assignment, out *outco
 	if len(res.Rolls) > 0 && out.phase == api.PhaseIdle {
 		out.phase = api.PhaseRollingNodes
 	}
+}
+
+// retireSLA is the SLA for the nodes of pools that left the registry: the
+// current version's, or the environment's defaults before there is one.
+func (r *Reconciler) retireSLA(st clusterconfig.Status, environment string) (nodes.SLA, error) {
+	sla := api.DefaultDrainSLA(environment)
+	if st.NodeUpdate != nil {
+		sla = st.NodeUpdate.SLA
+	}
+	return nodes.ParseSLA(sla)
 }
