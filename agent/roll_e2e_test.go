@@ -157,6 +157,14 @@ func TestOutdatedNodesRollUnderTheDrainSLA(t *testing.T) {
 			forced = append(forced, at)
 		}
 	}
+	nodeEvents := map[string]int{}
+	for _, e := range events.Items {
+		if _, isOld := old[e.InvolvedObject.Name]; isOld && e.InvolvedObject.Kind == "Node" {
+			nodeEvents[e.Reason]++
+		}
+	}
+	assert.Equal(t, 2, nodeEvents["DrainStarted"], "Events on the Nodes say when each drain began")
+	assert.Equal(t, 2, nodeEvents["InstanceTerminated"], "and when its instance was terminated")
 	require.NotEmpty(t, forced, "the budget refused every eviction, so pods were forced")
 	sort.Slice(forced, func(i, j int) bool { return forced[i].Before(forced[j]) })
 	earliestStart := time.Time{}
