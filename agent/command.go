@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -37,7 +38,9 @@ that left the registry (drain, then stack deletion), replaces outdated nodes one
 under the drain SLA, and reports: to the registry, in the ClusterConfig object "cluster",
 as Events and as metrics. With the registry down it goes
 on with the last good assignment, kept in a Secret.
-Every flag can also be set as CARAVAN_<FLAG>, dashes written as underscores.`,
+Every flag can also be set as CARAVAN_<FLAG>, dashes written as underscores.
+The Go garbage collector runs with GOGC=50 unless GOGC is set: a smaller peak heap
+for a little CPU in the agent's short bursts of work.`,
 		Example: `  caravan-agent --cluster-id aws:123456789012:eu-central-1:kube-1 \
     --registry-url https://caravan.example.org --leader-elect`,
 		Args:          cobra.NoArgs,
@@ -56,6 +59,7 @@ Every flag can also be set as CARAVAN_<FLAG>, dashes written as underscores.`,
 				return err
 			}
 			cfg.Kube, cfg.Version, cfg.Log = kube, Version, logger.NewLogger(logOpts)
+			lowerGCTarget()
 			ctx, cancel := signal.NotifyContext(c.Context(), os.Interrupt, syscall.SIGTERM)
 			defer cancel()
 			return Run(ctx, cfg)
@@ -77,6 +81,19 @@ Every flag can also be set as CARAVAN_<FLAG>, dashes written as underscores.`,
 	logOpts.BindFlags(fs)
 	flagenv.Annotate(fs)
 	return cmd
+}
+
+// defaultGCPercent is the agent's GOGC unless the environment sets one.
+// Its work comes in bursts (a render, an apply) between long idle waits, and
+// a cluster pays for its peak in memory requests: a heap allowed to grow to
+// 1.5 times what is live rather than twice costs a little CPU in the
+// bursts and lowers that peak. Prometheus lowers its default the same way.
+const defaultGCPercent = 50
+
+func lowerGCTarget() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(defaultGCPercent)
+	}
 }
 
 // kubeConfig gives both paths the same client-side rate limit: none, as
