@@ -60,6 +60,7 @@ bench: tools test-deps
 	go run ./test/bench/registry -out BENCHMARKS.md
 	go run ./test/bench/stacks -out BENCHMARKS.md
 	go run ./test/bench/agent -out BENCHMARKS.md
+	go run ./test/bench/roll -out BENCHMARKS.md
 
 ## lint: go vet and staticcheck
 lint:

@@ -103,7 +103,7 @@ func (r *Roller) movePod(ctx context.Context, sla SLA, n *corev1.Node, pod *core
 	if err != nil {
 		return Decision{}, err
 	}
-	d := Decide(r.now(), nodeState(n), PodState{Namespace: pod.Namespace, Name: pod.Name, Created: pod.CreationTimestamp.Time, EvictionRefused: true},
+	d := Decide(r.now(), nodeState(n), PodState{Namespace: pod.Namespace, Name: pod.Name, Created: latest(pod.CreationTimestamp), EvictionRefused: true},
 		siblings, history, sla)
 	switch d.Action {
 	case Force:
@@ -191,13 +191,23 @@ func (r *Roller) siblings(ctx context.Context, pod *corev1.Pod, budgets []policy
 }
 
 func siblingOf(p *corev1.Pod) Sibling {
-	s := Sibling{Name: p.Name, Created: p.CreationTimestamp.Time, Terminating: p.DeletionTimestamp != nil}
+	s := Sibling{Name: p.Name, Created: latest(p.CreationTimestamp), Terminating: p.DeletionTimestamp != nil}
 	for _, c := range p.Status.Conditions {
 		if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
-			s.Ready, s.ReadySince = true, c.LastTransitionTime.Time
+			s.Ready, s.ReadySince = true, latest(c.LastTransitionTime)
 		}
 	}
 	return s
+}
+
+// latest is the last instant a Kubernetes timestamp may stand for: the API
+// keeps whole seconds, cut down, and a lifetime counted from the second
+// itself could end up to a second early.
+func latest(t metav1.Time) time.Time {
+	if t.IsZero() {
+		return time.Time{}
+	}
+	return t.Time.Truncate(time.Second).Add(time.Second)
 }
 
 // force deletes the pod with its own grace period, after reading it again:
@@ -214,7 +224,7 @@ func (r *Roller) force(ctx context.Context, n *corev1.Node, pod *corev1.Pod, bud
 		return client.IgnoreNotFound(err)
 	}
 	r.metrics.forced.Inc()
-	now := r.now().UTC().Format(time.RFC3339)
+	now := r.now().UTC().Format(time.RFC3339Nano)
 	r.events.Eventf(pod, n, corev1.EventTypeWarning, "ForcedEviction", "Delete", "deleted after its PodDisruptionBudget refused the eviction: every rule of the drain SLA allows it")
 	if err := r.patchNode(ctx, n, func(n *corev1.Node) { n.Annotations[LastForcedAnnotation] = now }); err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 func TestOutdated(t *testing.T) {
@@ -60,4 +61,10 @@ func TestCapacity(t *testing.T) {
 	} {
 		assert.Equal(t, c.want, Capacity(c.target, c.surge, c.left, c.max), "%+v", c)
 	}
+}
+
+func TestLatestIsTheEndOfAKubernetesSecond(t *testing.T) {
+	second := time.Date(2026, 11, 25, 10, 0, 7, 0, time.UTC)
+	assert.Equal(t, second.Add(time.Second), latest(metav1.NewTime(second)))
+	assert.True(t, latest(metav1.Time{}).IsZero())
 }

@@ -272,7 +272,7 @@ func (r *Roller) stop(ctx context.Context, v *poolView, hard bool) error {
 // startDrain labels the node draining, records when (once: a restarted
 // agent keeps the first time), and cordons it.
 func (r *Roller) startDrain(ctx context.Context, n *corev1.Node) error {
-	now := r.now().UTC().Format(time.RFC3339)
+	now := r.now().UTC().Format(time.RFC3339Nano)
 	return r.patchNode(ctx, n, func(n *corev1.Node) {
 		n.Labels[LifecycleLabel] = DrainingValue
 		if n.Annotations[DrainStartAnnotation] == "" {
