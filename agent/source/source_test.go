@@ -55,3 +55,36 @@ func TestHeadAndFetchThroughARealGitServer(t *testing.T) {
 	_, err = wrong.Head(ctx, "dev")
 	assert.Error(t, err, "a wrong password is refused")
 }
+
+func TestHeadAndFetchOverSSHWithAKeyAndAPinnedHost(t *testing.T) {
+	srv := gitserver.Start(t)
+	src := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(src, "README.md"), []byte("config\n"), 0o644))
+	first, err := srv.CreateRepo("config", src, "dev")
+	require.NoError(t, err)
+	ssh := srv.StartSSH(t)
+	ctx := context.Background()
+
+	repo, err := New(ssh.URL("config"), Credentials{SSHKey: ssh.ClientKey, KnownHosts: ssh.KnownHosts})
+	require.NoError(t, err)
+	head, err := repo.Head(ctx, "dev")
+	require.NoError(t, err)
+	assert.Equal(t, first, head)
+	snap, err := repo.Fetch(ctx, "dev")
+	require.NoError(t, err)
+	assert.Equal(t, first, snap.Commit)
+	b, err := fs.ReadFile(snap.Files, "README.md")
+	require.NoError(t, err)
+	assert.Equal(t, "config\n", string(b))
+
+	other := gitserver.Start(t).StartSSH(t)
+	stranger, err := New(ssh.URL("config"), Credentials{SSHKey: other.ClientKey, KnownHosts: ssh.KnownHosts})
+	require.NoError(t, err)
+	_, err = stranger.Head(ctx, "dev")
+	assert.Error(t, err, "a key the server does not know is refused")
+
+	impostor, err := New(ssh.URL("config"), Credentials{SSHKey: ssh.ClientKey, KnownHosts: other.KnownHosts})
+	require.NoError(t, err)
+	_, err = impostor.Head(ctx, "dev")
+	assert.Error(t, err, "a host whose key known_hosts does not pin is refused")
+}

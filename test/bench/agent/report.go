@@ -170,7 +170,8 @@ func (r *report) writeProcess(b *strings.Builder) {
 	fmt.Fprintf(b, "`caravan-agent` built as `make build` does (`CGO_ENABLED=0 go build ./cmd/caravan-agent`, a %s static binary), given its kubeconfig through `KUBECONFIG` "+
 		"(controller-runtime's GetConfig, as in a pod), with its registry token, the git Secret and `--interval 10s`, on a second, empty cluster "+
 		"with 3 kwok nodes; the benchmark polls the registry for its status and its VmRSS every 100 ms until it reports its first version, idle. "+
-		"It runs while the first cluster's controllers bring kubectl's objects of goal 1 to health, so its times share the cores; its memory does not depend on that.\n\n",
+		"It runs while the first cluster's controllers bring kubectl's objects of goal 1 to health, so its times share the cores; its memory does not depend on that. "+
+		"Its garbage collector runs with the agent's own default, GOGC=50 (`caravan-agent --help`), unless the environment below sets GOGC.\n\n",
 		mib(p.binarySize))
 	if len(p.env) > 0 {
 		fmt.Fprintf(b, "caravan-agent ran with `%s` in its environment.\n\n", strings.Join(p.env, " "))
