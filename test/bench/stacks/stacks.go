@@ -93,14 +93,6 @@ type stepRun struct {
 	orphans []string
 }
 
-func (s stepRun) total() int {
-	n := 0
-	for _, v := range s.calls {
-		n += v
-	}
-	return n
-}
-
 // mutations are the calls that change something: every operation but
 // those that only read (Describe*, Get*, List*).
 func (s stepRun) mutations() map[string]int {
