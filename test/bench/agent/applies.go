@@ -18,6 +18,8 @@ import (
 	"github.com/caravan-gitops/caravan/agent/apply"
 	"github.com/caravan-gitops/caravan/agent/render"
 	"github.com/caravan-gitops/caravan/pkg/api"
+
+	"github.com/caravan-gitops/caravan/test/bench/host"
 )
 
 // applyRun is one timed apply of the 1,005 objects.
@@ -154,11 +156,11 @@ func (b *bench) compareApplies(ctx context.Context, a *api.Assignment, during fu
 	if err != nil {
 		return err
 	}
-	progress("1. kubectl apply --server-side of %s objects into an empty cluster", thousands(appliedObjects))
+	host.Progress("1. kubectl apply --server-side of %s objects into an empty cluster", thousands(appliedObjects))
 	if c.kubectlFirst, err = kubectlApply(ctx, c.kubectlBinary, b.cluster.cp.Kubeconfig, cacheDir, file, quiet); err != nil {
 		return err
 	}
-	progress("   %s; waiting for its objects to become healthy, meanwhile:", seconds(c.kubectlFirst.wall))
+	host.Progress("   %s; waiting for its objects to become healthy, meanwhile:", seconds(c.kubectlFirst.wall))
 	start := time.Now()
 	duringErr := make(chan error, 1)
 	go func() { duringErr <- during(ctx) }()
@@ -181,7 +183,7 @@ func (b *bench) compareApplies(ctx context.Context, a *api.Assignment, during fu
 	if quiet, err = waitQuiet(ctx, 30*time.Second); err != nil {
 		return err
 	}
-	progress("1. the agent's apply (agent/apply.Applier) of the same %s objects into their own namespaces", thousands(appliedObjects))
+	host.Progress("1. the agent's apply (agent/apply.Applier) of the same %s objects into their own namespaces", thousands(appliedObjects))
 	var res *apply.Result
 	heap := sampleHeap()
 	c.agentFirst, res, err = agentApply(ctx, b.applier, b.counter, rendered, nil, quiet)
@@ -189,7 +191,7 @@ func (b *bench) compareApplies(ctx context.Context, a *api.Assignment, during fu
 	if err != nil {
 		return err
 	}
-	progress("   %s; waiting for its objects to become healthy (Applier.Wait)", seconds(c.agentFirst.wall))
+	host.Progress("   %s; waiting for its objects to become healthy (Applier.Wait)", seconds(c.agentFirst.wall))
 	heap = sampleHeap()
 	start = time.Now()
 	err = b.applier.Wait(ctx, res.Inventory, 4*time.Minute)
@@ -202,7 +204,7 @@ func (b *bench) compareApplies(ctx context.Context, a *api.Assignment, during fu
 	if quiet, err = waitQuiet(ctx, 30*time.Second); err != nil {
 		return err
 	}
-	progress("1. both again, nothing changed")
+	host.Progress("1. both again, nothing changed")
 	if c.kubectlAgain, err = kubectlApply(ctx, c.kubectlBinary, b.cluster.cp.Kubeconfig, cacheDir, file, quiet); err != nil {
 		return err
 	}
@@ -215,7 +217,7 @@ func (b *bench) compareApplies(ctx context.Context, a *api.Assignment, during fu
 	if c.agentAgain, _, err = agentApply(ctx, b.applier, b.counter, rendered, res.Inventory, quiet); err != nil {
 		return err
 	}
-	progress("   kubectl %s, the agent %s", seconds(c.kubectlAgain.wall), seconds(c.agentAgain.wall))
+	host.Progress("   kubectl %s, the agent %s", seconds(c.kubectlAgain.wall), seconds(c.agentAgain.wall))
 	return nil
 }
 

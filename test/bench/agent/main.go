@@ -80,13 +80,6 @@ func main() {
 	}
 }
 
-// progress tells the person waiting what runs now; the figures go to stdout.
-func progress(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "bench: %5.1fs "+format+"\n", append([]any{time.Since(began).Seconds()}, args...)...)
-}
-
-var began = time.Now()
-
 // bench is the state shared by the measurements.
 type bench struct {
 	opts     options
@@ -126,7 +119,7 @@ func run(o options) error {
 		return err
 	}
 	if o.keep {
-		progress("keeping %s", dir)
+		host.Progress("keeping %s", dir)
 	} else {
 		defer os.RemoveAll(dir)
 	}
@@ -146,7 +139,7 @@ func run(o options) error {
 	if err := b.measure(ctx); err != nil {
 		return err
 	}
-	b.rep.elapsed = time.Since(began)
+	b.rep.elapsed = host.Elapsed()
 
 	section := b.rep.markdown()
 	fmt.Print(section)
@@ -154,18 +147,18 @@ func run(o options) error {
 		if err := host.WriteSection(o.out, sectionName, section); err != nil {
 			return err
 		}
-		progress("wrote %s", o.out)
+		host.Progress("wrote %s", o.out)
 	}
 	return nil
 }
 
 // measure runs the five measurements; everything it starts it stops.
 func (b *bench) measure(ctx context.Context) (err error) {
-	progress("building caravan-agent")
+	host.Progress("building caravan-agent")
 	if b.agentBin, err = buildAgent(ctx, b.root, b.dir); err != nil {
 		return err
 	}
-	progress("generating the config repos; starting the git server and caravan-central")
+	host.Progress("generating the config repos; starting the git server and caravan-central")
 	if b.fleet, err = startFleet(ctx, b.dir); err != nil {
 		return err
 	}
@@ -180,7 +173,7 @@ func (b *bench) measure(ctx context.Context) (err error) {
 	// of the objects (200 Services fit its 10.0.0.0/24 service range; 400
 	// pods need 4 kwok nodes of 110 pods). Goal 4 gets a second, empty
 	// cluster: the agent's ClusterConfig is one per cluster.
-	progress("starting two control planes, with 5 and 3 kwok nodes")
+	host.Progress("starting two control planes, with 5 and 3 kwok nodes")
 	var first, second *cluster
 	var firstErr, secondErr error
 	var wg sync.WaitGroup

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/caravan-gitops/caravan/pkg/api"
+
+	"github.com/caravan-gitops/caravan/test/bench/host"
 )
 
 // processRun is goal 4: caravan-agent as its own process, from its start
@@ -105,7 +107,7 @@ func (b *bench) measureProcess(ctx context.Context, c *cluster) error {
 		}
 	}
 	pid := cmd.Process.Pid
-	progress("4. caravan-agent as a process: its first version, %s objects, into the second, empty cluster", thousands(appliedObjects))
+	host.Progress("4. caravan-agent as a process: its first version, %s objects, into the second, empty cluster", thousands(appliedObjects))
 
 	deadline := time.After(4 * time.Minute)
 	lastPhase, maxRSS := "starting", int64(0)
@@ -151,7 +153,7 @@ func (b *bench) measureProcess(ctx context.Context, c *cluster) error {
 	if v, err := scrape(ctx, "http://"+metricsAddr+"/metrics", "go_memstats_heap_inuse_bytes", "go_memstats_sys_bytes"); err == nil {
 		r.goHeap, r.goSys = int64(v["go_memstats_heap_inuse_bytes"]), int64(v["go_memstats_sys_bytes"])
 	}
-	progress("   first version after %s; peak RSS %s", seconds(r.total), mib(r.peak))
+	host.Progress("   first version after %s; peak RSS %s", seconds(r.total), mib(r.peak))
 	return stop()
 }
 

@@ -34,6 +34,8 @@ import (
 	"github.com/caravan-gitops/caravan/agent/source"
 	"github.com/caravan-gitops/caravan/pkg/api"
 	"github.com/caravan-gitops/caravan/pkg/registry"
+
+	"github.com/caravan-gitops/caravan/test/bench/host"
 )
 
 // step is one piece of a reconcile, timed on its own with the same parts.
@@ -157,7 +159,7 @@ func (b *bench) measureReconciles(ctx context.Context, commits, steadyRuns int) 
 	if err != nil {
 		return err
 	}
-	progress("2. the reconciler's first version (its objects already applied by step 1)")
+	host.Progress("2. the reconciler's first version (its objects already applied by step 1)")
 	if r.first, err = b.reconcileOnce(ctx, l, head); err != nil {
 		return err
 	}
@@ -188,7 +190,7 @@ func (b *bench) measureReconciles(ctx context.Context, commits, steadyRuns int) 
 			// unchanged objects makes; more means objects changed.
 			return fmt.Errorf("a commit that changes no object made %d PATCH requests", run.requests.patches)
 		}
-		progress("2. a new commit, no object changed (%s): %s (%s requests)", kind, seconds(run.wall), thousands(int(run.requests.total())))
+		host.Progress("2. a new commit, no object changed (%s): %s (%s requests)", kind, seconds(run.wall), thousands(int(run.requests.total())))
 		r.commits = append(r.commits, run)
 		head = sha
 	}
@@ -196,7 +198,7 @@ func (b *bench) measureReconciles(ctx context.Context, commits, steadyRuns int) 
 		return err
 	}
 
-	progress("3. %d reconciles with nothing changed", steadyRuns)
+	host.Progress("3. %d reconciles with nothing changed", steadyRuns)
 	if _, err := waitQuiet(ctx, 10*time.Second); err != nil {
 		return err
 	}

@@ -17,6 +17,8 @@ import (
 
 	"github.com/caravan-gitops/caravan/agent/render"
 	"github.com/caravan-gitops/caravan/pkg/api"
+
+	"github.com/caravan-gitops/caravan/test/bench/host"
 )
 
 // kustomizeVersion is the kustomize CLI built to compare with: the release
@@ -127,11 +129,11 @@ func measureRender(ctx context.Context, kustomize, name, repo, env string, runs 
 // measureRenders is goal 5: manifests/ (test and production) and the
 // benchmark's 1,000-object repo.
 func (b *bench) measureRenders(ctx context.Context, runs int) error {
-	progress("5. building kustomize %s", kustomizeVersion)
+	host.Progress("5. building kustomize %s", kustomizeVersion)
 	kustomize, err := buildKustomize(ctx, filepath.Join(b.dir, "kustomize"))
 	if err != nil {
 		b.rep.kustomizeErr = err.Error()
-		progress("   %v; comparing with krusty alone", err)
+		host.Progress("   %v; comparing with krusty alone", err)
 		kustomize = ""
 	}
 	// The 1,000-object repo takes most of a second a render; fewer runs
@@ -144,7 +146,7 @@ func (b *bench) measureRenders(ctx context.Context, runs int) error {
 		{"manifests/, production overlay", filepath.Join(b.root, "manifests"), "production", runs},
 		{"the benchmark's repo, test overlay", b.fleet.repos[inProcessRepo], "test", max(runs/4, 3)},
 	} {
-		progress("5. render vs kustomize build: %s", c.name)
+		host.Progress("5. render vs kustomize build: %s", c.name)
 		row, err := measureRender(ctx, kustomize, c.name, c.repo, c.env, c.runs)
 		if err != nil {
 			return err

@@ -81,13 +81,6 @@ func main() {
 	}
 }
 
-// progress tells the person waiting what runs now; the figures go to stdout.
-func progress(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "bench: %5.1fs "+format+"\n", append([]any{time.Since(began).Seconds()}, args...)...)
-}
-
-var began = time.Now()
-
 func run(o options) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -102,7 +95,7 @@ func run(o options) error {
 		return err
 	}
 	if o.keep {
-		progress("keeping %s", dir)
+		host.Progress("keeping %s", dir)
 	} else {
 		defer os.RemoveAll(dir)
 	}
@@ -111,7 +104,7 @@ func run(o options) error {
 	if err := measure(ctx, o, dir, rep); err != nil {
 		return err
 	}
-	rep.elapsed = time.Since(began)
+	rep.elapsed = host.Elapsed()
 
 	section := rep.markdown()
 	fmt.Print(section)
@@ -119,7 +112,7 @@ func run(o options) error {
 		if err := host.WriteSection(o.out, sectionName, section); err != nil {
 			return err
 		}
-		progress("wrote %s", o.out)
+		host.Progress("wrote %s", o.out)
 	}
 	if !rep.complete() {
 		return errors.New("the roll did not complete: see the figures")

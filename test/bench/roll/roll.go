@@ -27,6 +27,8 @@ import (
 	"github.com/caravan-gitops/caravan/agent/nodes"
 	"github.com/caravan-gitops/caravan/pkg/api"
 	"github.com/caravan-gitops/caravan/test/moto"
+
+	"github.com/caravan-gitops/caravan/test/bench/host"
 )
 
 // rollLimit bounds the roll itself; stallLimit the time without a node
@@ -145,7 +147,7 @@ func (w *world) roll(ctx context.Context) (*rollResult, error) {
 	if err := w.outdate(ctx); err != nil {
 		return nil, err
 	}
-	progress("rolling %d nodes: one Pass every %s", len(res.oldNodes), settings.Poll())
+	host.Progress("rolling %d nodes: one Pass every %s", len(res.oldNodes), settings.Poll())
 	bridge0 := w.bridgeCalls.Snapshot()
 	res.start = time.Now()
 	var rolls []nodes.RollState
@@ -180,12 +182,12 @@ func (w *world) roll(ctx context.Context) (*rollResult, error) {
 		}
 		if time.Since(res.start) > rollLimit || time.Since(lastChange) > stallLimit {
 			res.timedOut = true
-			progress("the roll stopped: %d nodes still outdated; the last error: %s", outdated, lastError(res.errors))
+			host.Progress("the roll stopped: %d nodes still outdated; the last error: %s", outdated, lastError(res.errors))
 			break
 		}
 		if time.Since(lastReport) >= 15*time.Second {
 			lastReport = time.Now()
-			progress("%d of %d nodes outdated", outdated, len(res.oldNodes))
+			host.Progress("%d of %d nodes outdated", outdated, len(res.oldNodes))
 		}
 		select {
 		case <-ctx.Done():
@@ -194,7 +196,7 @@ func (w *world) roll(ctx context.Context) (*rollResult, error) {
 		}
 	}
 	res.end = time.Now()
-	progress("rolled in %s (%d passes)", res.wall().Round(100*time.Millisecond), len(res.passes))
+	host.Progress("rolled in %s (%d passes)", res.wall().Round(100*time.Millisecond), len(res.passes))
 	res.counter = counter
 	res.requests = counter.between(res.start, res.end)
 	res.kinds = counter.snapshot()

@@ -33,6 +33,8 @@ import (
 	"github.com/caravan-gitops/caravan/test/cloudbridge"
 	"github.com/caravan-gitops/caravan/test/controlplane"
 	"github.com/caravan-gitops/caravan/test/moto"
+
+	"github.com/caravan-gitops/caravan/test/bench/host"
 )
 
 // The cluster, its pool and the pool's two revisions.
@@ -161,7 +163,7 @@ type world struct {
 // recorder's watches.
 func startWorld(ctx context.Context, o options, dir string) (*world, error) {
 	w := &world{opts: o, dir: dir}
-	progress("starting moto_server and a control plane")
+	host.Progress("starting moto_server and a control plane")
 	var wg sync.WaitGroup
 	var motoErr, cpErr error
 	wg.Add(2)
@@ -225,7 +227,7 @@ func (w *world) stop() error {
 // older than the SLA's minimum pod lifetime: a steady cluster.
 func (w *world) setUp(ctx context.Context, rep *report) error {
 	start := time.Now()
-	progress("creating an auto scaling group of %d instances of revision %s", w.opts.nodes, oldRevision)
+	host.Progress("creating an auto scaling group of %d instances of revision %s", w.opts.nodes, oldRevision)
 	if err := w.createGroup(ctx); err != nil {
 		return err
 	}
@@ -246,7 +248,7 @@ func (w *world) setUp(ctx context.Context, rep *report) error {
 	}
 	rep.nodesUp = time.Since(start)
 
-	progress("running %d workloads of %d pods", w.opts.nodes, replicas)
+	host.Progress("running %d workloads of %d pods", w.opts.nodes, replicas)
 	start = time.Now()
 	if err := w.createWorkloads(ctx); err != nil {
 		return err
@@ -259,7 +261,7 @@ func (w *world) setUp(ctx context.Context, rep *report) error {
 	last := w.facts.lastPodSeen()
 	mpl, _ := time.ParseDuration(scaledSLA["drain_min_pod_lifetime"])
 	if wait := time.Until(last.Add(mpl + time.Second)); wait > 0 {
-		progress("waiting %s until every pod is older than drain_min_pod_lifetime", wait.Round(100*time.Millisecond))
+		host.Progress("waiting %s until every pod is older than drain_min_pod_lifetime", wait.Round(100*time.Millisecond))
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

@@ -61,13 +61,6 @@ func main() {
 	}
 }
 
-// progress tells the person waiting what runs now; the figures go to stdout.
-func progress(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "bench: %5.1fs "+format+"\n", append([]any{time.Since(began).Seconds()}, args...)...)
-}
-
-var began = time.Now()
-
 func run(o options) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -79,7 +72,7 @@ func run(o options) error {
 		return err
 	}
 	rep := newReport(o)
-	progress("starting moto_server")
+	host.Progress("starting moto_server")
 	srv, err := moto.Launch(ctx)
 	if err != nil {
 		return fmt.Errorf("%w (bash test/deps.sh installs moto in .cache/venv)", err)
@@ -100,7 +93,7 @@ func run(o options) error {
 	if err := b.measure(ctx, rep); err != nil {
 		return err
 	}
-	rep.elapsed = time.Since(began)
+	rep.elapsed = host.Elapsed()
 
 	section := rep.markdown()
 	fmt.Print(section)
@@ -108,7 +101,7 @@ func run(o options) error {
 		if err := host.WriteSection(o.out, sectionName, section); err != nil {
 			return err
 		}
-		progress("wrote %s", o.out)
+		host.Progress("wrote %s", o.out)
 	}
 	return nil
 }

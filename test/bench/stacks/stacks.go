@@ -19,6 +19,8 @@ import (
 	"github.com/caravan-gitops/caravan/agent/render"
 	"github.com/caravan-gitops/caravan/pkg/api"
 	"github.com/caravan-gitops/caravan/test/moto"
+
+	"github.com/caravan-gitops/caravan/test/bench/host"
 )
 
 // The cluster of the goal.
@@ -195,7 +197,7 @@ func (b *bench) measure(ctx context.Context, rep *report) error {
 	if _, err := b.stackStatuses(ctx); err != nil {
 		return fmt.Errorf("listing the stacks: %w", err)
 	}
-	progress("first reconcile: creating the cluster stack and %d node pool stacks", len(a.NodePools))
+	host.Progress("first reconcile: creating the cluster stack and %d node pool stacks", len(a.NodePools))
 	if rep.first, err = b.reconcile(ctx, a, reconciler.Version(commit(0), &a)); err != nil {
 		return fmt.Errorf("the first reconcile: %w", err)
 	}
@@ -206,7 +208,7 @@ func (b *bench) measure(ctx context.Context, rep *report) error {
 		return err
 	}
 
-	progress("%d no-op reconciles", rep.opts.runs)
+	host.Progress("%d no-op reconciles", rep.opts.runs)
 	for i := range rep.opts.runs {
 		// Each a new version, as when a new commit changed the render's
 		// inputs but not the templates: the stack step runs only then.
@@ -220,7 +222,7 @@ func (b *bench) measure(ctx context.Context, rep *report) error {
 		rep.noops = append(rep.noops, run)
 	}
 
-	progress("a reconcile after pool %s changed its instance type to %s", changedPool, changedType)
+	host.Progress("a reconcile after pool %s changed its instance type to %s", changedPool, changedType)
 	pools := nodePools()
 	for i := range pools {
 		if pools[i].Name == changedPool {
@@ -241,7 +243,7 @@ func (b *bench) measure(ctx context.Context, rep *report) error {
 	if err := b.checkSettled(ctx, rep); err != nil {
 		return err
 	}
-	progress("a no-op reconcile after the change")
+	host.Progress("a no-op reconcile after the change")
 	if rep.after, err = b.reconcile(ctx, changed, reconciler.Version(commit(2+rep.opts.runs), &changed)); err != nil {
 		return fmt.Errorf("the no-op reconcile after the change: %w", err)
 	}
