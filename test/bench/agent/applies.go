@@ -18,7 +18,6 @@ import (
 	"github.com/caravan-gitops/caravan/agent/apply"
 	"github.com/caravan-gitops/caravan/agent/render"
 	"github.com/caravan-gitops/caravan/pkg/api"
-
 	"github.com/caravan-gitops/caravan/test/bench/host"
 )
 

@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/caravan-gitops/caravan/pkg/api"
-
 	"github.com/caravan-gitops/caravan/test/bench/host"
 )
 

@@ -34,7 +34,6 @@ import (
 	"github.com/caravan-gitops/caravan/agent/source"
 	"github.com/caravan-gitops/caravan/pkg/api"
 	"github.com/caravan-gitops/caravan/pkg/registry"
-
 	"github.com/caravan-gitops/caravan/test/bench/host"
 )
 

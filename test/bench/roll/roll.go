@@ -26,9 +26,8 @@ import (
 	"github.com/caravan-gitops/caravan/agent/cloud"
 	"github.com/caravan-gitops/caravan/agent/nodes"
 	"github.com/caravan-gitops/caravan/pkg/api"
-	"github.com/caravan-gitops/caravan/test/moto"
-
 	"github.com/caravan-gitops/caravan/test/bench/host"
+	"github.com/caravan-gitops/caravan/test/moto"
 )
 
 // rollLimit bounds the roll itself; stallLimit the time without a node

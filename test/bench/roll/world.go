@@ -30,11 +30,10 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/caravan-gitops/caravan/agent/nodes"
+	"github.com/caravan-gitops/caravan/test/bench/host"
 	"github.com/caravan-gitops/caravan/test/cloudbridge"
 	"github.com/caravan-gitops/caravan/test/controlplane"
 	"github.com/caravan-gitops/caravan/test/moto"
-
-	"github.com/caravan-gitops/caravan/test/bench/host"
 )
 
 // The cluster, its pool and the pool's two revisions.

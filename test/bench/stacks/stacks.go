@@ -18,9 +18,8 @@ import (
 	"github.com/caravan-gitops/caravan/agent/reconciler"
 	"github.com/caravan-gitops/caravan/agent/render"
 	"github.com/caravan-gitops/caravan/pkg/api"
-	"github.com/caravan-gitops/caravan/test/moto"
-
 	"github.com/caravan-gitops/caravan/test/bench/host"
+	"github.com/caravan-gitops/caravan/test/moto"
 )
 
 // The cluster of the goal.
