@@ -49,32 +49,8 @@ var scaledSLA = map[string]string{
 // the (scaled) SLA allows and never earlier.
 func TestOutdatedNodesRollUnderTheDrainSLA(t *testing.T) {
 	f := startFleet(t)
-	bridge, err := cloudbridge.Start(f.ctx, cloudbridge.Config{AWS: f.aws.AWSConfig("eu-central-1"), ClusterID: clusterID, Kube: f.cp.Client, Log: t.Logf})
-	require.NoError(t, err)
-	t.Cleanup(bridge.Stop)
-	_, _, err = f.reg.PatchCluster(f.ctx, clusterID, map[string]any{"config_items": scaledSLA}, "")
-	require.NoError(t, err)
-	_, _, err = f.reg.CreateNodePool(f.ctx, clusterID, &api.NodePool{Name: "workers", Profile: "worker-default",
-		InstanceTypes: []string{"m6i.large"}, MinSize: 2, MaxSize: 4, DiscountStrategy: "none"})
-	require.NoError(t, err)
-	f.startAgent("test", false)
-	f.eventually("the pool's two nodes are up", func() bool { return len(f.poolNodes("workers")) == 2 && f.status().Phase == api.PhaseIdle })
+	_, labels := guardedPool(t, f, scaledSLA, false)
 
-	// Two replicas that a budget of two keeps from every eviction.
-	replicas := int32(2)
-	labels := map[string]string{"app": "guarded"}
-	require.NoError(t, f.kube.Create(f.ctx, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "guarded", Namespace: "default"},
-		Spec: appsv1.DeploymentSpec{Replicas: &replicas, Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{
-				NodeSelector: map[string]string{nodes.PoolLabel: "workers"},
-				Containers:   []corev1.Container{{Name: "app", Image: "app"}}}}}}))
-	two := intstr.FromInt32(2)
-	require.NoError(t, f.kube.Create(f.ctx, &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: "guarded", Namespace: "default"},
-		Spec: policyv1.PodDisruptionBudgetSpec{MinAvailable: &two, Selector: &metav1.LabelSelector{MatchLabels: labels}}}))
-	f.eventually("the budget counts two healthy pods", func() bool {
-		pdb := &policyv1.PodDisruptionBudget{}
-		return f.kube.Get(f.ctx, client.ObjectKey{Namespace: "default", Name: "guarded"}, pdb) == nil && pdb.Status.CurrentHealthy == 2
-	})
 	// A sibling that never becomes ready (no node for it; kwok makes every
 	// scheduled pod ready): no force may come before it is old enough.
 	unready := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "guarded-unready", Namespace: "default", Labels: labels},
@@ -84,7 +60,7 @@ func TestOutdatedNodesRollUnderTheDrainSLA(t *testing.T) {
 	old := f.poolNodes("workers")
 
 	// A new instance type makes every node outdated.
-	_, _, err = f.reg.PatchNodePool(f.ctx, clusterID, "workers", map[string]any{"instance_types": []string{"m6i.xlarge"}}, "")
+	_, _, err := f.reg.PatchNodePool(f.ctx, clusterID, "workers", map[string]any{"instance_types": []string{"m6i.xlarge"}}, "")
 	require.NoError(t, err)
 	f.eventually("the roll starts: a surge node, the old nodes marked", func() bool {
 		marked := 0
@@ -185,9 +161,11 @@ func TestOutdatedNodesRollUnderTheDrainSLA(t *testing.T) {
 	assert.True(t, strings.Contains(f.status().CurrentVersion, "#"))
 }
 
-// rollingPool starts the agent on a pool of two outdated nodes whose pods
-// a budget holds, and returns once one node is draining.
-func rollingPool(t *testing.T, f *fleet, sla map[string]string) (*runningAgent, map[string]corev1.Node) {
+// guardedPool starts the cloud bridge and the agent, with the drain SLA's
+// config items, on a pool of two nodes carrying a Deployment of two
+// replicas that a budget of two keeps from every eviction (with spread,
+// one replica on each node); it returns once the budget counts both.
+func guardedPool(t *testing.T, f *fleet, sla map[string]string, spread bool) (*runningAgent, map[string]string) {
 	bridge, err := cloudbridge.Start(f.ctx, cloudbridge.Config{AWS: f.aws.AWSConfig("eu-central-1"), ClusterID: clusterID, Kube: f.cp.Client, Log: t.Logf})
 	require.NoError(t, err)
 	t.Cleanup(bridge.Stop)
@@ -200,14 +178,14 @@ func rollingPool(t *testing.T, f *fleet, sla map[string]string) (*runningAgent, 
 	f.eventually("the pool's two nodes are up", func() bool { return len(f.poolNodes("workers")) == 2 && f.status().Phase == api.PhaseIdle })
 	replicas := int32(2)
 	labels := map[string]string{"app": "guarded"}
+	pod := corev1.PodSpec{NodeSelector: map[string]string{nodes.PoolLabel: "workers"}, Containers: []corev1.Container{{Name: "app", Image: "app"}}}
+	if spread {
+		pod.TopologySpreadConstraints = []corev1.TopologySpreadConstraint{{MaxSkew: 1, TopologyKey: "kubernetes.io/hostname",
+			WhenUnsatisfiable: corev1.DoNotSchedule, LabelSelector: &metav1.LabelSelector{MatchLabels: labels}}}
+	}
 	require.NoError(t, f.kube.Create(f.ctx, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "guarded", Namespace: "default"},
 		Spec: appsv1.DeploymentSpec{Replicas: &replicas, Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{
-				NodeSelector: map[string]string{nodes.PoolLabel: "workers"},
-				// One replica per node, so that each node holds a guarded pod.
-				TopologySpreadConstraints: []corev1.TopologySpreadConstraint{{MaxSkew: 1, TopologyKey: "kubernetes.io/hostname",
-					WhenUnsatisfiable: corev1.DoNotSchedule, LabelSelector: &metav1.LabelSelector{MatchLabels: labels}}},
-				Containers: []corev1.Container{{Name: "app", Image: "app"}}}}}}))
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: pod}}}))
 	two := intstr.FromInt32(2)
 	require.NoError(t, f.kube.Create(f.ctx, &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: "guarded", Namespace: "default"},
 		Spec: policyv1.PodDisruptionBudgetSpec{MinAvailable: &two, Selector: &metav1.LabelSelector{MatchLabels: labels}}}))
@@ -215,8 +193,15 @@ func rollingPool(t *testing.T, f *fleet, sla map[string]string) (*runningAgent, 
 		pdb := &policyv1.PodDisruptionBudget{}
 		return f.kube.Get(f.ctx, client.ObjectKey{Namespace: "default", Name: "guarded"}, pdb) == nil && pdb.Status.CurrentHealthy == 2
 	})
+	return agent, labels
+}
+
+// rollingPool starts the agent on a pool of two outdated nodes whose pods
+// a budget holds, and returns once one node is draining.
+func rollingPool(t *testing.T, f *fleet, sla map[string]string) (*runningAgent, map[string]corev1.Node) {
+	agent, _ := guardedPool(t, f, sla, true)
 	old := f.poolNodes("workers")
-	_, _, err = f.reg.PatchNodePool(f.ctx, clusterID, "workers", map[string]any{"instance_types": []string{"m6i.xlarge"}}, "")
+	_, _, err := f.reg.PatchNodePool(f.ctx, clusterID, "workers", map[string]any{"instance_types": []string{"m6i.xlarge"}}, "")
 	require.NoError(t, err)
 	f.eventually("a node is draining and the other marked", func() bool {
 		draining, marked := 0, 0
