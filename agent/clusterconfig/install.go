@@ -8,6 +8,7 @@ import (
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -56,10 +57,27 @@ func Install(ctx context.Context, c client.Client, fieldManager string) error {
 	if err != nil {
 		return fmt.Errorf("waiting for the ClusterConfig CRD to be established: %w", err)
 	}
-	obj := &ClusterConfig{}
-	obj.SetName(Name)
-	obj.SetGroupVersionKind(GroupVersion.WithKind("ClusterConfig"))
-	if err := c.Create(ctx, obj); err != nil && !apierrors.IsAlreadyExists(err) {
+	// An established CRD can still be missing from the API server's
+	// discovery for a moment, and the client's mapper then knows no such
+	// kind: the create is tried again until discovery has caught up.
+	var createErr error
+	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		obj := &ClusterConfig{}
+		obj.SetName(Name)
+		obj.SetGroupVersionKind(GroupVersion.WithKind("ClusterConfig"))
+		createErr = c.Create(ctx, obj)
+		switch {
+		case createErr == nil, apierrors.IsAlreadyExists(createErr):
+			return true, nil
+		case meta.IsNoMatchError(createErr):
+			return false, nil
+		}
+		return false, createErr
+	})
+	if err != nil && createErr != nil {
+		err = createErr
+	}
+	if err != nil {
 		return fmt.Errorf("creating ClusterConfig %s: %w", Name, err)
 	}
 	return nil
