@@ -17,13 +17,34 @@ STATICCHECK_VERSION := v0.8.2
 TOOLS_HASH  := $(shell cat test/tools/go.mod test/tools/go.sum test/tools/etcd/main.go test/tools/stages.sh | sha256sum | cut -c1-16)
 TOOLS_DIR   := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/caravan/tools-$(TOOLS_HASH)
 
-.PHONY: all build run test test-go test-api-schema test-deps tools bench lint clean
+.PHONY: all build images run test test-go test-api-schema test-deps tools bench lint clean
 
 all: build
 
-## build: compile caravan, caravan-central and caravan-agent into bin/ (static: no cgo)
+# VERSION is what every binary's --version prints and every image's tag.
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -X github.com/caravan-gitops/caravan/pkg/version.Version=$(VERSION)
+BINARIES  := caravan caravan-central caravan-agent
+IMAGE_REPO ?= ghcr.io/caravan-gitops
+# The first of docker and podman that answers; evaluated only by `make images`.
+CONTAINER_ENGINE ?= $(shell for e in docker podman; do if $$e info >/dev/null 2>&1; then echo $$e; break; fi; done)
+
+## build: compile caravan, caravan-central and caravan-agent into bin/ (static: no cgo), stamped with VERSION
 build:
-	CGO_ENABLED=0 go build -o $(BIN)/ ./cmd/...
+	CGO_ENABLED=0 go build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
+
+## images: build $(IMAGE_REPO)/<binary>:$(VERSION) from build/<binary>.Dockerfile with docker or podman;
+## without a working engine it says so and succeeds, unless IMAGES_REQUIRED=1
+images:
+	@if [ -z "$(CONTAINER_ENGINE)" ]; then \
+		echo "make images: no container engine available (neither 'docker info' nor 'podman info' succeeds); images not built" >&2; \
+		[ "$(IMAGES_REQUIRED)" != 1 ] || exit 1; \
+		exit 0; \
+	fi; \
+	for b in $(BINARIES); do \
+		echo "$(CONTAINER_ENGINE) build $(IMAGE_REPO)/$$b:$(VERSION)"; \
+		$(CONTAINER_ENGINE) build -f build/$$b.Dockerfile --build-arg VERSION=$(VERSION) -t $(IMAGE_REPO)/$$b:$(VERSION) .; \
+	done
 
 ## run: start the local demo fleet (registry, git server, moto, two clusters with agents); Ctrl-C stops it
 run: build tools test-deps

@@ -30,6 +30,7 @@ import (
 	"github.com/caravan-gitops/caravan/agent/assignment"
 	"github.com/caravan-gitops/caravan/agent/cloud"
 	"github.com/caravan-gitops/caravan/agent/clusterconfig"
+	"github.com/caravan-gitops/caravan/agent/nodes"
 	"github.com/caravan-gitops/caravan/agent/reconciler"
 	"github.com/caravan-gitops/caravan/agent/source"
 	"github.com/caravan-gitops/caravan/pkg/registry"
@@ -140,10 +141,14 @@ func lead(ctx context.Context, cfg Config, s *runtime.Scheme, recorder events.Re
 	if err != nil {
 		return err
 	}
+	watcher, err := client.NewWithWatch(cfg.Kube, client.Options{Scheme: s})
+	if err != nil {
+		return err
+	}
 	keeper := assignment.New(reg, kube, cfg.ClusterID, cfg.Namespace)
 	rc := reconciler.New(reconciler.Config{ClusterID: cfg.ClusterID, AgentVersion: cfg.Version, Interval: cfg.Interval,
 		HealthTimeout: cfg.HealthTimeout, Git: creds}, keeper, reg, kube, applier, recorder, cfg.Log, m).
-		WithInfrastructure(reconciler.Infrastructure{AWS: aws})
+		WithInfrastructure(reconciler.Infrastructure{AWS: aws, Trigger: nodes.NewTrigger(watcher, cfg.Log.WithName("trigger"))})
 	cfg.Log.Info("leading: reconciling", "cluster", cfg.ClusterID)
 	return rc.Run(ctx)
 }

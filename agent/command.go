@@ -15,10 +15,8 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/caravan-gitops/caravan/pkg/flagenv"
+	"github.com/caravan-gitops/caravan/pkg/version"
 )
-
-// Version is set at build time.
-var Version = "dev"
 
 // Command is the caravan-agent command line.
 func Command() *cobra.Command {
@@ -42,7 +40,8 @@ Every flag can also be set as CARAVAN_<FLAG>, dashes written as underscores.
 The Go garbage collector runs with GOGC=50 unless GOGC is set: a smaller peak heap
 for a little CPU in the agent's short bursts of work.`,
 		Example: `  caravan-agent --cluster-id aws:123456789012:eu-central-1:kube-1 \
-    --registry-url https://caravan.example.org --leader-elect`,
+    --registry-url https://caravan.example.org --enable-leader-election`,
+		Version:       version.String(),
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -58,13 +57,14 @@ for a little CPU in the agent's short bursts of work.`,
 			if err != nil {
 				return err
 			}
-			cfg.Kube, cfg.Version, cfg.Log = kube, Version, logger.NewLogger(logOpts)
+			cfg.Kube, cfg.Version, cfg.Log = kube, version.String(), logger.NewLogger(logOpts)
 			lowerGCTarget()
 			ctx, cancel := signal.NotifyContext(c.Context(), os.Interrupt, syscall.SIGTERM)
 			defer cancel()
 			return Run(ctx, cfg)
 		},
 	}
+	cmd.SetVersionTemplate(version.Template)
 	fs := cmd.Flags()
 	fs.StringVar(&cfg.ClusterID, "cluster-id", "", "this cluster's id in the registry, such as aws:123456789012:eu-central-1:kube-1")
 	fs.StringVar(&cfg.RegistryURL, "registry-url", "", "the registry's URL")

@@ -3,6 +3,7 @@
 package central
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -16,7 +17,11 @@ import (
 
 	centralapi "github.com/caravan-gitops/caravan/central/api"
 	"github.com/caravan-gitops/caravan/central/store"
+	"github.com/caravan-gitops/caravan/central/ui"
+	"github.com/caravan-gitops/caravan/channels"
 	"github.com/caravan-gitops/caravan/pkg/api"
+	"github.com/caravan-gitops/caravan/pkg/gitauth"
+	"github.com/caravan-gitops/caravan/pkg/version"
 )
 
 // Config is how caravan-central serves.
@@ -28,7 +33,14 @@ type Config struct {
 	InsecureHTTP  bool
 	RepositoryURL string
 	MaxWait       time.Duration
-	Logger        *slog.Logger
+	// Git holds the read-only credentials the channels' heads are read with,
+	// every GitRefresh (30s when zero).
+	Git        gitauth.Credentials
+	GitRefresh time.Duration
+	// AdminToken, when set, is the secret of the admin token AdminTokenName
+	// (--admin-token-file), made or given this secret on start.
+	AdminToken string
+	Logger     *slog.Logger
 	// Ready is called with the listening address once the server accepts requests.
 	Ready func(addr string)
 }
@@ -41,6 +53,28 @@ func DefaultChannels(repositoryURL string) []api.Channel {
 		out = append(out, api.Channel{Name: name, Branch: name, Position: i, RepositoryURL: repositoryURL, CreatedAt: now, UpdatedAt: now})
 	}
 	return out
+}
+
+// AdminTokenName is the registry's name of the admin token whose secret
+// --admin-token-file holds.
+const AdminTokenName = "bootstrap-admin"
+
+// ensureAdminToken gives the registry the admin token of --admin-token-file,
+// with the rules of store.EnsureAdminToken.
+func ensureAdminToken(ctx context.Context, st *store.Store, secret string, log *slog.Logger) error {
+	if secret == "" {
+		return nil
+	}
+	t, outcome, err := st.EnsureAdminToken(ctx, AdminTokenName, secret, "caravan-central --admin-token-file")
+	if err != nil {
+		return fmt.Errorf("--admin-token-file: %w", err)
+	}
+	if outcome == store.AdminTokenRevoked {
+		log.Warn("the admin token of --admin-token-file was revoked and stays revoked; write a new secret into the file and restart to have a valid one", "token", t.Name, "id", t.ID)
+		return nil
+	}
+	log.Info("admin token of --admin-token-file", "token", t.Name, "id", t.ID, "outcome", string(outcome))
+	return nil
 }
 
 // Run serves the registry until ctx ends, then shuts down gracefully:
@@ -61,9 +95,16 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := st.SeedChannels(ctx, DefaultChannels(cfg.RepositoryURL), "caravan-central"); err != nil {
 		return fmt.Errorf("seeding default channels: %w", err)
 	}
+	if err := ensureAdminToken(ctx, st, cfg.AdminToken, log); err != nil {
+		return err
+	}
+	heads := channels.NewHeads(cfg.Git, cmp.Or(cfg.GitRefresh, 30*time.Second), channels.WithLogger(log))
+	stopHeads := readHeads(ctx, heads, st)
+	defer stopHeads()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	handler := centralapi.New(centralapi.Options{Store: st, Logger: log, MaxWait: cfg.MaxWait, RepositoryURL: cfg.RepositoryURL, Registerer: reg, Gatherer: reg})
+	webUI := ui.New(ui.Options{Store: st, Logger: log, Heads: heads})
+	handler := centralapi.New(centralapi.Options{Store: st, Logger: log, MaxWait: cfg.MaxWait, RepositoryURL: cfg.RepositoryURL, Heads: heads, Registerer: reg, Gatherer: reg, UI: webUI})
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", cfg.Listen, err)
@@ -71,7 +112,7 @@ func Run(ctx context.Context, cfg Config) error {
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	errc := make(chan error, 1)
 	go func() { errc <- serve(srv, ln, cfg) }()
-	log.Info("caravan-central serving", "address", ln.Addr().String(), "database", st.Dialect(), "tls", cfg.TLSCertFile != "")
+	log.Info("caravan-central serving", "version", version.String(), "address", ln.Addr().String(), "database", st.Dialect(), "tls", cfg.TLSCertFile != "")
 	if cfg.Ready != nil {
 		cfg.Ready(ln.Addr().String())
 	}
@@ -123,4 +164,19 @@ func checkTransport(cfg Config) error {
 		return nil
 	}
 	return fmt.Errorf("refusing plain HTTP on %s, which is not a loopback address: give --tls-cert and --tls-key, or --insecure-http behind a TLS-terminating proxy", cfg.Listen)
+}
+
+// readHeads reads the channels' branch heads in the background until the
+// function it returns is called, which waits for the reading to stop.
+func readHeads(ctx context.Context, heads *channels.Heads, st *store.Store) func() {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		heads.Run(ctx, st.AllChannels)
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
 }

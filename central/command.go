@@ -2,12 +2,14 @@ package central
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -18,6 +20,7 @@ import (
 	"github.com/caravan-gitops/caravan/central/demo"
 	"github.com/caravan-gitops/caravan/central/store"
 	"github.com/caravan-gitops/caravan/pkg/flagenv"
+	"github.com/caravan-gitops/caravan/pkg/version"
 )
 
 const defaultDatabase = "sqlite://caravan.db"
@@ -31,9 +34,11 @@ func Command() *cobra.Command {
 release channel it follows and its configuration, hands each cluster's agent its
 assignment, and keeps the status agents report. Every flag can also be set as an
 environment variable CARAVAN_<FLAG>, dashes written as underscores.`,
+		Version:       version.String(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.SetVersionTemplate(version.Template)
 	root.AddCommand(serveCommand(), tokenCommand(), demoCommand())
 	return root
 }
@@ -54,8 +59,19 @@ func withEnv(cmd *cobra.Command) *cobra.Command {
 }
 
 type serveFlags struct {
-	cfg      Config
-	logLevel string
+	cfg            Config
+	logLevel       string
+	git            gitFlags
+	adminTokenFile string
+}
+
+// gitFlags name the files of the read-only git credentials, so that no
+// secret shows in a process listing.
+type gitFlags struct {
+	passwordFile   string
+	tokenFile      string
+	sshKeyFile     string
+	knownHostsFile string
 }
 
 func (f *serveFlags) register(cmd *cobra.Command) {
@@ -68,6 +84,84 @@ func (f *serveFlags) register(cmd *cobra.Command) {
 	fs.StringVar(&f.cfg.RepositoryURL, "repository-url", "", "config repo URL of the default channels and of new channels that name none")
 	fs.DurationVar(&f.cfg.MaxWait, "max-wait", 5*time.Minute, "longest assignment long-poll a client may ask for")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&f.cfg.Git.Username, "git-username", "", "user name for reading the config repo over HTTPS, with --git-password-file")
+	fs.StringVar(&f.git.passwordFile, "git-password-file", "", "file holding the password (or access token) of --git-username")
+	fs.StringVar(&f.git.tokenFile, "git-token-file", "", "file holding a bearer token for reading the config repo over HTTPS")
+	fs.StringVar(&f.git.sshKeyFile, "git-ssh-key-file", "", "PEM private key for reading the config repo over SSH")
+	fs.StringVar(&f.git.knownHostsFile, "git-known-hosts-file", "", "known_hosts file pinning the SSH server's keys (default: ~/.ssh/known_hosts)")
+	fs.DurationVar(&f.cfg.GitRefresh, "git-refresh", 30*time.Second, "how often the channels' branch heads are read from git")
+	fs.StringVar(&f.adminTokenFile, "admin-token-file", "", "file holding the secret of the admin token "+AdminTokenName+", made or rotated on start (32 to 256 letters, digits or -._~+/=); a missing or empty file is skipped")
+}
+
+// readFiles reads the secrets the flags name files of.
+func (f *serveFlags) readFiles(log *slog.Logger) error {
+	if err := f.readGitCredentials(); err != nil {
+		return err
+	}
+	return f.readAdminToken(log)
+}
+
+// readGitCredentials reads the files the --git-* flags name.
+func (f *serveFlags) readGitCredentials() error {
+	if f.cfg.GitRefresh <= 0 {
+		return fmt.Errorf("--git-refresh must be positive, got %s", f.cfg.GitRefresh)
+	}
+	for _, file := range []struct {
+		flag, path string
+		into       func(string)
+	}{
+		{"--git-password-file", f.git.passwordFile, func(v string) { f.cfg.Git.Password = strings.TrimSpace(v) }},
+		{"--git-token-file", f.git.tokenFile, func(v string) { f.cfg.Git.BearerToken = strings.TrimSpace(v) }},
+		{"--git-ssh-key-file", f.git.sshKeyFile, func(v string) { f.cfg.Git.SSHKey = []byte(v) }},
+		{"--git-known-hosts-file", f.git.knownHostsFile, func(v string) { f.cfg.Git.KnownHosts = []byte(v) }},
+	} {
+		if file.path == "" {
+			continue
+		}
+		content, err := os.ReadFile(file.path)
+		if err != nil {
+			return fmt.Errorf("%s: %w", file.flag, err)
+		}
+		file.into(string(content))
+	}
+	return nil
+}
+
+// The bounds of the secret of --admin-token-file: long enough that no one
+// guesses it, short enough for an Authorization header.
+const adminTokenMinLength, adminTokenMaxLength = 32, 256
+
+// adminTokenCharacters are those of an RFC 6750 bearer token.
+var adminTokenCharacters = regexp.MustCompile(`[^A-Za-z0-9._~+/=-]`)
+
+// readAdminToken reads and checks the secret of --admin-token-file. A
+// missing or empty file is skipped with a warning, so that the flag may
+// name an optional mount.
+func (f *serveFlags) readAdminToken(log *slog.Logger) error {
+	if f.adminTokenFile == "" {
+		return nil
+	}
+	content, err := os.ReadFile(f.adminTokenFile)
+	if errors.Is(err, os.ErrNotExist) {
+		log.Warn("no admin token from --admin-token-file: the file does not exist", "file", f.adminTokenFile)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("--admin-token-file: %w", err)
+	}
+	secret := strings.TrimSpace(string(content))
+	if secret == "" {
+		log.Warn("no admin token from --admin-token-file: the file is empty", "file", f.adminTokenFile)
+		return nil
+	}
+	if n := len(secret); n < adminTokenMinLength || n > adminTokenMaxLength {
+		return fmt.Errorf("--admin-token-file %s: the token must be %d to %d characters long, got %d", f.adminTokenFile, adminTokenMinLength, adminTokenMaxLength, n)
+	}
+	if at := adminTokenCharacters.FindStringIndex(secret); at != nil {
+		return fmt.Errorf("--admin-token-file %s: the token may hold only letters, digits and -._~+/=, got %q at position %d", f.adminTokenFile, secret[at[0]:at[1]], at[0]+1)
+	}
+	f.cfg.AdminToken = secret
+	return nil
 }
 
 func (f *serveFlags) logger(w io.Writer) (*slog.Logger, error) {
@@ -86,14 +180,23 @@ func serveCommand() *cobra.Command {
 	f := &serveFlags{}
 	cmd := &cobra.Command{
 		Use:   "serve",
-		Short: "Serve the registry API",
-		Long: `Serve the registry's REST API (spec at /api/v1/openapi.yaml), /healthz, /readyz and
-/metrics. Migrations are applied on start. Plain HTTP is refused on a non-loopback
-address unless --insecure-http is given. SIGTERM ends waiting long-polls with 304
-and lets requests under way finish.`,
+		Short: "Serve the registry API and web UI",
+		Long: `Serve the registry's REST API (spec at /api/v1/openapi.yaml), the web UI at / (sign
+in with a reader or admin token), /healthz, /readyz and /metrics. Migrations are
+applied on start. The head of every channel's branch is read from git every
+--git-refresh, with the read-only --git-* credentials. Plain HTTP is refused on a
+non-loopback address unless --insecure-http is given. SIGTERM ends waiting
+long-polls with 304 and lets requests under way finish.
+
+--admin-token-file gives the registry a first admin token, named ` + AdminTokenName + `,
+with the file's secret: made on the first start, left alone on the next ones,
+given the new secret when the file changes (the former secret stops working).
+Revoked through the API, it stays revoked across restarts until the file holds
+a new secret.`,
 		Example: `  caravan-central serve
   caravan-central serve --listen 0.0.0.0:8443 --tls-cert tls.crt --tls-key tls.key \
-    --database postgres://caravan:secret@db/caravan`,
+    --database postgres://caravan:secret@db/caravan
+  caravan-central serve --admin-token-file /etc/caravan/admin-token/token`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := f.logger(cmd.ErrOrStderr())
@@ -101,6 +204,9 @@ and lets requests under way finish.`,
 				return err
 			}
 			f.cfg.Logger = log
+			if err := f.readFiles(log); err != nil {
+				return err
+			}
 			ctx, cancel := signalContext(cmd.Context())
 			defer cancel()
 			return Run(ctx, f.cfg)
@@ -138,6 +244,9 @@ server URL and token to DIR/demo.env, and serve.`,
 				return err
 			}
 			f.cfg.Logger = log
+			if err := f.readFiles(log); err != nil {
+				return err
+			}
 			f.cfg.Ready = func(addr string) { announceDemo(cmd.OutOrStdout(), dir, "http://"+addr, token) }
 			ctx, cancel := signalContext(cmd.Context())
 			defer cancel()
@@ -175,7 +284,7 @@ func announceDemo(w io.Writer, dir, url, token string) {
 	fmt.Fprintf(w, `
 Caravan registry demo is running.
 
-  URL:          %s
+  URL:          %s   (the web UI: sign in with the admin token)
   admin token:  %s
   (both written to %s)
 

@@ -59,6 +59,7 @@ aws:123456789012:eu-central-1:kube-1.`,
 		a.clusterStatusCommand(),
 		a.clusterHistoryCommand(),
 		a.clusterDecommissionCommand(),
+		a.clusterBootstrapCommand(),
 	)
 	return cmd
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/caravan-gitops/caravan/pkg/api"
 	"github.com/caravan-gitops/caravan/pkg/registry"
+	"github.com/caravan-gitops/caravan/pkg/version"
 )
 
 // Exit codes of Main.
@@ -27,7 +28,7 @@ const (
 )
 
 const (
-	userAgent = "caravan-cli"
+	userAgentProduct = "caravan-cli"
 	// cliRetryMax keeps someone at a terminal waiting a few seconds at most
 	// (0.5 s, 1 s, 2 s) before an unreachable registry is reported.
 	cliRetryMax = 3
@@ -98,7 +99,9 @@ func (a *app) rootCommand() *cobra.Command {
 		Long: `caravan manages the registry of a Caravan fleet: infrastructure accounts,
 clusters and their node pools, release channels, update blocks, API tokens,
 and the audit log. The agent in each cluster pulls its assignment from the
-registry and converges by itself; caravan never talks to a cluster.
+registry and converges by itself; caravan talks to a cluster only when
+'caravan clusters bootstrap --apply' installs the agent's chart into it
+(the current kubeconfig context, or --kubeconfig and --kube-context).
 
 The registry server and token come from, in order: the --server and --token
 flags, the context named by --context, the CARAVAN_SERVER and CARAVAN_TOKEN
@@ -110,18 +113,22 @@ Exit codes: 0 success, 1 error (the registry's problem is printed on stderr),
 		Example: `  caravan config set-context prod --server https://caravan.example.org --token "$TOKEN"
   caravan clusters list --channel stable
   caravan clusters block aws:123456789012:eu-central-1:kube-1 --reason "incident 4711" --for 4h`,
+		Version:       version.String(),
 		SilenceErrors: true,
 		SilenceUsage:  true,
 	},
 		a.clustersCommand(),
 		a.nodePoolsCommand(),
 		a.channelsCommand(),
+		a.promoteCommand(),
+		a.planCommand(),
 		a.accountsCommand(),
 		a.auditCommand(),
 		a.tokensCommand(),
 		a.secretsCommand(),
 		a.configCommand(),
 	)
+	root.SetVersionTemplate(version.Template)
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.flags.server, "server", "", "URL of the registry (overrides $"+envServer+" and the context)")
 	pf.StringVar(&a.flags.token, "token", "", "API token (overrides $"+envToken+" and the context)")
@@ -173,7 +180,7 @@ func (a *app) client() (*registry.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return registry.New(conn.server, conn.token, registry.WithUserAgent(userAgent), registry.WithRetryMax(cliRetryMax))
+	return registry.New(conn.server, conn.token, registry.WithUserAgent(userAgentProduct+"/"+version.String()), registry.WithRetryMax(cliRetryMax))
 }
 
 // printError prints a registry problem as its title, detail and one line

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -21,35 +22,146 @@ const TerminatedAnnotation = "caravan.io/instance-terminated"
 
 // drainStep moves the pods of the node being drained as far as the SLA
 // allows now, and ends the node's instance once none is left. It returns
-// the earliest forecast force among the pods that wait.
-func (r *Roller) drainStep(ctx context.Context, sla SLA, n *corev1.Node) (*Decision, error) {
+// the earliest forecast force among the pods that wait, and whether the
+// instance was terminated by this step.
+func (r *Roller) drainStep(ctx context.Context, sla SLA, n *corev1.Node) (*Decision, bool, error) {
 	pods, err := r.podsToMove(ctx, n.Name)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if len(pods) == 0 {
-		return nil, r.terminate(ctx, n)
+		return r.terminate(ctx, n)
 	}
-	return r.movePods(ctx, sla, n, pods)
+	next, err := r.movePods(ctx, sla, n, pods)
+	return next, false, err
 }
 
 // movePods asks each pod to leave, as far as the SLA allows now, and
-// returns the earliest forecast force among those that wait.
+// returns the earliest forecast force among those that wait. The
+// evictions and the reading of what the refused ones' budgets cover go out
+// together; the decisions on the refused ones are then made one after the
+// other, each seeing the forces made before it in this pass.
 func (r *Roller) movePods(ctx context.Context, sla SLA, n *corev1.Node, pods []corev1.Pod) (*Decision, error) {
-	var next *Decision
+	refusals := make([]*refusal, len(pods))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(evictConcurrency)
 	for i := range pods {
 		if pods[i].DeletionTimestamp != nil {
 			continue
 		}
-		d, err := r.movePod(ctx, sla, n, &pods[i])
+		g.Go(func() (err error) {
+			refusals[i], err = r.askToLeave(gctx, &pods[i])
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	var next *Decision
+	var forced []*refusal
+	for _, ref := range refusals {
+		if ref == nil {
+			continue
+		}
+		ref.after(forced)
+		d, err := r.decide(ctx, sla, n, ref)
 		if err != nil {
 			return next, err
+		}
+		if !ref.forcedAt.IsZero() {
+			forced = append(forced, ref)
 		}
 		if d.Action == Wait && !d.At.IsZero() && (next == nil || d.At.Before(next.At)) {
 			next = &d
 		}
 	}
 	return next, nil
+}
+
+// evictConcurrency bounds the evictions of one node in flight.
+const evictConcurrency = 8
+
+// refusal is a pod whose eviction its budget refused, with what the SLA
+// reads to decide on it.
+type refusal struct {
+	pod      *corev1.Pod
+	budgets  []policyv1.PodDisruptionBudget
+	siblings []Sibling
+	history  History
+	// forcedAt is set once this pass forced the pod.
+	forcedAt time.Time
+}
+
+// after counts in the forces this pass made before: a forced sibling is
+// terminating, and a force in a shared budget is that budget's last.
+func (ref *refusal) after(forced []*refusal) {
+	for _, f := range forced {
+		for i := range ref.siblings {
+			if f.pod.Namespace == ref.pod.Namespace && ref.siblings[i].Name == f.pod.Name {
+				ref.siblings[i].Terminating = true
+			}
+		}
+		if sharesBudget(ref.budgets, f.budgets) && f.forcedAt.After(ref.history.LastForcedInPDB) {
+			ref.history.LastForcedInPDB = f.forcedAt
+		}
+	}
+}
+
+func sharesBudget(a, b []policyv1.PodDisruptionBudget) bool {
+	for i := range a {
+		for j := range b {
+			if a[i].Namespace == b[j].Namespace && a[i].Name == b[j].Name {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// askToLeave asks for the pod's eviction; when its PodDisruptionBudget
+// refuses, it reads what the SLA decides on and returns it.
+func (r *Roller) askToLeave(ctx context.Context, pod *corev1.Pod) (*refusal, error) {
+	err := evict(ctx, r.kube, pod)
+	switch {
+	case err == nil, apierrors.IsNotFound(err):
+		r.metrics.evictions.WithLabelValues("evicted").Inc()
+		return nil, nil
+	case !refusedByBudget(err) && apierrors.IsTooManyRequests(err):
+		// Throttled by the API server: a retry at the next pass, not a
+		// refusal.
+		return nil, nil
+	case !refusedByBudget(err):
+		return nil, fmt.Errorf("evicting pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
+	r.metrics.evictions.WithLabelValues("refused").Inc()
+	budgets, err := r.budgetsOf(ctx, pod)
+	if err != nil {
+		return nil, err
+	}
+	siblings, history, err := r.siblings(ctx, pod, budgets)
+	if err != nil {
+		return nil, err
+	}
+	return &refusal{pod: pod, budgets: budgets, siblings: siblings, history: history}, nil
+}
+
+// decide applies the SLA to a refused pod: it is deleted now, or its
+// forecast is written.
+func (r *Roller) decide(ctx context.Context, sla SLA, n *corev1.Node, ref *refusal) (Decision, error) {
+	now := r.now()
+	pod := ref.pod
+	d := Decide(now, nodeState(n), PodState{Namespace: pod.Namespace, Name: pod.Name, Created: latest(pod.CreationTimestamp), EvictionRefused: true},
+		ref.siblings, ref.history, sla)
+	switch d.Action {
+	case Force:
+		at, err := r.force(ctx, n, pod, ref.budgets)
+		ref.forcedAt = at
+		return d, err
+	case Wait:
+		r.metrics.waits.WithLabelValues(d.Rule).Inc()
+		return d, r.forecast(ctx, pod, d)
+	}
+	return d, nil
 }
 
 func (r *Roller) podsToMove(ctx context.Context, node string) ([]corev1.Pod, error) {
@@ -66,53 +178,18 @@ func (r *Roller) podsToMove(ctx context.Context, node string) ([]corev1.Pod, err
 	return out, nil
 }
 
-func (r *Roller) terminate(ctx context.Context, n *corev1.Node) error {
+func (r *Roller) terminate(ctx context.Context, n *corev1.Node) (*Decision, bool, error) {
 	if n.Annotations[TerminatedAnnotation] != "" {
-		return nil
+		return nil, false, nil
 	}
 	if err := r.fleet.Terminate(ctx, InstanceID(n.Spec.ProviderID)); err != nil {
-		return err
+		return nil, false, err
 	}
 	if start, err := time.Parse(time.RFC3339, n.Annotations[DrainStartAnnotation]); err == nil {
 		r.metrics.drainDuration.Observe(r.now().Sub(start).Seconds())
 	}
 	r.events.Eventf(n, nil, corev1.EventTypeNormal, "InstanceTerminated", "Terminate", "drained; instance %s terminated", InstanceID(n.Spec.ProviderID))
-	return r.patchNode(ctx, n, func(n *corev1.Node) { n.Annotations[TerminatedAnnotation] = r.now().UTC().Format(time.RFC3339) })
-}
-
-// movePod asks for the pod's eviction; when its PodDisruptionBudget refuses,
-// the SLA decides whether it is deleted now or when it may be.
-func (r *Roller) movePod(ctx context.Context, sla SLA, n *corev1.Node, pod *corev1.Pod) (Decision, error) {
-	err := evict(ctx, r.kube, pod)
-	switch {
-	case err == nil, apierrors.IsNotFound(err):
-		r.metrics.evictions.WithLabelValues("evicted").Inc()
-		return Decision{Action: Evict}, nil
-	case !refusedByBudget(err) && apierrors.IsTooManyRequests(err):
-		// Throttled by the API server: a retry, not a refusal.
-		return Decision{Action: Wait, Rule: "throttled"}, nil
-	case !refusedByBudget(err):
-		return Decision{}, fmt.Errorf("evicting pod %s/%s: %w", pod.Namespace, pod.Name, err)
-	}
-	r.metrics.evictions.WithLabelValues("refused").Inc()
-	budgets, err := r.budgetsOf(ctx, pod)
-	if err != nil {
-		return Decision{}, err
-	}
-	siblings, history, err := r.siblings(ctx, pod, budgets)
-	if err != nil {
-		return Decision{}, err
-	}
-	d := Decide(r.now(), nodeState(n), PodState{Namespace: pod.Namespace, Name: pod.Name, Created: latest(pod.CreationTimestamp), EvictionRefused: true},
-		siblings, history, sla)
-	switch d.Action {
-	case Force:
-		return d, r.force(ctx, n, pod, budgets)
-	case Wait:
-		r.metrics.waits.WithLabelValues(d.Rule).Inc()
-		return d, r.forecast(ctx, pod, d)
-	}
-	return d, nil
+	return nil, true, r.patchNode(ctx, n, func(n *corev1.Node) { n.Annotations[TerminatedAnnotation] = r.now().UTC().Format(time.RFC3339) })
 }
 
 func evict(ctx context.Context, c client.Client, pod *corev1.Pod) error {
@@ -212,22 +289,23 @@ func latest(t metav1.Time) time.Time {
 
 // force deletes the pod with its own grace period, after reading it again:
 // the pod must still be the one decided on, and not already going.
-func (r *Roller) force(ctx context.Context, n *corev1.Node, pod *corev1.Pod, budgets []policyv1.PodDisruptionBudget) error {
+func (r *Roller) force(ctx context.Context, n *corev1.Node, pod *corev1.Pod, budgets []policyv1.PodDisruptionBudget) (time.Time, error) {
 	current := &corev1.Pod{}
 	if err := r.kube.Get(ctx, client.ObjectKeyFromObject(pod), current); err != nil {
-		return client.IgnoreNotFound(err)
+		return time.Time{}, client.IgnoreNotFound(err)
 	}
 	if current.UID != pod.UID || current.DeletionTimestamp != nil {
-		return nil
+		return time.Time{}, nil
 	}
 	if err := r.kube.Delete(ctx, current, client.Preconditions{UID: &pod.UID}); err != nil {
-		return client.IgnoreNotFound(err)
+		return time.Time{}, client.IgnoreNotFound(err)
 	}
 	r.metrics.forced.Inc()
-	now := r.now().UTC().Format(time.RFC3339Nano)
+	at := r.now().UTC()
+	now := at.Format(time.RFC3339Nano)
 	r.events.Eventf(pod, n, corev1.EventTypeWarning, "ForcedEviction", "Delete", "deleted after its PodDisruptionBudget refused the eviction: every rule of the drain SLA allows it")
 	if err := r.patchNode(ctx, n, func(n *corev1.Node) { n.Annotations[LastForcedAnnotation] = now }); err != nil {
-		return err
+		return at, err
 	}
 	for i := range budgets {
 		b := &budgets[i]
@@ -237,10 +315,10 @@ func (r *Roller) force(ctx context.Context, n *corev1.Node, pod *corev1.Pod, bud
 		}
 		b.Annotations[LastForcedAnnotation] = now
 		if err := r.kube.Patch(ctx, b, patch); err != nil {
-			return fmt.Errorf("recording the forced termination on PodDisruptionBudget %s/%s: %w", b.Namespace, b.Name, err)
+			return at, fmt.Errorf("recording the forced termination on PodDisruptionBudget %s/%s: %w", b.Namespace, b.Name, err)
 		}
 	}
-	return nil
+	return at, nil
 }
 
 // forecast writes on the pod when it may be forced, and says so once in an

@@ -3,6 +3,9 @@ package nodes
 import (
 	"context"
 	"fmt"
+	"slices"
+	"sync"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
@@ -65,20 +68,81 @@ type Instance struct {
 	Lifecycle string
 }
 
-// Fleet reads and changes the cluster's groups.
+// Fleet reads and changes the cluster's groups. It keeps what it read
+// between passes: a roll's passes come after every change in the cluster,
+// most of them while a node drains, when nothing in AWS moves.
 type Fleet struct {
 	asg       AutoScaling
 	instances Instances
 	clusterID string
+	now       func() time.Time
+
+	mu sync.Mutex
+	// groups is the last reading, taken at read; stale after the fleet
+	// changed a group itself.
+	groups []Group
+	read   time.Time
+	stale  bool
+	// facts never change for an instance: each is described once.
+	facts map[string]InstanceFacts
 }
+
+// groupsMaxAge bounds how long a reading of the groups is used: changes
+// that no Node shows (a launch still pending, a process resumed by hand)
+// are seen within it.
+const groupsMaxAge = 15 * time.Second
 
 // NewFleet returns the fleet of a cluster.
 func NewFleet(asg AutoScaling, instances Instances, clusterID string) *Fleet {
-	return &Fleet{asg: asg, instances: instances, clusterID: clusterID}
+	return &Fleet{asg: asg, instances: instances, clusterID: clusterID, now: time.Now, facts: map[string]InstanceFacts{}}
 }
 
-// Groups lists the cluster's node pool groups with their instances.
-func (f *Fleet) Groups(ctx context.Context) ([]Group, error) {
+// Groups lists the cluster's node pool groups with their instances. It
+// asks AWS again when the last reading is older than groupsMaxAge, when
+// the fleet changed a group since, or when one of the instances in known
+// is not in it (a Node of a new instance registered); else it answers the
+// last reading.
+func (f *Fleet) Groups(ctx context.Context, known []string) ([]Group, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.read.IsZero() || f.stale || f.now().Sub(f.read) > groupsMaxAge || !f.knows(known) {
+		groups, err := f.describe(ctx)
+		if err != nil {
+			return nil, err
+		}
+		f.groups, f.read, f.stale = groups, f.now(), false
+	}
+	return cloneGroups(f.groups), nil
+}
+
+func (f *Fleet) knows(ids []string) bool {
+	for _, id := range ids {
+		if !slices.ContainsFunc(f.groups, func(g Group) bool {
+			return slices.ContainsFunc(g.Instances, func(i Instance) bool { return i.ID == id })
+		}) {
+			return false
+		}
+	}
+	return true
+}
+
+func cloneGroups(groups []Group) []Group {
+	out := slices.Clone(groups)
+	for i := range out {
+		out[i].Instances = slices.Clone(out[i].Instances)
+		out[i].Suspended = slices.Clone(out[i].Suspended)
+	}
+	return out
+}
+
+// changed marks the last reading stale: the fleet changed a group.
+func (f *Fleet) changed() {
+	f.mu.Lock()
+	f.stale = true
+	f.mu.Unlock()
+}
+
+func (f *Fleet) describe(ctx context.Context) ([]Group, error) {
 	var groups []Group
 	pages := autoscaling.NewDescribeAutoScalingGroupsPaginator(f.asg, &autoscaling.DescribeAutoScalingGroupsInput{
 		Filters: []astypes.Filter{{Name: aws.String("tag:" + TagClusterID), Values: []string{f.clusterID}}},
@@ -134,14 +198,28 @@ func (f *Fleet) describeInstances(ctx context.Context, groups []Group) error {
 			ids = append(ids, inst.ID)
 		}
 	}
-	if len(ids) == 0 {
-		return nil
+	var unknown []string
+	for _, id := range ids {
+		if _, ok := f.facts[id]; !ok {
+			unknown = append(unknown, id)
+		}
 	}
-	facts, err := f.instances.Describe(ctx, ids)
-	if err != nil {
-		return err
+	if len(unknown) > 0 {
+		facts, err := f.instances.Describe(ctx, unknown)
+		if err != nil {
+			return err
+		}
+		for _, fact := range facts {
+			f.facts[fact.ID] = fact
+		}
 	}
-	for _, fact := range facts {
+	// Forget the instances that left the groups.
+	for id := range f.facts {
+		if _, ok := index[id]; !ok {
+			delete(f.facts, id)
+		}
+	}
+	for _, fact := range f.facts {
 		if inst, ok := index[fact.ID]; ok {
 			if fact.Type != "" {
 				inst.Type = fact.Type
@@ -155,6 +233,7 @@ func (f *Fleet) describeInstances(ctx context.Context, groups []Group) error {
 // SetDesired sets a group's desired capacity. Callers keep it within the
 // group's maximum: the API checks it, moto does not.
 func (f *Fleet) SetDesired(ctx context.Context, group string, desired int) error {
+	defer f.changed()
 	_, err := f.asg.SetDesiredCapacity(ctx, &autoscaling.SetDesiredCapacityInput{
 		AutoScalingGroupName: aws.String(group), DesiredCapacity: aws.Int32(int32(desired)), HonorCooldown: aws.Bool(false),
 	})
@@ -167,6 +246,7 @@ func (f *Fleet) SetDesired(ctx context.Context, group string, desired int) error
 // Terminate ends an instance and lowers its group's desired capacity, so
 // that the group does not replace it.
 func (f *Fleet) Terminate(ctx context.Context, instanceID string) error {
+	defer f.changed()
 	_, err := f.asg.TerminateInstanceInAutoScalingGroup(ctx, &autoscaling.TerminateInstanceInAutoScalingGroupInput{
 		InstanceId: aws.String(instanceID), ShouldDecrementDesiredCapacity: aws.Bool(true),
 	})
@@ -178,6 +258,7 @@ func (f *Fleet) Terminate(ctx context.Context, instanceID string) error {
 
 // SuspendRebalance and ResumeRebalance bracket a roll.
 func (f *Fleet) SuspendRebalance(ctx context.Context, group string) error {
+	defer f.changed()
 	_, err := f.asg.SuspendProcesses(ctx, &autoscaling.SuspendProcessesInput{AutoScalingGroupName: aws.String(group), ScalingProcesses: []string{azRebalance}})
 	if err != nil {
 		return fmt.Errorf("suspending %s of %s: %w", azRebalance, group, err)
@@ -187,6 +268,7 @@ func (f *Fleet) SuspendRebalance(ctx context.Context, group string) error {
 
 // ResumeRebalance undoes SuspendRebalance.
 func (f *Fleet) ResumeRebalance(ctx context.Context, group string) error {
+	defer f.changed()
 	_, err := f.asg.ResumeProcesses(ctx, &autoscaling.ResumeProcessesInput{AutoScalingGroupName: aws.String(group), ScalingProcesses: []string{azRebalance}})
 	if err != nil {
 		return fmt.Errorf("resuming %s of %s: %w", azRebalance, group, err)

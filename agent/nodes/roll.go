@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -40,6 +41,18 @@ type PassResult struct {
 	Progress []api.NodePoolProgress
 }
 
+// EarliestForce is the earliest forecast force among the pools' progress:
+// the next pass is due then at the latest. Zero when none is forecast.
+func EarliestForce(pools []api.NodePoolProgress) time.Time {
+	var at time.Time
+	for _, p := range pools {
+		if f := p.NextForcedEviction; f != nil && (at.IsZero() || f.Before(at)) {
+			at = *f
+		}
+	}
+	return at
+}
+
 // Roller replaces a cluster's outdated nodes, a pass at a time: it never
 // waits inside a pass, so the agent's loop stays responsive, and every
 // decision is made again from what the cluster and AWS say.
@@ -50,16 +63,26 @@ type Roller struct {
 	log     logr.Logger
 	metrics *Metrics
 	now     func() time.Time
+	// chosen is each pool's next node to drain, once picked.
+	chosen map[string]Candidate
 }
 
 // NewRoller returns a Roller.
 func NewRoller(kube client.Client, fleet *Fleet, recorder events.EventRecorder, log logr.Logger, metrics *Metrics) *Roller {
-	return &Roller{kube: kube, fleet: fleet, events: recorder, log: log, metrics: metrics, now: time.Now}
+	return &Roller{kube: kube, fleet: fleet, events: recorder, log: log, metrics: metrics, now: time.Now, chosen: map[string]Candidate{}}
 }
 
 // Pass makes one step of every pool's roll.
 func (r *Roller) Pass(ctx context.Context, cfg RollConfig, rolls []RollState) (PassResult, error) {
-	groups, err := r.fleet.Groups(ctx)
+	list := &corev1.NodeList{}
+	if err := r.kube.List(ctx, list, client.HasLabels{PoolLabel}); err != nil {
+		return PassResult{Rolls: rolls}, fmt.Errorf("listing the pools' nodes: %w", err)
+	}
+	known := make([]string, 0, len(list.Items))
+	for i := range list.Items {
+		known = append(known, InstanceID(list.Items[i].Spec.ProviderID))
+	}
+	groups, err := r.fleet.Groups(ctx, known)
 	if err != nil {
 		return PassResult{Rolls: rolls}, err
 	}
@@ -70,7 +93,7 @@ func (r *Roller) Pass(ctx context.Context, cfg RollConfig, rolls []RollState) (P
 		if i < 0 {
 			continue
 		}
-		next, progress, err := r.poolPass(ctx, cfg, spec, groups[i], state)
+		next, progress, err := r.poolPass(ctx, cfg, spec, view(spec, groups[i], list.Items), state)
 		if next != nil {
 			out.Rolls = append(out.Rolls, *next)
 		}
@@ -102,18 +125,18 @@ type poolView struct {
 	ready   int
 }
 
-func (r *Roller) view(ctx context.Context, spec PoolSpec, g Group) (*poolView, error) {
-	list := &corev1.NodeList{}
-	if err := r.kube.List(ctx, list, client.MatchingLabels{PoolLabel: spec.Name}); err != nil {
-		return nil, fmt.Errorf("listing the nodes: %w", err)
-	}
+// view joins a pool's nodes with its group's instances.
+func view(spec PoolSpec, g Group, all []corev1.Node) *poolView {
 	v := &poolView{group: g, nodes: map[string]*corev1.Node{}}
 	live := map[string]Instance{}
 	for _, inst := range g.Instances {
 		live[inst.ID] = inst
 	}
-	for i := range list.Items {
-		n := &list.Items[i]
+	for i := range all {
+		n := &all[i]
+		if n.Labels[PoolLabel] != spec.Name {
+			continue
+		}
 		id := InstanceID(n.Spec.ProviderID)
 		inst, ok := live[id]
 		if !ok || inst.Lifecycle != "InService" && inst.Lifecycle != "Pending" {
@@ -133,7 +156,7 @@ func (r *Roller) view(ctx context.Context, spec PoolSpec, g Group) (*poolView, e
 			v.outdated = append(v.outdated, inst.ID)
 		}
 	}
-	return v, nil
+	return v
 }
 
 func nodeReady(n *corev1.Node) bool {
@@ -146,11 +169,8 @@ func nodeReady(n *corev1.Node) bool {
 }
 
 // poolPass makes one step of a pool's roll and returns its state after it.
-func (r *Roller) poolPass(ctx context.Context, cfg RollConfig, spec PoolSpec, g Group, state *RollState) (*RollState, api.NodePoolProgress, error) {
-	v, err := r.view(ctx, spec, g)
-	if err != nil {
-		return state, api.NodePoolProgress{Name: spec.Name}, err
-	}
+func (r *Roller) poolPass(ctx context.Context, cfg RollConfig, spec PoolSpec, v *poolView, state *RollState) (*RollState, api.NodePoolProgress, error) {
+	g := v.group
 	progress := api.NodePoolProgress{Name: spec.Name, NodesTotal: len(v.nodes), Outdated: len(v.outdated)}
 	if v.draining != nil {
 		progress.Draining = 1
@@ -160,7 +180,7 @@ func (r *Roller) poolPass(ctx context.Context, cfg RollConfig, spec PoolSpec, g 
 			return state, progress, err
 		}
 		// A soft block lets the node being drained finish.
-		_, err := r.drainStep(ctx, spec.SLA, v.draining)
+		_, _, err := r.drainStep(ctx, spec.SLA, v.draining)
 		return state, progress, err
 	}
 	if len(v.outdated) == 0 && v.draining == nil {
@@ -180,9 +200,6 @@ func (r *Roller) poolPass(ctx context.Context, cfg RollConfig, spec PoolSpec, g 
 	if err := r.mark(ctx, v, cfg.TaintEffect); err != nil {
 		return state, progress, err
 	}
-	if len(v.leaving) > 0 {
-		return state, progress, nil
-	}
 	if v.draining == nil {
 		selected, err := r.select_(ctx, cfg, state, v)
 		if err != nil || selected == nil {
@@ -190,38 +207,65 @@ func (r *Roller) poolPass(ctx context.Context, cfg RollConfig, spec PoolSpec, g 
 		}
 		v.draining, progress.Draining = selected, 1
 	}
-	next, err := r.drainStep(ctx, spec.SLA, v.draining)
+	next, terminated, err := r.drainStep(ctx, spec.SLA, v.draining)
 	if next != nil {
 		at := next.At
 		progress.NextForcedEviction, progress.HeldBy = &at, next.Rule
 	}
+	if err != nil || !terminated {
+		return state, progress, err
+	}
+	// The group shrank with the terminated instance: surge again now, so
+	// that the next node's replacement launches while this Node goes.
+	v.leave(v.draining)
+	progress.Outdated, progress.Draining = len(v.outdated), 0
+	if err := r.surge(ctx, cfg, state, v); err != nil || len(v.outdated) == 0 {
+		return state, progress, err
+	}
+	_, _, err = r.choose(ctx, v)
 	return state, progress, err
+}
+
+// leave takes a terminated node out of the view: the group no longer
+// counts its instance.
+func (v *poolView) leave(n *corev1.Node) {
+	id := InstanceID(n.Spec.ProviderID)
+	delete(v.nodes, id)
+	v.outdated = slices.DeleteFunc(v.outdated, func(o string) bool { return o == id })
+	v.leaving = append(v.leaving, n)
+	v.draining = nil
+	v.group.Desired--
+	if nodeReady(n) {
+		v.ready--
+	}
+}
+
+// surge raises the group's desired capacity to what the roll wants now.
+func (r *Roller) surge(ctx context.Context, cfg RollConfig, state *RollState, v *poolView) error {
+	want := Capacity(state.Target, cfg.Surge, len(v.outdated), v.group.Max)
+	if v.group.Desired >= want {
+		return nil
+	}
+	r.log.Info("surging", "group", v.group.Name, "desired", want)
+	if err := r.fleet.SetDesired(ctx, v.group.Name, want); err != nil {
+		return err
+	}
+	v.group.Desired = want
+	return nil
 }
 
 // select_ surges the group when it needs to, and once every instance has a
 // Ready node, picks the next node and starts its drain.
 func (r *Roller) select_(ctx context.Context, cfg RollConfig, state *RollState, v *poolView) (*corev1.Node, error) {
-	want := Capacity(state.Target, cfg.Surge, len(v.outdated), v.group.Max)
-	if v.group.Desired < want {
-		r.log.Info("surging", "group", v.group.Name, "desired", want)
-		return nil, r.fleet.SetDesired(ctx, v.group.Name, want)
+	desired := v.group.Desired
+	if err := r.surge(ctx, cfg, state, v); err != nil {
+		return nil, err
 	}
-	if v.ready < v.group.Desired {
-		return nil, nil
+	next, ok, err := r.choose(ctx, v)
+	if err != nil || !ok || v.group.Desired > desired || v.ready < v.group.Desired {
+		return nil, err
 	}
-	var candidates []Candidate
-	for _, id := range v.outdated {
-		n := v.nodes[id]
-		pods, err := r.podsToMove(ctx, n.Name)
-		if err != nil {
-			return nil, err
-		}
-		candidates = append(candidates, Candidate{Name: id, Pods: len(pods), Created: n.CreationTimestamp.Time})
-	}
-	next, ok := Next(candidates)
-	if !ok {
-		return nil, nil
-	}
+	delete(r.chosen, v.group.Pool)
 	n := v.nodes[next.Name]
 	if err := r.startDrain(ctx, n); err != nil {
 		return nil, err
@@ -229,6 +273,43 @@ func (r *Roller) select_(ctx context.Context, cfg RollConfig, state *RollState, 
 	r.events.Eventf(n, nil, corev1.EventTypeNormal, "DrainStarted", "Drain", "outdated node selected for replacement; %d pods to move", next.Pods)
 	return n, nil
 }
+
+// choose picks the pool's next node to drain, once: while the surge's new
+// node launches, so that the drain can start as soon as it is Ready.
+func (r *Roller) choose(ctx context.Context, v *poolView) (Candidate, bool, error) {
+	if c, ok := r.chosen[v.group.Pool]; ok && slices.Contains(v.outdated, c.Name) {
+		return c, true, nil
+	}
+	candidates, err := r.candidates(ctx, v)
+	if err != nil {
+		return Candidate{}, false, err
+	}
+	next, ok := Next(candidates)
+	if ok {
+		r.chosen[v.group.Pool] = next
+	}
+	return next, ok, nil
+}
+
+// candidates counts the pods of every outdated node, a few nodes at a
+// time: at the roll's start that is every node of the pool.
+func (r *Roller) candidates(ctx context.Context, v *poolView) ([]Candidate, error) {
+	out := make([]Candidate, len(v.outdated))
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(candidateConcurrency)
+	for i, id := range v.outdated {
+		n := v.nodes[id]
+		g.Go(func() error {
+			pods, err := r.podsToMove(ctx, n.Name)
+			out[i] = Candidate{Name: id, Pods: len(pods), Created: n.CreationTimestamp.Time}
+			return err
+		})
+	}
+	return out, g.Wait()
+}
+
+// candidateConcurrency bounds the pod listings of candidates in flight.
+const candidateConcurrency = 8
 
 // mark labels and taints every outdated node, so that new pods avoid them.
 func (r *Roller) mark(ctx context.Context, v *poolView, effect corev1.TaintEffect) error {

@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/caravan-gitops/caravan/agent/clusterconfig"
+	"github.com/caravan-gitops/caravan/agent/nodes"
 	"github.com/caravan-gitops/caravan/pkg/api"
 )
 
@@ -62,6 +63,7 @@ func (r *Reconciler) finish(ctx context.Context, cc *clusterconfig.ClusterConfig
 		problems = append(problems, api.StatusProblem{Type: api.ProblemTypeBase + "blocked", Title: o.blockReason, Since: now})
 	}
 	r.report(ctx, cc.Status, o.phase, problems, o.pools...)
+	r.wakeAt = nodes.EarliestForce(o.pools)
 }
 
 // writeStatus patches the status when it changed; a steady-state reconcile

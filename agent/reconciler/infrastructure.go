@@ -20,6 +20,8 @@ import (
 // resources and its nodes.
 type Infrastructure struct {
 	AWS *cloud.AWS
+	// Trigger, when set, wakes the loop as soon as a roll can go on.
+	Trigger *nodes.Trigger
 }
 
 // WithInfrastructure lets the loop update stacks and retire node pools;
@@ -27,6 +29,17 @@ type Infrastructure struct {
 func (r *Reconciler) WithInfrastructure(i Infrastructure) *Reconciler {
 	r.infra = i
 	return r
+}
+
+// roller is the cluster's Roller, kept from pass to pass for what it
+// knows of the groups.
+func (r *Reconciler) roller(c api.AssignedCluster) *nodes.Roller {
+	key := c.ID + "/" + c.Region
+	if r.rollers.key != key {
+		r.rollers.key = key
+		r.rollers.roller = nodes.NewRoller(r.kube, r.infra.AWS.Fleet(c.ID, c.Region), r.events, r.log, r.metrics.nodes)
+	}
+	return r.rollers.roller
 }
 
 func (r *Reconciler) stacks(a api.Assignment) (*cloud.Stacks, error) {
@@ -82,7 +95,7 @@ func (r *Reconciler) retirePools(ctx context.Context, cc *clusterconfig.ClusterC
 		out.fail("nodes", "Node pools cannot be retired", err)
 		return
 	}
-	roller := nodes.NewRoller(r.kube, r.infra.AWS.Fleet(a.Cluster.ID, a.Cluster.Region), r.events, r.log, r.metrics.nodes)
+	roller := r.roller(a.Cluster)
 	var pending []string
 	for _, pool := range slices.Sorted(maps.Keys(orphans)) {
 		progress, err := roller.Retire(ctx, pool, sla)
@@ -130,7 +143,7 @@ func (r *Reconciler) rollNodes(ctx context.Context, a api.Assignment, out *outco
 		out.fail("nodes", "Outdated nodes cannot be replaced", err)
 		return
 	}
-	roller := nodes.NewRoller(r.kube, r.infra.AWS.Fleet(a.Cluster.ID, a.Cluster.Region), r.events, r.log, r.metrics.nodes)
+	roller := r.roller(a.Cluster)
 	res, err := roller.Pass(ctx, cfg, out.status.Rolls)
 	out.status.Rolls, out.status.NodePools = res.Rolls, res.Progress
 	out.pools = append(out.pools, res.Progress...)

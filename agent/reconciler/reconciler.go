@@ -18,6 +18,7 @@ import (
 	"github.com/caravan-gitops/caravan/agent/cloud"
 	"github.com/caravan-gitops/caravan/agent/clusterconfig"
 	"github.com/caravan-gitops/caravan/agent/nodes"
+	"github.com/caravan-gitops/caravan/agent/preview"
 	"github.com/caravan-gitops/caravan/agent/render"
 	"github.com/caravan-gitops/caravan/agent/source"
 	"github.com/caravan-gitops/caravan/pkg/api"
@@ -36,9 +37,10 @@ type Config struct {
 	Git           source.Credentials
 }
 
-// StatusReporter sends status to the registry.
+// StatusReporter sends status and the answers to plans to the registry.
 type StatusReporter interface {
 	PutClusterStatus(ctx context.Context, clusterID string, st *api.ClusterStatus) error
+	preview.Reporter
 }
 
 // Reconciler runs the loop.
@@ -57,7 +59,20 @@ type Reconciler struct {
 	// and most reconciles change nothing.
 	config *clusterconfig.ClusterConfig
 	infra  Infrastructure
+	// listed is the branch head the last reconcile listed.
+	listed listedHead
+	// wakeAt is the earliest forecast force the last reconcile found.
+	wakeAt time.Time
+	// previews answers the assignment's plans; made at the first plan.
+	previews *preview.Runner
+	// rollers holds the Roller of the cluster's account and region.
+	rollers struct {
+		key    string
+		roller *nodes.Roller
+	}
 }
+
+type listedHead struct{ url, branch, commit string }
 
 // New returns a Reconciler.
 func New(cfg Config, keeper *assignment.Keeper, registry StatusReporter, kube client.Client, applier *apply.Applier,
@@ -71,56 +86,19 @@ func New(cfg Config, keeper *assignment.Keeper, registry StatusReporter, kube cl
 	return &Reconciler{cfg: cfg, keeper: keeper, registry: registry, kube: kube, applier: applier, events: recorder, log: log, metrics: metrics, now: time.Now}
 }
 
-// Run loops until ctx ends.
-func (r *Reconciler) Run(ctx context.Context) error {
-	for ctx.Err() == nil {
-		upd, err := r.keeper.Poll(ctx, r.pollWait())
-		if err != nil && ctx.Err() != nil {
-			return nil
-		}
-		if err != nil {
-			r.log.Error(err, "keeping the assignment")
-		}
-		if upd.RegistryErr != nil {
-			r.log.Info("registry unreachable; going on with the last good assignment", "error", upd.RegistryErr.Error())
-			r.metrics.registryErrors.Inc()
-		}
-		if upd.Assignment == nil {
-			r.log.Info("no assignment yet; waiting for the registry")
-			sleep(ctx, r.cfg.Interval/6)
-			continue
-		}
-		start := r.now()
-		r.Reconcile(ctx, upd.Assignment)
-		r.metrics.duration.Observe(r.now().Sub(start).Seconds())
-		if upd.RegistryErr != nil {
-			// The poll did not wait; do not hammer the registry.
-			sleep(ctx, r.cfg.Interval/6)
-		}
-	}
-	return nil
-}
-
-// pollWait is how long a poll waits for news: the interval, or while nodes
-// are drained the drain's own poll interval, so that refused evictions are
-// asked again on time.
-func (r *Reconciler) pollWait() time.Duration {
-	wait := r.cfg.Interval
-	if cc := r.config; cc != nil && cc.Status.NodeUpdate != nil && (len(cc.Status.Rolls) > 0 || len(cc.Status.PendingNodePools) > 0) {
-		wait = min(wait, cc.Status.NodeUpdate.Poll())
-	}
-	return wait
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	select {
-	case <-ctx.Done():
-	case <-time.After(d):
-	}
-}
-
 // Reconcile converges the cluster on the assignment, once.
 func (r *Reconciler) Reconcile(ctx context.Context, a *api.Assignment) {
+	r.reconcile(ctx, a, true)
+}
+
+// reconcile converges the cluster on the assignment; without listHead it
+// takes the branch head the last reconcile listed, when that was of the
+// same branch: a roll's passes come often and need no new look at git.
+func (r *Reconciler) reconcile(ctx context.Context, a *api.Assignment, listHead bool) {
+	a, plans := withoutPlans(a)
+	// Deferred before finish is, so it runs after it: plans are answered
+	// once the reconcile has reported, and never hold its convergence back.
+	defer r.answerPlans(ctx, *a, plans)
 	cc, err := r.readClusterConfig(ctx)
 	if err != nil {
 		r.log.Error(err, "reading the ClusterConfig")
@@ -134,7 +112,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, a *api.Assignment) {
 		out.fail("source", "The config repo cannot be read", err)
 		return
 	}
-	head, err := repo.Head(ctx, a.Channel.Branch)
+	head, err := r.head(ctx, repo, a.Channel.Branch, listHead)
 	if err != nil {
 		out.fail("source", "The channel's branch cannot be listed", err)
 		return
@@ -158,6 +136,30 @@ func (r *Reconciler) Reconcile(ctx context.Context, a *api.Assignment) {
 	case Decommission:
 		r.decommission(ctx, *a, &out)
 	}
+}
+
+// withoutPlans splits the plans off the assignment: they are no part of
+// the version the cluster converges to.
+func withoutPlans(a *api.Assignment) (*api.Assignment, []api.AssignedPlan) {
+	plain := *a
+	plain.Plans = nil
+	return &plain, a.Plans
+}
+
+// answerPlans previews the plans' commits for the registry.
+func (r *Reconciler) answerPlans(ctx context.Context, a api.Assignment, plans []api.AssignedPlan) {
+	if len(plans) == 0 || ctx.Err() != nil {
+		return
+	}
+	cc, err := r.readClusterConfig(ctx)
+	if err != nil {
+		r.log.Error(err, "reading the ClusterConfig to answer plans")
+		return
+	}
+	if r.previews == nil {
+		r.previews = preview.NewRunner(preview.New(r.kube, r.infra.AWS, r.cfg.Git), r.registry, r.cfg.ClusterID, r.log.WithName("plans"))
+	}
+	r.previews.Answer(ctx, a, cc.Status, plans)
 }
 
 // readClusterConfig reads the ClusterConfig's metadata and the whole
@@ -358,7 +360,7 @@ func (r *Reconciler) watchForNewer(ctx context.Context, cancel context.CancelCau
 		if err != nil {
 			continue
 		}
-		if Version(head, upd.Assignment) != version {
+		if next, _ := withoutPlans(upd.Assignment); Version(head, next) != version {
 			r.log.Info("a newer version arrived during the health wait", "version", version)
 			cancel(errSuperseded)
 			return

@@ -15,21 +15,13 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/transport"
-	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
-	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
 	"github.com/go-git/go-git/v5/storage/memory"
+
+	"github.com/caravan-gitops/caravan/pkg/gitauth"
 )
 
 // Credentials authenticate to the git server; set at most one kind.
-type Credentials struct {
-	Username    string
-	Password    string
-	BearerToken string
-	// SSHKey is a PEM private key; KnownHosts, when set, pins the server keys.
-	SSHKey     []byte
-	SSHUser    string
-	KnownHosts []byte
-}
+type Credentials = gitauth.Credentials
 
 // Repo is a config repo at a URL.
 type Repo struct {
@@ -39,38 +31,11 @@ type Repo struct {
 
 // New returns the repo at url with credentials.
 func New(url string, c Credentials) (*Repo, error) {
-	auth, err := c.method()
+	auth, err := c.Method()
 	if err != nil {
 		return nil, err
 	}
 	return &Repo{URL: url, auth: auth}, nil
-}
-
-func (c Credentials) method() (transport.AuthMethod, error) {
-	switch {
-	case len(c.SSHKey) > 0:
-		user := c.SSHUser
-		if user == "" {
-			user = "git"
-		}
-		keys, err := gitssh.NewPublicKeys(user, c.SSHKey, "")
-		if err != nil {
-			return nil, fmt.Errorf("reading the SSH key: %w", err)
-		}
-		if len(c.KnownHosts) > 0 {
-			cb, err := knownHostsCallback(c.KnownHosts)
-			if err != nil {
-				return nil, err
-			}
-			keys.HostKeyCallback = cb
-		}
-		return keys, nil
-	case c.BearerToken != "":
-		return &githttp.TokenAuth{Token: c.BearerToken}, nil
-	case c.Username != "" || c.Password != "":
-		return &githttp.BasicAuth{Username: c.Username, Password: c.Password}, nil
-	}
-	return nil, nil
 }
 
 // ErrBranchNotFound means the remote has no such branch.

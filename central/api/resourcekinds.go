@@ -136,13 +136,13 @@ func nodePoolResource(s *Server) resource[api.NodePool] {
 
 func channelResource(s *Server) resource[api.Channel] {
 	return resource[api.Channel]{
-		kind:           store.Channels,
-		pathRef:        keyFromPath("name"),
-		newRef:         func(_ *http.Request, c api.Channel) store.Ref { return store.Ref{Key: c.Name} },
-		filters:        map[string]string{},
-		conditionalGet: true,
+		kind:    store.Channels,
+		pathRef: keyFromPath("name"),
+		newRef:  func(_ *http.Request, c api.Channel) store.Ref { return store.Ref{Key: c.Name} },
+		filters: map[string]string{},
 		prepareCreate: func(_ context.Context, _ *http.Request, c *api.Channel) error {
 			c.CreatedAt, c.UpdatedAt = s.timestamp(), s.timestamp()
+			c.Head, c.Clusters = nil, nil
 			if c.RepositoryURL == "" {
 				c.RepositoryURL = s.repositoryURL
 			}
@@ -156,12 +156,10 @@ func channelResource(s *Server) resource[api.Channel] {
 				return err
 			}
 			c.CreatedAt, c.UpdatedAt = old.CreatedAt, s.timestamp()
+			c.Head, c.Clusters = nil, nil
 			return c.Validate()
 		},
-		present: func(_ context.Context, cs []api.Channel) error {
-			sortChannels(cs)
-			return nil
-		},
+		present: s.presentChannels,
 	}
 }
 

@@ -15,6 +15,8 @@ import (
 
 	"github.com/caravan-gitops/caravan/central/auth"
 	"github.com/caravan-gitops/caravan/central/store"
+	"github.com/caravan-gitops/caravan/channels"
+	"github.com/caravan-gitops/caravan/pkg/gitauth"
 )
 
 // OpenAPISpec is the registry's API description, served at /api/v1/openapi.yaml.
@@ -32,9 +34,20 @@ type Options struct {
 	RepositoryURL string
 	// MaxWait bounds the long-poll wait a client may ask for.
 	MaxWait time.Duration
+	// Heads reads the channels' branch heads; nil reads them anonymously,
+	// only when asked for.
+	Heads *channels.Heads
 	// Registerer receives the server's metrics; nil means a private registry.
 	Registerer prometheus.Registerer
 	Gatherer   prometheus.Gatherer
+	// UI is the web UI, served beside the API; nil serves none.
+	UI UI
+}
+
+// UI is a web UI: request patterns (outside /api/ and /metrics) and their
+// handlers, which check their own sign-in.
+type UI interface {
+	Routes() map[string]http.HandlerFunc
 }
 
 // Server is the registry's HTTP handler.
@@ -49,6 +62,7 @@ type Server struct {
 	mux           *http.ServeMux
 	closing       chan struct{}
 	parked        parkedPolls
+	heads         *channels.Heads
 }
 
 // New builds a Server and its routes.
@@ -62,6 +76,9 @@ func New(o Options) *Server {
 	if o.MaxWait == 0 {
 		o.MaxWait = 5 * time.Minute
 	}
+	if o.Heads == nil {
+		o.Heads = channels.NewHeads(gitauth.Credentials{}, 30*time.Second, channels.WithLogger(o.Logger))
+	}
 	if o.Registerer == nil {
 		reg := prometheus.NewRegistry()
 		o.Registerer, o.Gatherer = reg, reg
@@ -69,8 +86,9 @@ func New(o Options) *Server {
 	s := &Server{
 		store: o.Store, authn: auth.NewAuthenticator(o.Store, o.Now), log: o.Logger, now: o.Now,
 		maxWait: o.MaxWait, repositoryURL: o.RepositoryURL, metrics: newMetrics(o.Registerer, o.Store), mux: http.NewServeMux(), closing: make(chan struct{}),
+		heads: o.Heads,
 	}
-	s.routes(promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}))
+	s.routes(promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}), o.UI)
 	return s
 }
 
@@ -85,7 +103,7 @@ func (s *Server) BeginShutdown() {
 	s.answerParked()
 }
 
-func (s *Server) routes(metricsHandler http.Handler) {
+func (s *Server) routes(metricsHandler http.Handler, ui UI) {
 	s.plain("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	s.plain("GET /readyz", s.ready)
 	s.plain("GET /metrics", metricsHandler.ServeHTTP)
@@ -105,12 +123,25 @@ func (s *Server) routes(metricsHandler http.Handler) {
 	s.route("PUT /api/v1/clusters/{id}/status", auth.AgentStatus, s.putStatus)
 	s.route("GET /api/v1/clusters/{id}/status", auth.Read, s.getStatus)
 	s.route("GET /api/v1/clusters/{id}/status/history", auth.Read, s.getStatusHistory)
+	s.route("POST /api/v1/clusters/{id}/plans", auth.Write, s.createPlan)
+	s.route("GET /api/v1/clusters/{id}/plans", auth.Read, s.listPlans)
+	s.route("GET /api/v1/clusters/{id}/plans/{plan_id}", auth.Read, s.getPlan)
+	s.route("PUT /api/v1/clusters/{id}/plans/{plan_id}", auth.AgentStatus, s.reportPlan)
+	s.route("GET /api/v1/channels/{name}/rollout", auth.Read, s.getRollout)
+	s.route("GET /api/v1/channels/{name}/history", auth.Read, s.getHistory)
+	s.route("GET /api/v1/channels/{name}/promotion", auth.Read, s.getPromotionGate)
+	s.route("POST /api/v1/channels/{name}/promotions", auth.Write, s.recordPromotion)
 	s.route("GET /api/v1/audit", auth.Read, s.listAudit)
 	s.route("GET /api/v1/tokens", auth.Read, s.listTokens)
 	s.route("POST /api/v1/tokens", auth.Write, s.createToken)
 	s.route("GET /api/v1/tokens/{token_id}", auth.Read, s.getToken)
 	s.route("DELETE /api/v1/tokens/{token_id}", auth.Write, s.revokeToken)
 
+	if ui != nil {
+		for pattern, h := range ui.Routes() {
+			s.mux.Handle(pattern, s.observe(h))
+		}
+	}
 	s.plain("/", s.noRoute)
 }
 

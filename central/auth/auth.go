@@ -30,7 +30,8 @@ const (
 	Write
 	// AgentAssignment reads one cluster's assignment: admins, readers and that cluster's agent.
 	AgentAssignment
-	// AgentStatus writes one cluster's status: admins and that cluster's agent.
+	// AgentStatus writes one cluster's status and its answers to plans:
+	// admins and that cluster's agent.
 	AgentStatus
 )
 

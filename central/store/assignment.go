@@ -11,7 +11,8 @@ import (
 )
 
 // Assignment is a cluster's assignment encoded, with its strong ETag and the
-// time at which it changes by itself (a block running out), if any.
+// time at which it changes by itself (a block running out, a plan its agent
+// did not answer in time), if any.
 type Assignment struct {
 	Body      []byte
 	ETag      string
@@ -53,6 +54,11 @@ func (s *Store) Assignment(ctx context.Context, clusterID string) (Assignment, e
 		return Assignment{}, err
 	}
 	a, changesAt := api.BuildAssignment(in, now)
+	plans, plansExpire, err := s.openPlans(ctx, clusterID, now)
+	if err != nil {
+		return Assignment{}, err
+	}
+	a.Plans, changesAt = plans, earliest(changesAt, plansExpire)
 	body, err := json.Marshal(a)
 	if err != nil {
 		return Assignment{}, fmt.Errorf("encoding assignment: %w", err)

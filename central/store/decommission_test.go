@@ -64,7 +64,7 @@ func TestDecommissionMigrationUpgradesAnExistingDatabase(t *testing.T) {
 		versions = append(versions, v)
 	}
 	require.NoError(t, rows.Close())
-	assert.Equal(t, []int{1, 2}, versions)
+	assert.Subset(t, versions, []int{1, 2}, "the decommission migration is applied, and any later one")
 
 	column := func() sql.NullString {
 		t.Helper()

@@ -88,6 +88,10 @@ var Channels = Kind[api.Channel]{
 	table: "channels", resource: "channel",
 	columns: []string{"position"},
 	values:  func(c api.Channel) []any { return []any{c.Position} },
+	stored: func(c api.Channel) api.Channel {
+		c.Head, c.Clusters = nil, nil
+		return c
+	},
 	affected: func(ctx context.Context, s *Store, q querier, ref Ref) ([]string, error) {
 		return clusterIDsWhere(ctx, s, q, "channel", ref.Key)
 	},

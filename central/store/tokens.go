@@ -46,11 +46,15 @@ func NewID() (string, error) { return newID() }
 // CreateToken stores a new token and returns it with its secret, the only
 // time the secret is ever seen.
 func (s *Store) CreateToken(ctx context.Context, name, role, clusterID, actor string) (api.Token, error) {
-	if err := api.ValidateToken(name, role, clusterID); err != nil {
-		return api.Token{}, err
-	}
 	secret, err := newSecret()
 	if err != nil {
+		return api.Token{}, err
+	}
+	return s.insertToken(ctx, name, role, clusterID, secret, actor)
+}
+
+func (s *Store) insertToken(ctx context.Context, name, role, clusterID, secret, actor string) (api.Token, error) {
+	if err := api.ValidateToken(name, role, clusterID); err != nil {
 		return api.Token{}, err
 	}
 	id, err := newID()
@@ -83,22 +87,116 @@ func (s *Store) CreateToken(ctx context.Context, name, role, clusterID, actor st
 
 // TokenBySecret finds the unrevoked token with this secret.
 func (s *Store) TokenBySecret(ctx context.Context, secret string) (api.Token, error) {
-	var doc string
-	err := s.read.QueryRowContext(ctx, s.rebind(`SELECT doc FROM tokens WHERE hash = ?`), HashToken(secret)).Scan(&doc)
-	if errors.Is(err, sql.ErrNoRows) {
+	rec, err := s.tokenWhere(ctx, "hash", HashToken(secret))
+	if err != nil {
+		return api.Token{}, err
+	}
+	if rec.Value.RevokedAt != nil {
 		return api.Token{}, ErrNotFound
 	}
+	return rec.Value, nil
+}
+
+// tokenWhere reads the token, revoked or not, whose column (hash or name,
+// both unique) holds value.
+func (s *Store) tokenWhere(ctx context.Context, column, value string) (Record[api.Token], error) {
+	var doc string
+	var revision int64
+	err := s.read.QueryRowContext(ctx, s.rebind(`SELECT doc, revision FROM tokens WHERE `+column+` = ?`), value).Scan(&doc, &revision)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Record[api.Token]{}, ErrNotFound
+	}
 	if err != nil {
-		return api.Token{}, fmt.Errorf("looking up token: %w", err)
+		return Record[api.Token]{}, fmt.Errorf("looking up token: %w", err)
 	}
 	var t api.Token
 	if err := json.Unmarshal([]byte(doc), &t); err != nil {
-		return api.Token{}, fmt.Errorf("decoding token: %w", err)
+		return Record[api.Token]{}, fmt.Errorf("decoding token: %w", err)
 	}
-	if t.RevokedAt != nil {
-		return api.Token{}, ErrNotFound
+	return Record[api.Token]{Value: t, Revision: revision}, nil
+}
+
+// AdminTokenOutcome is what EnsureAdminToken did.
+type AdminTokenOutcome string
+
+// What EnsureAdminToken may do.
+const (
+	// AdminTokenCreated: no token had the name yet; it was made with the secret.
+	AdminTokenCreated AdminTokenOutcome = "created"
+	// AdminTokenRotated: the token of that name got the new secret and is
+	// valid again if it was revoked; its former secret no longer works.
+	AdminTokenRotated AdminTokenOutcome = "rotated"
+	// AdminTokenUnchanged: a valid admin token has the secret already.
+	AdminTokenUnchanged AdminTokenOutcome = "unchanged"
+	// AdminTokenRevoked: the token with the secret was revoked and stays so.
+	AdminTokenRevoked AdminTokenOutcome = "revoked"
+)
+
+// EnsureAdminToken makes secret the secret of an admin token, for a secret
+// the registry is given when it starts. A secret some admin token has
+// already changes nothing, whatever that token's name, so restarts are
+// idempotent. A new secret goes to the admin token called name, which is
+// created the first time and has its secret replaced afterwards. A revoked
+// token is never revived by its own secret: a revocation through the API
+// holds across restarts, and only a new secret brings the token back.
+func (s *Store) EnsureAdminToken(ctx context.Context, name, secret, actor string) (api.Token, AdminTokenOutcome, error) {
+	t, outcome, err := s.ensureAdminToken(ctx, name, secret, actor)
+	if errors.Is(err, ErrExists) || errors.Is(err, ErrStale) {
+		// Another replica starting with the same secret wrote first: read what it wrote.
+		t, outcome, err = s.ensureAdminToken(ctx, name, secret, actor)
 	}
-	return t, nil
+	return t, outcome, err
+}
+
+func (s *Store) ensureAdminToken(ctx context.Context, name, secret, actor string) (api.Token, AdminTokenOutcome, error) {
+	holder, err := s.tokenWhere(ctx, "hash", HashToken(secret))
+	switch {
+	case err == nil && holder.Value.Role != api.RoleAdmin:
+		return api.Token{}, "", fmt.Errorf("the secret is the one of token %q, a %s token, not an admin token", holder.Value.Name, holder.Value.Role)
+	case err == nil && holder.Value.RevokedAt != nil:
+		return holder.Value, AdminTokenRevoked, nil
+	case err == nil:
+		return holder.Value, AdminTokenUnchanged, nil
+	case !errors.Is(err, ErrNotFound):
+		return api.Token{}, "", err
+	}
+	named, err := s.tokenWhere(ctx, "name", name)
+	if errors.Is(err, ErrNotFound) {
+		t, err := s.insertToken(ctx, name, api.RoleAdmin, "", secret, actor)
+		return t, AdminTokenCreated, err
+	}
+	if err != nil {
+		return api.Token{}, "", err
+	}
+	if named.Value.Role != api.RoleAdmin {
+		return api.Token{}, "", fmt.Errorf("the token name %q is taken by a %s token", name, named.Value.Role)
+	}
+	t, err := s.rotateToken(ctx, named, secret, actor)
+	return t, AdminTokenRotated, err
+}
+
+// rotateToken gives a token a new secret, valid from now on; the token
+// keeps its id and name.
+func (s *Store) rotateToken(ctx context.Context, rec Record[api.Token], secret, actor string) (api.Token, error) {
+	t := rec.Value
+	t.CreatedAt, t.CreatedBy, t.RevokedAt = s.now().UTC(), actor, nil
+	doc, err := json.Marshal(t)
+	if err != nil {
+		return api.Token{}, err
+	}
+	err = s.inTx(ctx, func(tx *sql.Tx, n *notes) error {
+		res, err := tx.ExecContext(ctx, s.rebind(`UPDATE tokens SET doc = ?, hash = ?, revision = revision + 1 WHERE key = ? AND revision = ?`),
+			string(doc), HashToken(secret), t.ID, rec.Revision)
+		if err != nil {
+			return fmt.Errorf("rotating token %q: %w", t.Name, err)
+		}
+		if count, _ := res.RowsAffected(); count == 0 {
+			return fmt.Errorf("token %q: %w", t.Name, ErrStale)
+		}
+		n.tokens = true
+		return s.audit(ctx, tx, actor, "update", "token", t.ID, rec.Value, json.RawMessage(doc))
+	})
+	return t, err
 }
 
 // Tokens lists tokens, revoked ones included, ordered by id.

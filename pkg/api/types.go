@@ -131,13 +131,21 @@ type NodePool struct {
 }
 
 // Channel is one step of the promotion path, backed by one git branch.
+// Head and Clusters are read-only: the registry reads the branch head from
+// git and counts the channel's clusters when it answers.
 type Channel struct {
-	Name          string    `json:"name"`
-	Branch        string    `json:"branch"`
-	Position      int       `json:"position"`
-	RepositoryURL string    `json:"repository_url"`
-	CreatedAt     time.Time `json:"created_at"`
-	UpdatedAt     time.Time `json:"updated_at"`
+	Name          string `json:"name"`
+	Branch        string `json:"branch"`
+	Position      int    `json:"position"`
+	RepositoryURL string `json:"repository_url"`
+	// PromotionSoak is how long a commit must have been current on every
+	// cluster of this channel before it may be promoted from it, a Go
+	// duration; empty means DefaultPromotionSoak of the channel's name.
+	PromotionSoak string         `json:"promotion_soak,omitempty"`
+	Head          *ChannelHead   `json:"head,omitempty"`
+	Clusters      *ClusterCounts `json:"clusters,omitempty"`
+	CreatedAt     time.Time      `json:"created_at"`
+	UpdatedAt     time.Time      `json:"updated_at"`
 }
 
 // Block stops updates of a cluster, or of one node pool when NodePool is set.
@@ -231,6 +239,9 @@ type Assignment struct {
 	NodePools   []AssignedNodePool `json:"node_pools"`
 	Blocks      []Block            `json:"blocks"`
 	Drain       DrainSLA           `json:"drain"`
+	// Plans are the cluster's plans awaiting the agent's answer; left out
+	// when there are none, and no part of the version the agent converges to.
+	Plans []AssignedPlan `json:"plans,omitempty"`
 }
 
 // AssignedCluster is the cluster's own fields as an agent sees them.

@@ -231,6 +231,9 @@ func (c *Channel) Validate() error {
 	if c.RepositoryURL != "" {
 		validateRepositoryURL(v, "repository_url", c.RepositoryURL)
 	}
+	if c.PromotionSoak != "" {
+		validatePromotionSoak(v, "promotion_soak", c.PromotionSoak)
+	}
 	return v.err()
 }
 

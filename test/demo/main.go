@@ -31,6 +31,7 @@ import (
 
 	"github.com/caravan-gitops/caravan/agent"
 	"github.com/caravan-gitops/caravan/central"
+	"github.com/caravan-gitops/caravan/pkg/gitauth"
 	"github.com/caravan-gitops/caravan/test/cloudbridge"
 	"github.com/caravan-gitops/caravan/test/controlplane"
 	"github.com/caravan-gitops/caravan/test/gitserver"
@@ -90,7 +91,8 @@ func run(ctx context.Context, dir, listen, manifests string) error {
 	addr := make(chan string, 1)
 	centralDone := make(chan error, 1)
 	go func() {
-		centralDone <- central.Run(ctx, central.Config{Listen: listen, Database: database, Logger: log, Ready: func(a string) { addr <- a }})
+		centralDone <- central.Run(ctx, central.Config{Listen: listen, Database: database, Logger: log,
+			Git: gitauth.Credentials{Username: git.User, Password: git.Password}, Ready: func(a string) { addr <- a }})
 	}()
 	var url string
 	select {

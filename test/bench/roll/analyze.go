@@ -34,6 +34,9 @@ type force struct {
 	kind string
 	node string
 	at   time.Time
+	// recorded is the caravan.io/last-forced-drain value the roller
+	// wrote for it, what the rules read of it afterwards.
+	recorded time.Time
 }
 
 // step is the replacement of one old node, in the order of the roll.
@@ -82,6 +85,9 @@ type analysis struct {
 	// them whose replacement landed on an old node and had to move again.
 	podsMoved, movedTwice int
 	bound                 time.Duration
+	// boundOnInstants is the bound with the sibling rules read on the
+	// instants themselves (instantAges).
+	boundOnInstants time.Duration
 	// exact: against the instants things happened (the Events' and the
 	// watches' clocks); recorded: against the timestamps the cluster keeps
 	// and the rules read (annotations, creationTimestamp, the Ready
@@ -144,13 +150,19 @@ func (w *world) analyse(ctx context.Context, res *rollResult) (*analysis, error)
 		}
 	}
 	sort.Slice(an.forces, func(i, j int) bool { return an.forces[i].at.Before(an.forces[j].at) })
+	for i := range an.forces {
+		an.forces[i].recorded = recordedForce(an.forces[i], nodeFacts)
+	}
 
 	an.steps = w.steps(res, pods, nodeFacts, drainStarts, an)
 	sla := res.sla
-	b := &bounds{sla: sla, pods: pods, pdbs: pdbs, forces: an.forces, at: map[types.UID]time.Time{}, leave: map[types.UID]time.Time{}}
+	b := newBounds(sla, pods, pdbs, an.forces, apiAges)
+	instants := newBounds(sla, pods, pdbs, an.forces, instantAges)
 	for i := range an.steps {
+		launch := an.steps[i].newReady.Sub(an.steps[i].surge)
 		an.steps[i].bound = b.drain(&an.steps[i])
-		an.bound += an.steps[i].newReady.Sub(an.steps[i].surge) + an.steps[i].bound
+		an.bound += launch + an.steps[i].bound
+		an.boundOnInstants += launch + instants.drain(&an.steps[i])
 	}
 	an.check(sla, pods)
 	if err := an.dump(filepath.Join(w.dir, "steps.txt"), b); err != nil {
@@ -162,6 +174,22 @@ func (w *world) analyse(ctx context.Context, res *rollResult) (*analysis, error)
 		an.drainTime += s.drainEnd.Sub(s.drainStart)
 	}
 	return an, nil
+}
+
+// recordedForce is the last-forced-drain value written for a force: the
+// roller writes it between the deletion and the Event, so it is the last
+// one the node showed at or before the Event; the Event's time when the
+// node never showed one.
+func recordedForce(f force, nodes map[string]nodeFacts) time.Time {
+	rec := f.at
+	if nf, ok := nodes[f.node]; ok {
+		for _, t := range nf.lastForced {
+			if !t.After(f.at) {
+				rec = t
+			}
+		}
+	}
+	return rec
 }
 
 func eventTime(e *eventsv1.Event) time.Time {
@@ -265,9 +293,42 @@ type bounds struct {
 	pods   map[types.UID]podFacts
 	pdbs   map[string][]pdbPoint
 	forces []force
+	// ages is how the sibling rules read a pod's creation and readiness.
+	ages ages
 	// at is each forced pod's instant in the bound; leave each other
 	// pod's.
 	at, leave map[types.UID]time.Time
+}
+
+func newBounds(sla nodes.SLA, pods map[types.UID]podFacts, pdbs map[string][]pdbPoint, forces []force, ages ages) *bounds {
+	return &bounds{sla: sla, pods: pods, pdbs: pdbs, forces: forces, ages: ages, at: map[types.UID]time.Time{}, leave: map[types.UID]time.Time{}}
+}
+
+// ages reads when a pod was created and when it became ready.
+type ages func(p podFacts) (created, ready time.Time)
+
+// recordedAges are the seconds the API recorded: a rule read on them
+// alone may come up to a second early.
+func recordedAges(p podFacts) (time.Time, time.Time) { return p.created, p.readySince }
+
+// apiAges are the ends of the seconds the API recorded: the earliest
+// instants from which a reader of the API knows an age has passed, as the
+// roller reads them.
+func apiAges(p podFacts) (time.Time, time.Time) {
+	return endOfSecond(p.created), endOfSecond(p.readySince)
+}
+
+// instantAges are the instants themselves, as the watches saw them, which
+// no reader of the API can know to within a second.
+func instantAges(p podFacts) (time.Time, time.Time) {
+	return p.createdAt(watchLag), p.readyAt(watchLag)
+}
+
+func endOfSecond(t time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	return t.Truncate(time.Second).Add(time.Second)
 }
 
 // drain is the least time from the node's drain start to its last pod
@@ -321,7 +382,7 @@ func (b *bounds) drain(s *step) time.Duration {
 		p := b.pods[f.pod]
 		t := latest(start.Add(sla.GracePeriod), p.created.Add(sla.MinPodLifetime))
 		if j > 0 {
-			t = latest(t, at[j-1].Truncate(time.Second).Add(sla.ForceEvictInterval))
+			t = latest(t, at[j-1].Add(sla.ForceEvictInterval))
 		}
 		// Its own replacement, and whatever of its budget came after its
 		// force, came of it.
@@ -336,13 +397,13 @@ func (b *bounds) drain(s *step) time.Duration {
 			for uid := range b.after(p, chain[q].at) {
 				exclude[uid] = true
 			}
-			qStart := chain[q].at.Truncate(time.Second).Add(sla.ForceEvictInterval)
+			qStart := chain[q].recorded.Add(sla.ForceEvictInterval)
 			held := b.siblingsAllow(f.pod, qStart, b.after(p, f.at)).Sub(chain[q].at)
 			t = latest(t, at[q].Add(held))
 		}
 		for _, other := range b.forces {
 			if other.app == f.app && other.node != s.node && other.at.Before(f.at) {
-				t = latest(t, other.at.Truncate(time.Second).Add(sla.ForceEvictInterval))
+				t = latest(t, other.recorded.Add(sla.ForceEvictInterval))
 			}
 		}
 		at[j] = b.siblingsAllow(f.pod, t, exclude)
@@ -384,6 +445,22 @@ func allowedSince(points []pdbPoint, t time.Time) time.Time {
 	return since
 }
 
+// createdAt and readyAt are the instants a pod was created and became
+// ready: when the watch saw it, less its lag, and not before the second
+// the API recorded. The API keeps whole seconds; the rules count from the
+// instant itself.
+func (p podFacts) createdAt(lag time.Duration) time.Time { return instant(p.created, p.seen, lag) }
+func (p podFacts) readyAt(lag time.Duration) time.Time {
+	return instant(p.readySince, p.readySeen, lag)
+}
+
+func instant(recorded, seen time.Time, lag time.Duration) time.Time {
+	if seen.IsZero() {
+		return recorded
+	}
+	return latest(recorded, seen.Add(-lag))
+}
+
 // siblingsAllow is the first instant from t at which the sibling rules, as
 // recorded, allow forcing the pod: no other pod of its Deployment (which
 // its budget covers) but those excluded is terminating, every ready one
@@ -398,8 +475,9 @@ func (b *bounds) siblingsAllow(uid types.UID, t time.Time, exclude map[types.UID
 			continue
 		}
 		sibs = append(sibs, s)
+		created, ready := b.ages(s)
 		for _, c := range []time.Time{s.gone, s.seen, s.readySeen,
-			s.created.Add(b.sla.MinUnhealthySiblingLifetime), s.readySince.Add(b.sla.MinHealthySiblingLifetime)} {
+			created.Add(b.sla.MinUnhealthySiblingLifetime), ready.Add(b.sla.MinHealthySiblingLifetime)} {
 			if c.After(t) {
 				candidates = append(candidates, c)
 			}
@@ -407,7 +485,7 @@ func (b *bounds) siblingsAllow(uid types.UID, t time.Time, exclude map[types.UID
 	}
 	slices.SortFunc(candidates, func(a, b time.Time) int { return a.Compare(b) })
 	for _, c := range candidates {
-		if siblingRule(sibs, c, b.sla, true, 0) == "" {
+		if siblingRule(sibs, c, b.sla, b.ages, watchLag) == "" {
 			return c
 		}
 	}
@@ -416,19 +494,14 @@ func (b *bounds) siblingsAllow(uid types.UID, t time.Time, exclude map[types.UID
 
 // siblingRule names the sibling rule that forbids forcing a pod at t, or
 // "". Whether a sibling exists, is ready or terminating at t is what the
-// watches saw; its lifetimes count, when recorded, from its
-// creationTimestamp and Ready lastTransitionTime (whole seconds), as the
-// roller reads them, else from when the watch saw it created and ready.
-// lag is given in the roller's favour.
-func siblingRule(sibs []podFacts, t time.Time, sla nodes.SLA, recorded bool, lag time.Duration) string {
+// watches saw; its lifetimes count from what ages reads. lag is given in
+// the roller's favour.
+func siblingRule(sibs []podFacts, t time.Time, sla nodes.SLA, ages ages, lag time.Duration) string {
 	for _, s := range sibs {
 		if s.seen.After(t.Add(-lag)) || !s.gone.IsZero() && !s.gone.After(t.Add(lag)) {
 			continue // not there at t
 		}
-		created, readySince := s.seen.Add(-lag), s.readySeen.Add(-lag)
-		if recorded {
-			created, readySince = s.created, s.readySince
-		}
+		created, readySince := ages(s)
 		switch {
 		case !s.terminating.IsZero() && !s.terminating.After(t.Add(-lag)):
 			return nodes.RuleSiblingTerminating
@@ -474,13 +547,13 @@ func (an *analysis) check(sla nodes.SLA, pods map[types.UID]podFacts) {
 			{nodes.RuleMinPodLifetime, p.seen.Add(sla.MinPodLifetime - watchLag), p.created.Add(sla.MinPodLifetime)},
 		}
 		for _, prev := range an.forces[:i] {
-			// The roller keeps the last force as an RFC 3339 annotation:
-			// the second it began in.
+			// The roller keeps the last force as an annotation on the node
+			// and the budget: recorded is the value it wrote.
 			if prev.node == f.node {
-				rules = append(rules, rule{nodes.RuleForceEvictInterval, prev.at.Add(sla.ForceEvictInterval), prev.at.Truncate(time.Second).Add(sla.ForceEvictInterval)})
+				rules = append(rules, rule{nodes.RuleForceEvictInterval, prev.at.Add(sla.ForceEvictInterval), prev.recorded.Add(sla.ForceEvictInterval)})
 			}
 			if prev.app == f.app {
-				rules = append(rules, rule{nodes.RulePDBForceEvictInterval, prev.at.Add(sla.ForceEvictInterval), prev.at.Truncate(time.Second).Add(sla.ForceEvictInterval)})
+				rules = append(rules, rule{nodes.RulePDBForceEvictInterval, prev.at.Add(sla.ForceEvictInterval), prev.recorded.Add(sla.ForceEvictInterval)})
 			}
 		}
 		exact := map[string]time.Duration{}
@@ -499,10 +572,10 @@ func (an *analysis) check(sla nodes.SLA, pods map[types.UID]podFacts) {
 				sibs = append(sibs, sib)
 			}
 		}
-		if r := siblingRule(sibs, f.at, sla, false, watchLag); r != "" {
+		if r := siblingRule(sibs, f.at, sla, instantAges, watchLag); r != "" {
 			exact[r] = max(exact[r], 0)
 		}
-		if r := siblingRule(sibs, f.at, sla, true, watchLag); r != "" {
+		if r := siblingRule(sibs, f.at, sla, recordedAges, watchLag); r != "" {
 			recorded[r] = true
 		}
 		for name, early := range exact {
@@ -521,17 +594,20 @@ func (an *analysis) check(sla nodes.SLA, pods map[types.UID]podFacts) {
 }
 
 // segments splits the roll's time into what each step waited for, summed
-// over the steps; the lower bound is the sum of those marked inBound.
+// over the steps; the lower bound is the sum of those marked inBound. A
+// step begins when the one before terminated its instance: the roller
+// surges again at once, so the old Node's removal overlaps the next
+// launch, and only the last one is on the roll's path.
 func segments(res *rollResult, steps []step) []segment {
 	out := []segment{
-		{name: "roll start → surge (mark the old nodes, raise the desired capacity)", who: "roller"},
+		{name: "previous instance terminated (or roll start) → surge", who: "roller"},
 		{name: "surge → new node Ready (moto launches, the bridge registers, kwok readies)", who: "infrastructure", inBound: true},
-		{name: "new node Ready → drain start (next pass selects)", who: "roller"},
+		{name: "new node Ready → drain start (the pass it wakes selects)", who: "roller"},
 		{name: "drain start → last pod gone: the least the rules allow", who: "drain SLA, kwok", inBound: true},
-		{name: "drain start → last pod gone: beyond that (forces and evictions at the next pass)", who: "roller"},
-		{name: "last pod gone → instance terminated (next pass)", who: "roller"},
-		{name: "instance terminated → Node gone (the bridge deletes it)", who: "bridge"},
-		{name: "last Node gone → roll ended (next pass resumes AZRebalance)", who: "roller"},
+		{name: "drain start → last pod gone: beyond that (forces and evictions at the pass after the instant or change)", who: "roller"},
+		{name: "last pod gone → instance terminated (the pass it wakes)", who: "roller"},
+		{name: "last instance terminated → its Node gone (the bridge deletes it)", who: "bridge"},
+		{name: "last Node gone → roll ended (the pass it wakes resumes AZRebalance)", who: "roller"},
 	}
 	prev := res.start
 	for _, s := range steps {
@@ -541,11 +617,14 @@ func segments(res *rollResult, steps []step) []segment {
 		out[3].took += s.bound
 		out[4].took += s.drainEnd.Sub(s.drainStart) - s.bound
 		out[5].took += s.terminate.Sub(s.drainEnd)
-		out[6].took += s.gone.Sub(s.terminate)
-		prev = s.gone
+		prev = s.terminate
+	}
+	if len(steps) > 0 {
+		last := steps[len(steps)-1]
+		out[6].took = last.gone.Sub(last.terminate)
+		prev = last.gone
 	}
 	out[7].took = res.end.Sub(prev)
-	out[0].name = "previous Node gone (or roll start) → surge (next pass raises the desired capacity)"
 	return out
 }
 

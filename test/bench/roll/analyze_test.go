@@ -40,21 +40,21 @@ func TestSiblingRuleReadsRecordedOrSeenTimes(t *testing.T) {
 	// since the second began.
 	ready := podFacts{created: t0.Add(-5 * time.Second), seen: t0.Add(-5 * time.Second), readySince: t0, readySeen: t0.Add(600 * time.Millisecond)}
 	force := t0.Add(1100 * time.Millisecond)
-	if r := siblingRule([]podFacts{ready}, force, sla, true, 0); r != "" {
+	if r := siblingRule([]podFacts{ready}, force, sla, recordedAges, 0); r != "" {
 		t.Errorf("recorded: %q, want none", r)
 	}
-	if r := siblingRule([]podFacts{ready}, force, sla, false, 0); r != nodes.RuleMinHealthySiblingLifetime {
+	if r := siblingRule([]podFacts{ready}, force, sla, instantAges, 0); r != nodes.RuleMinHealthySiblingLifetime {
 		t.Errorf("exact: %q, want %s", r, nodes.RuleMinHealthySiblingLifetime)
 	}
 	terminating := podFacts{created: t0.Add(-time.Hour), seen: t0.Add(-time.Hour), terminating: t0, gone: t0.Add(time.Second)}
-	if r := siblingRule([]podFacts{terminating}, t0.Add(500*time.Millisecond), sla, true, 0); r != nodes.RuleSiblingTerminating {
+	if r := siblingRule([]podFacts{terminating}, t0.Add(500*time.Millisecond), sla, recordedAges, 0); r != nodes.RuleSiblingTerminating {
 		t.Errorf("a sibling terminating: %q", r)
 	}
-	if r := siblingRule([]podFacts{terminating}, t0.Add(1500*time.Millisecond), sla, true, 0); r != "" {
+	if r := siblingRule([]podFacts{terminating}, t0.Add(1500*time.Millisecond), sla, recordedAges, 0); r != "" {
 		t.Errorf("a sibling gone: %q", r)
 	}
 	young := podFacts{created: t0, seen: t0.Add(300 * time.Millisecond)}
-	if r := siblingRule([]podFacts{young}, t0.Add(800*time.Millisecond), sla, true, 0); r != nodes.RuleMinUnhealthySiblingLifetime {
+	if r := siblingRule([]podFacts{young}, t0.Add(800*time.Millisecond), sla, recordedAges, 0); r != nodes.RuleMinUnhealthySiblingLifetime {
 		t.Errorf("a young sibling not ready: %q", r)
 	}
 }

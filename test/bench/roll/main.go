@@ -16,8 +16,9 @@
 // a kwok Node for every running instance of the group; 50 Deployments of 10
 // replicas, most of them under a PodDisruptionBudget. It then makes the pool
 // outdated (a new launch template version with a new revision) and drives
-// the agent's own nodes.Roller, one Pass every drain_poll_interval, as the
-// agent's loop does, until every node is replaced. What happened is
+// the agent's own nodes.Roller as the agent's loop does, a Pass after each
+// change its nodes.Trigger sees, at each forecast force, and at the latest
+// every drain_poll_interval, until every node is replaced. What happened is
 // recorded as it happens (watches of Pods, Nodes and PodDisruptionBudgets,
 // the roller's AWS calls and API requests) and, after the roll, read back
 // from the Events the roller wrote; the lower bound and the rule checks are
@@ -57,7 +58,7 @@ func parseOptions() (options, error) {
 	var o options
 	flag.StringVar(&o.out, "out", "", "markdown file whose roll section is rewritten with the figures (stdout only when empty)")
 	flag.IntVar(&o.nodes, "nodes", 50, "nodes of the pool, each carrying 10 pods (the goal's: 50); a multiple of 5")
-	flag.DurationVar(&o.poll, "poll", 250*time.Millisecond, "drain_poll_interval: the pause after each Pass of the roller")
+	flag.DurationVar(&o.poll, "poll", 30*time.Second, "drain_poll_interval: the longest wait between two Passes of the roller when no change wakes it (the default's 30s)")
 	flag.DurationVar(&o.bridgeInterval, "bridge-interval", 250*time.Millisecond, "the cloud bridge's interval between two passes")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary folder with the logs of every part")
 	flag.Parse()

@@ -55,8 +55,11 @@ type nodeFacts struct {
 	seen           time.Time
 	readySeen      time.Time
 	drainStart     string // the caravan.io/drain-start annotation
-	drainingSeen   time.Time
-	gone           time.Time
+	// lastForced are the values the caravan.io/last-forced-drain
+	// annotation took, in order.
+	lastForced   []time.Time
+	drainingSeen time.Time
+	gone         time.Time
 }
 
 // pdbFacts is a budget's disruptionsAllowed over time.
@@ -170,6 +173,10 @@ func (f *facts) node(obj any, now time.Time) {
 	}
 	if v := n.Annotations[nodes.DrainStartAnnotation]; v != "" {
 		nf.drainStart = v
+	}
+	if t, err := time.Parse(time.RFC3339Nano, n.Annotations[nodes.LastForcedAnnotation]); err == nil &&
+		(len(nf.lastForced) == 0 || !nf.lastForced[len(nf.lastForced)-1].Equal(t)) {
+		nf.lastForced = append(nf.lastForced, t)
 	}
 }
 

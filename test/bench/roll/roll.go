@@ -76,7 +76,8 @@ type finalState struct {
 func (r *rollResult) wall() time.Duration { return r.end.Sub(r.start) }
 
 // roll makes the pool outdated and drives the agent's roller until every
-// node is replaced: one Pass, then a pause of drain_poll_interval, as the
+// node is replaced: one Pass, then a wait for the roller's Trigger, the
+// next forecast force or drain_poll_interval, whichever comes first, as the
 // agent's loop does while a roll is under way.
 func (w *world) roll(ctx context.Context) (*rollResult, error) {
 	res := &rollResult{oldNodes: map[string]string{}}
@@ -122,7 +123,15 @@ func (w *world) roll(ctx context.Context) (*rollResult, error) {
 	}
 	defer logFile.Close()
 	reg := prometheus.NewRegistry()
-	roller := nodes.NewRoller(kube, fleet, recorder, logr.FromSlogHandler(slog.NewJSONHandler(logFile, nil)), nodes.NewMetrics(reg))
+	log := logr.FromSlogHandler(slog.NewJSONHandler(logFile, nil))
+	roller := nodes.NewRoller(kube, fleet, recorder, log, nodes.NewMetrics(reg))
+	watcher, err := client.NewWithWatch(restCfg, client.Options{Scheme: clientgoscheme.Scheme})
+	if err != nil {
+		return nil, err
+	}
+	trigger := nodes.NewTrigger(watcher, log)
+	trigger.Start(ctx)
+	defer trigger.Stop()
 
 	items := map[string]string{nodes.ConfigSurge: "1", nodes.ConfigCheckSpot: "false", nodes.ConfigPollInterval: w.opts.poll.String()}
 	for k, v := range scaledSLA {
@@ -146,7 +155,7 @@ func (w *world) roll(ctx context.Context) (*rollResult, error) {
 	if err := w.outdate(ctx); err != nil {
 		return nil, err
 	}
-	host.Progress("rolling %d nodes: one Pass every %s", len(res.oldNodes), settings.Poll())
+	host.Progress("rolling %d nodes: a Pass after each change, forecast force or %s", len(res.oldNodes), settings.Poll())
 	bridge0 := w.bridgeCalls.Snapshot()
 	res.start = time.Now()
 	var rolls []nodes.RollState
@@ -188,11 +197,7 @@ func (w *world) roll(ctx context.Context) (*rollResult, error) {
 			lastReport = time.Now()
 			host.Progress("%d of %d nodes outdated", outdated, len(res.oldNodes))
 		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(settings.Poll()):
-		}
+		trigger.Wait(ctx, nodes.EarliestForce(out.Progress), settings.Poll())
 	}
 	res.end = time.Now()
 	host.Progress("rolled in %s (%d passes)", res.wall().Round(100*time.Millisecond), len(res.passes))

@@ -1,0 +1,203 @@
+package nodes
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// Trigger tells a roll waiting between two passes that the cluster changed
+// in a way it waits for: a pool's Node came, went or changed readiness, a
+// PodDisruptionBudget's counts moved (a replacement became Ready, so an
+// eviction may pass now), or a pod left a node being drained. Without it
+// every wait of a roll would last until the next drain_poll_interval; with
+// it that interval is only the backstop for what no watch shows.
+//
+// It keeps no objects, only what tells a change from a repeat: a Node's
+// readiness and a budget's counts, so its memory does not grow with the
+// cluster's pods.
+type Trigger struct {
+	watcher client.WithWatch
+	log     logr.Logger
+	wake    chan struct{}
+
+	mu       sync.Mutex
+	stop     context.CancelFunc
+	draining map[string]context.CancelFunc
+}
+
+// NewTrigger returns a Trigger that watches through watcher once Start is
+// called.
+func NewTrigger(watcher client.WithWatch, log logr.Logger) *Trigger {
+	return &Trigger{watcher: watcher, log: log, wake: make(chan struct{}, 1)}
+}
+
+// Start watches the pools' Nodes and the PodDisruptionBudgets, and the pods
+// of every node labelled draining, until Stop or until ctx ends. Starting a
+// started Trigger does nothing.
+func (t *Trigger) Start(ctx context.Context) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.stop != nil {
+		return
+	}
+	ctx, t.stop = context.WithCancel(ctx)
+	t.draining = map[string]context.CancelFunc{}
+	go t.watch(ctx, &corev1.NodeList{}, []client.ListOption{client.HasLabels{PoolLabel}}, t.nodeChanges(ctx))
+	go t.watch(ctx, &policyv1.PodDisruptionBudgetList{}, nil, budgetChanges())
+}
+
+// Stop ends every watch.
+func (t *Trigger) Stop() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.stop != nil {
+		t.stop()
+		t.stop, t.draining = nil, nil
+	}
+}
+
+// Wait returns at the first change seen since the last Wait, at next when
+// it is not zero, after backstop, or when ctx ends, whichever comes first.
+func (t *Trigger) Wait(ctx context.Context, next time.Time, backstop time.Duration) {
+	d := backstop
+	if !next.IsZero() {
+		d = min(d, time.Until(next))
+	}
+	timer := time.NewTimer(max(d, 0))
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.wake:
+	case <-timer.C:
+	}
+}
+
+// C delivers one value after changes, however many came since the last
+// receive; for callers that wait on other things too.
+func (t *Trigger) C() <-chan struct{} { return t.wake }
+
+func (t *Trigger) signal() {
+	select {
+	case t.wake <- struct{}{}:
+	default:
+	}
+}
+
+// watch follows a kind until ctx ends, starting again after the API server
+// closes the watch or refuses it. Each (re)start wakes the roll once: what
+// changed before the watch began is seen by that pass, what changes after
+// by the watch. A new watch replays every object as added; the filters
+// know them already and stay quiet.
+func (t *Trigger) watch(ctx context.Context, list client.ObjectList, opts []client.ListOption, changed func(watch.Event) bool) {
+	for ctx.Err() == nil {
+		w, err := t.watcher.Watch(ctx, list, opts...)
+		if err != nil {
+			t.log.V(1).Info("watch refused; trying again", "kind", kindOf(list), "error", err.Error())
+			sleepCtx(ctx, time.Second)
+			continue
+		}
+		t.signal()
+		for ev := range w.ResultChan() {
+			if ev.Type == watch.Error {
+				break
+			}
+			if changed(ev) {
+				t.signal()
+			}
+		}
+		w.Stop()
+	}
+}
+
+// nodeChanges wakes on a Node that came, went or changed readiness, and
+// follows the pods of the nodes labelled draining.
+func (t *Trigger) nodeChanges(ctx context.Context) func(watch.Event) bool {
+	ready := map[string]bool{}
+	return func(ev watch.Event) bool {
+		n, ok := ev.Object.(*corev1.Node)
+		if !ok {
+			return false
+		}
+		if ev.Type == watch.Deleted {
+			delete(ready, n.Name)
+			t.follow(ctx, n.Name, false)
+			return true
+		}
+		t.follow(ctx, n.Name, n.Labels[LifecycleLabel] == DrainingValue)
+		was, known := ready[n.Name]
+		ready[n.Name] = nodeReady(n)
+		return !known || was != ready[n.Name]
+	}
+}
+
+// follow starts or ends the watch of a node's pods.
+func (t *Trigger) follow(ctx context.Context, node string, draining bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.draining == nil {
+		return
+	}
+	stop, followed := t.draining[node]
+	switch {
+	case draining && !followed:
+		podCtx, cancel := context.WithCancel(ctx)
+		t.draining[node] = cancel
+		go t.watch(podCtx, &corev1.PodList{}, []client.ListOption{client.MatchingFields{"spec.nodeName": node}}, podGone)
+	case !draining && followed:
+		stop()
+		delete(t.draining, node)
+	}
+}
+
+// podGone wakes when a pod of a node being drained is gone: the node may
+// be empty now, or a sibling that held a force back has ended.
+func podGone(ev watch.Event) bool { return ev.Type == watch.Deleted }
+
+// budgetChanges wakes when a budget's counts move: an eviction it refused
+// may pass now, or a sibling it waited for became Ready.
+func budgetChanges() func(watch.Event) bool {
+	type counts struct{ allowed, healthy, expected int32 }
+	seen := map[string]counts{}
+	return func(ev watch.Event) bool {
+		b, ok := ev.Object.(*policyv1.PodDisruptionBudget)
+		if !ok {
+			return false
+		}
+		key := b.Namespace + "/" + b.Name
+		if ev.Type == watch.Deleted {
+			delete(seen, key)
+			return true
+		}
+		now := counts{b.Status.DisruptionsAllowed, b.Status.CurrentHealthy, b.Status.ExpectedPods}
+		was, known := seen[key]
+		seen[key] = now
+		return !known || was != now
+	}
+}
+
+func kindOf(list client.ObjectList) string {
+	switch list.(type) {
+	case *corev1.NodeList:
+		return "Node"
+	case *corev1.PodList:
+		return "Pod"
+	default:
+		return "PodDisruptionBudget"
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+	case <-timer.C:
+	}
+}

@@ -1,0 +1,109 @@
+package preview
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"testing/fstest"
+
+	git "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/config"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/transport"
+	"github.com/go-git/go-git/v5/storage/memory"
+
+	"github.com/caravan-gitops/caravan/agent/source"
+)
+
+// searchDepth is how many commits of each branch a plan's commit is looked
+// for among: a preview is of a commit about to travel, near a branch's head.
+const searchDepth = 200
+
+// errCommitNotFound means no branch has the commit within searchDepth.
+var errCommitNotFound = errors.New("commit not found")
+
+// fetchCommit reads the files of a commit of the repo, whichever branch
+// holds it: a branch head is fetched alone, one commit deep, as a
+// reconcile does; any other commit is looked for among the newest
+// searchDepth commits of every branch.
+func fetchCommit(ctx context.Context, url string, creds source.Credentials, commit string) (fs.FS, error) {
+	auth, err := creds.Method()
+	if err != nil {
+		return nil, err
+	}
+	refs, err := git.NewRemote(memory.NewStorage(), &config.RemoteConfig{Name: "origin", URLs: []string{url}}).
+		ListContext(ctx, &git.ListOptions{Auth: auth})
+	if err != nil {
+		return nil, fmt.Errorf("listing %s: %w", url, err)
+	}
+	var heads []config.RefSpec
+	for _, ref := range refs {
+		if !ref.Name().IsBranch() {
+			continue
+		}
+		spec := config.RefSpec(ref.Name().String() + ":refs/remotes/origin/" + ref.Name().Short())
+		if ref.Hash().String() == commit {
+			return fetchFiles(ctx, url, auth, []config.RefSpec{spec}, 1, commit)
+		}
+		heads = append(heads, spec)
+	}
+	if len(heads) == 0 {
+		return nil, fmt.Errorf("%s has no branches: %w", url, errCommitNotFound)
+	}
+	return fetchFiles(ctx, url, auth, heads, searchDepth, commit)
+}
+
+// fetchFiles fetches the branches depth commits deep into memory and reads
+// the commit's files.
+func fetchFiles(ctx context.Context, url string, auth transport.AuthMethod, branches []config.RefSpec, depth int, commit string) (fs.FS, error) {
+	repo, err := git.Init(memory.NewStorage(), nil)
+	if err != nil {
+		return nil, err
+	}
+	remote, err := repo.CreateRemote(&config.RemoteConfig{Name: "origin", URLs: []string{url}})
+	if err != nil {
+		return nil, err
+	}
+	err = remote.FetchContext(ctx, &git.FetchOptions{Auth: auth, RefSpecs: branches, Depth: depth, Tags: git.NoTags})
+	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
+		return nil, fmt.Errorf("fetching the branches of %s: %w", url, err)
+	}
+	c, err := repo.CommitObject(plumbing.NewHash(commit))
+	if errors.Is(err, plumbing.ErrObjectNotFound) {
+		return nil, fmt.Errorf("%s is not among the newest %d commits of any branch of %s: %w", commit, depth, url, errCommitNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading commit %s: %w", commit, err)
+	}
+	return treeFiles(c)
+}
+
+// treeFiles reads every file of the commit into memory, as the reconcile's
+// source does: config repos are small, and the render reads them all.
+func treeFiles(c *object.Commit) (fs.FS, error) {
+	tree, err := c.Tree()
+	if err != nil {
+		return nil, fmt.Errorf("reading the tree of %s: %w", c.Hash, err)
+	}
+	files := fstest.MapFS{}
+	err = tree.Files().ForEach(func(f *object.File) error {
+		rd, err := f.Reader()
+		if err != nil {
+			return err
+		}
+		defer rd.Close()
+		content, err := io.ReadAll(rd)
+		if err != nil {
+			return err
+		}
+		files[f.Name] = &fstest.MapFile{Data: content, Mode: 0o644}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading the files of %s: %w", c.Hash, err)
+	}
+	return files, nil
+}

@@ -1,0 +1,142 @@
+package reconciler
+
+import (
+	"context"
+	"time"
+
+	"github.com/caravan-gitops/caravan/agent/assignment"
+	"github.com/caravan-gitops/caravan/agent/nodes"
+	"github.com/caravan-gitops/caravan/agent/source"
+	"github.com/caravan-gitops/caravan/pkg/api"
+)
+
+// Run loops until ctx ends. It reconciles after every answer of the
+// registry's long-poll: a new assignment, or none within the interval, and
+// then the branch head is listed again. While nodes are being replaced it
+// also reconciles, with the head it listed last, after every change the
+// roll waits for (the nodes.Trigger), at the next forecast force, and at
+// the latest after drain_poll_interval: a roll's steps follow one another
+// as soon as the cluster allows, not at the pace of a poll.
+func (r *Reconciler) Run(ctx context.Context) error {
+	updates := make(chan assignment.Update)
+	go r.pollAssignments(ctx, updates)
+	defer r.stopTrigger()
+	var current *api.Assignment
+	for {
+		listHead := false
+		wake, stop := r.nodeWake(ctx)
+		select {
+		case <-ctx.Done():
+			stop()
+			return nil
+		case upd := <-updates:
+			current, listHead = upd.Assignment, true
+		case <-wake:
+		}
+		stop()
+		if current == nil {
+			r.log.Info("no assignment yet; waiting for the registry")
+			continue
+		}
+		start := r.now()
+		r.reconcile(ctx, current, listHead)
+		r.metrics.duration.Observe(r.now().Sub(start).Seconds())
+	}
+}
+
+// pollAssignments long-polls the registry and hands every answer to the
+// loop, also an unchanged one: it is the loop's pace for listing the branch
+// head. Without a registry it hands on the last good assignment, less
+// often, so as not to hammer the registry.
+func (r *Reconciler) pollAssignments(ctx context.Context, updates chan<- assignment.Update) {
+	for ctx.Err() == nil {
+		upd, err := r.keeper.Poll(ctx, r.cfg.Interval)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			r.log.Error(err, "keeping the assignment")
+		}
+		if upd.RegistryErr != nil {
+			r.log.Info("registry unreachable; going on with the last good assignment", "error", upd.RegistryErr.Error())
+			r.metrics.registryErrors.Inc()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case updates <- upd:
+		}
+		if upd.Assignment == nil || upd.RegistryErr != nil {
+			sleep(ctx, r.cfg.Interval/6)
+		}
+	}
+}
+
+// nodeWake is what ends the loop's wait early while nodes are being
+// replaced or drained: the Trigger's next change, the next forecast force,
+// or drain_poll_interval. Without node work it never fires and the
+// Trigger's watches are stopped. stop releases the timer.
+func (r *Reconciler) nodeWake(ctx context.Context) (<-chan struct{}, func()) {
+	cc := r.config
+	if cc == nil || cc.Status.NodeUpdate == nil || len(cc.Status.Rolls) == 0 && len(cc.Status.PendingNodePools) == 0 {
+		r.stopTrigger()
+		return nil, func() {}
+	}
+	wait := cc.Status.NodeUpdate.Poll()
+	if !r.wakeAt.IsZero() {
+		wait = max(min(wait, time.Until(r.wakeAt)), 0)
+	}
+	wake := make(chan struct{})
+	timer := time.AfterFunc(wait, func() { close(wake) })
+	trigger := r.startTrigger(ctx)
+	if trigger == nil {
+		return wake, func() { timer.Stop() }
+	}
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-trigger.C():
+			if timer.Stop() {
+				close(wake)
+			}
+		case <-done:
+		}
+	}()
+	return wake, func() { timer.Stop(); close(done) }
+}
+
+func (r *Reconciler) startTrigger(ctx context.Context) *nodes.Trigger {
+	if r.infra.Trigger != nil {
+		r.infra.Trigger.Start(ctx)
+	}
+	return r.infra.Trigger
+}
+
+func (r *Reconciler) stopTrigger() {
+	if r.infra.Trigger != nil {
+		r.infra.Trigger.Stop()
+	}
+}
+
+// head is the branch's head commit: listed again when asked to, and when
+// the last listing was of another branch or repository.
+func (r *Reconciler) head(ctx context.Context, repo *source.Repo, branch string, list bool) (string, error) {
+	if !list && r.listed.url == repo.URL && r.listed.branch == branch && r.listed.commit != "" {
+		return r.listed.commit, nil
+	}
+	commit, err := repo.Head(ctx, branch)
+	if err != nil {
+		return "", err
+	}
+	r.listed = listedHead{url: repo.URL, branch: branch, commit: commit}
+	return commit, nil
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+	case <-timer.C:
+	}
+}

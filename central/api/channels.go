@@ -1,0 +1,239 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/caravan-gitops/caravan/central/store"
+	"github.com/caravan-gitops/caravan/channels"
+	"github.com/caravan-gitops/caravan/pkg/api"
+)
+
+const (
+	defaultHistoryLimit = 20
+	maxHistoryLimit     = 200
+)
+
+// presentChannels sorts channels into promotion order and adds each one's
+// head, as last read from git, and its cluster counts against that head.
+func (s *Server) presentChannels(ctx context.Context, cs []api.Channel) error {
+	sortChannels(cs)
+	if len(cs) == 0 {
+		return nil
+	}
+	only := ""
+	if len(cs) == 1 {
+		only = cs[0].Name
+	}
+	byChannel, err := s.store.ClustersByChannel(ctx, only)
+	if err != nil {
+		return err
+	}
+	heads := s.heads.Of(ctx, cs)
+	for i := range cs {
+		head := heads[cs[i].Name]
+		counts := channels.Counts(channels.ClustersOf(byChannel[cs[i].Name], nil), head.Commit)
+		cs[i].Head, cs[i].Clusters = &head, &counts
+	}
+	return nil
+}
+
+// clustersWithHistory reads a channel's clusters with the status history
+// of those in service.
+func (s *Server) clustersWithHistory(ctx context.Context, channel string) ([]channels.Cluster, error) {
+	byChannel, err := s.store.ClustersByChannel(ctx, channel)
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, c := range byChannel[channel] {
+		if c.LifecycleStatus == api.LifecycleReady {
+			ids = append(ids, c.ID)
+		}
+	}
+	history, err := s.store.StatusHistories(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	return channels.ClustersOf(byChannel[channel], history), nil
+}
+
+func (s *Server) channel(ctx context.Context, name string) (api.Channel, error) {
+	rec, err := store.Get(ctx, s.store, store.Channels, name)
+	return rec.Value, err
+}
+
+// commitParam reads an optional full commit id from the query.
+func commitParam(q url.Values, param string) (string, error) {
+	c := q.Get(param)
+	if c != "" && !api.ValidCommit(c) {
+		return "", queryProblem(param, "must be a full commit id (40 lower-case hex digits), got "+strconv.Quote(c))
+	}
+	return c, nil
+}
+
+func (s *Server) getRollout(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	commit, err := commitParam(r.URL.Query(), "commit")
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	ch, err := s.channel(ctx, r.PathValue("name"))
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	clusters, err := s.clustersWithHistory(ctx, ch.Name)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, channels.Rollout(ch, s.heads.Head(ctx, ch), commit, clusters))
+}
+
+func historyLimit(q url.Values) (int, error) {
+	raw := q.Get("limit")
+	if raw == "" {
+		return defaultHistoryLimit, nil
+	}
+	n, err := strconv.Atoi(raw)
+	if err != nil || n < 1 || n > maxHistoryLimit {
+		return 0, queryProblem("limit", "must be a whole number from 1 to "+strconv.Itoa(maxHistoryLimit)+", got "+strconv.Quote(raw))
+	}
+	return n, nil
+}
+
+func (s *Server) getHistory(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	limit, err := historyLimit(r.URL.Query())
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	ch, err := s.channel(ctx, r.PathValue("name"))
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	clusters, err := s.clustersWithHistory(ctx, ch.Name)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	head := s.heads.Head(ctx, ch)
+	out := api.ChannelHistory{Channel: ch.Name, Branch: ch.Branch, Head: &head, Total: len(channels.InService(clusters)), Commits: []api.HistoryCommit{}}
+	log, err := s.heads.Log(ctx, ch, limit)
+	if err != nil {
+		// An unreachable repository is the answer's to report, not a failure.
+		out.Error = err.Error()
+	} else {
+		out.Commits = channels.History(log, clusters)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// targetChannel reads the channel a promotion goes to, named by a query
+// parameter or body field: it must exist and differ from the source.
+func (s *Server) targetChannel(ctx context.Context, field, name string, other api.Channel) (api.Channel, error) {
+	ch, err := s.channel(ctx, name)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return ch, &api.ValidationError{Errors: []api.FieldError{{Field: field, Detail: "no channel " + strconv.Quote(name) + " exists"}}}
+		}
+		return ch, err
+	}
+	if ch.Name == other.Name {
+		return ch, &api.ValidationError{Errors: []api.FieldError{{Field: field, Detail: "a channel is not promoted to itself"}}}
+	}
+	return ch, nil
+}
+
+// gate decides on promoting commit (from's head when empty) from from to to.
+func (s *Server) gate(ctx context.Context, from, to api.Channel, commit string) (api.PromotionGate, error) {
+	clusters, err := s.clustersWithHistory(ctx, from.Name)
+	if err != nil {
+		return api.PromotionGate{}, err
+	}
+	in := channels.GateInput{From: from, To: to, Commit: commit, Clusters: clusters, Now: s.timestamp()}
+	if commit == "" {
+		head := s.heads.Head(ctx, from)
+		in.Commit, in.HeadError = head.Commit, head.Error
+	}
+	return channels.Gate(in), nil
+}
+
+func (s *Server) getPromotionGate(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	q := r.URL.Query()
+	commit, err := commitParam(q, "commit")
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	toName := q.Get("to")
+	if toName == "" {
+		writeError(w, r, queryProblem("to", "must name the channel to promote to"))
+		return
+	}
+	from, err := s.channel(ctx, r.PathValue("name"))
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	to, err := s.targetChannel(ctx, "to", toName, from)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	g, err := s.gate(ctx, from, to, commit)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, g)
+}
+
+// recordPromotion records a promotion that was pushed, with the gate's
+// verdict at this moment, into the audit log; it is recorded even when the
+// gate no longer holds, since the branch has moved already.
+func (s *Server) recordPromotion(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	to, err := s.channel(ctx, r.PathValue("name"))
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	var req api.PromotionRequest
+	if p := decodeBody(r, &req, "application/json"); p != nil {
+		writeProblem(w, r, *p)
+		return
+	}
+	if err := req.Validate(); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	from, err := s.targetChannel(ctx, "from", req.From, to)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	g, err := s.gate(ctx, from, to, req.Commit)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	p := api.Promotion{
+		From: from.Name, To: to.Name, Commit: req.Commit, PreviousCommit: req.PreviousCommit, OverrideReason: req.OverrideReason,
+		GateMet: g.Met, GateReasons: g.Reasons, By: principalFrom(ctx).Name, At: s.timestamp(),
+	}
+	if err := s.store.RecordPromotion(ctx, p, p.By); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	s.heads.Forget(to.RepositoryURL)
+	writeJSON(w, http.StatusCreated, p)
+}

@@ -1,0 +1,127 @@
+package ui
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/caravan-gitops/caravan/channels"
+	"github.com/caravan-gitops/caravan/pkg/api"
+)
+
+type channelsPage struct {
+	frame
+	Channels []channelView
+}
+
+// channelView is one channel: where its head stands on its clusters and,
+// for every channel but the last, the verdict on promoting the head on.
+type channelView struct {
+	api.Channel
+	Rollout api.ChannelRollout
+	Gate    *api.PromotionGate
+	Bar     bar
+	Rows    []rolloutRow
+}
+
+// rolloutRow is a cluster of the rollout with what it says to the gate.
+type rolloutRow struct {
+	api.RolloutCluster
+	Gate *api.GateEvidence
+}
+
+// showChannels computes rollouts and gates as GET /api/v1/channels/{name}/rollout
+// and .../promotion do, for every channel at once.
+func (u *UI) showChannels(w http.ResponseWriter, r *http.Request, viewer *session) {
+	ctx := r.Context()
+	views, err := u.channelViews(ctx)
+	if err != nil {
+		u.fail(w, r, viewer, err)
+		return
+	}
+	u.render(w, r, http.StatusOK, "channels", channelsPage{frame: frame{Title: "Channels", Nav: "channels", Viewer: viewer}, Channels: views})
+}
+
+func (u *UI) channelViews(ctx context.Context) ([]channelView, error) {
+	chans, err := u.store.AllChannels(ctx)
+	if err != nil {
+		return nil, err
+	}
+	byChannel, err := u.store.ClustersByChannel(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	var inService []string
+	for _, cs := range byChannel {
+		for _, c := range cs {
+			if c.LifecycleStatus == api.LifecycleReady {
+				inService = append(inService, c.ID)
+			}
+		}
+	}
+	histories, err := u.store.StatusHistories(ctx, inService)
+	if err != nil {
+		return nil, err
+	}
+	heads := u.heads.Of(ctx, chans)
+	views := make([]channelView, len(chans))
+	for i, ch := range chans {
+		head := heads[ch.Name]
+		clusters := channelClusters(byChannel[ch.Name], histories)
+		view := channelView{Channel: ch, Rollout: channels.Rollout(ch, head, "", clusters)}
+		if i+1 < len(chans) {
+			gate := channels.Gate(channels.GateInput{
+				From: ch, To: chans[i+1], Commit: head.Commit, HeadError: head.Error, Clusters: clusters, Now: u.now().UTC(),
+			})
+			view.Gate = &gate
+		}
+		view.Rows = rolloutRows(view.Rollout, view.Gate)
+		view.Bar = rolloutBar(ch.Name, view.Rollout)
+		views[i] = view
+	}
+	return views, nil
+}
+
+// channelClusters turns registry clusters and their status histories into
+// what the channel computations take.
+func channelClusters(cs []api.Cluster, histories map[string][]api.StatusHistoryEntry) []channels.Cluster {
+	out := make([]channels.Cluster, len(cs))
+	for i, c := range cs {
+		out[i] = channels.Cluster{ID: c.ID, Alias: c.Alias, LifecycleStatus: c.LifecycleStatus, Status: c.Status, History: histories[c.ID]}
+	}
+	return out
+}
+
+func rolloutRows(rollout api.ChannelRollout, gate *api.PromotionGate) []rolloutRow {
+	evidence := map[string]*api.GateEvidence{}
+	if gate != nil {
+		for i := range gate.Evidence {
+			evidence[gate.Evidence[i].Cluster] = &gate.Evidence[i]
+		}
+	}
+	rows := make([]rolloutRow, len(rollout.Clusters))
+	for i, c := range rollout.Clusters {
+		rows[i] = rolloutRow{RolloutCluster: c, Gate: evidence[c.ID]}
+	}
+	return rows
+}
+
+// rolloutBar shows each cluster in service once: reporting a problem, on
+// the head, on an older commit, silent, or, while the head is unknown,
+// reporting a version that cannot be placed.
+func rolloutBar(channel string, rollout api.ChannelRollout) bar {
+	counts := map[string]int{}
+	for _, c := range rollout.Clusters {
+		if len(c.Problems) > 0 || c.Phase == api.PhaseFailed {
+			counts["problem"]++
+			continue
+		}
+		counts[c.State]++
+	}
+	return newBar(channel+" rollout",
+		barPart{class: "seg-ok", label: "on the head", count: counts[api.RolloutCurrent]},
+		barPart{class: "seg-pending", label: "on an older commit", count: counts[api.RolloutOlder]},
+		barPart{class: "seg-failed", label: "with problems", count: counts["problem"]},
+		barPart{class: "seg-a", label: "on a commit not placed: the head is unknown", count: counts[api.RolloutUnknown]},
+		barPart{class: "seg-unknown", label: "not reporting", count: counts[api.RolloutUnreported]},
+	)
+}

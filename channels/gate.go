@@ -1,0 +1,139 @@
+package channels
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/caravan-gitops/caravan/pkg/api"
+)
+
+// GateInput is what the promotion gate decides on.
+type GateInput struct {
+	From api.Channel
+	To   api.Channel
+	// Commit is the commit to promote; empty when From's head is unknown,
+	// which HeadError then explains.
+	Commit    string
+	HeadError string
+	// Clusters are From's clusters; those not in service are left out.
+	Clusters []Cluster
+	Now      time.Time
+}
+
+// Gate decides whether Commit may be promoted from From to To: every
+// cluster of From in service runs it, none reports a problem, and it has
+// been current on all of them for at least From's promotion soak. The
+// verdict lists every reason against, and the evidence of every cluster.
+func Gate(in GateInput) api.PromotionGate {
+	soak := in.From.Soak()
+	g := api.PromotionGate{
+		From: in.From.Name, To: in.To.Name, Commit: in.Commit, Soak: FormatDuration(soak),
+		Reasons: []string{}, Evidence: []api.GateEvidence{}, CheckedAt: in.Now,
+	}
+	if in.Commit == "" {
+		g.Reasons = append(g.Reasons, fmt.Sprintf("the head of channel %s is unknown (%s): name the commit to promote", in.From.Name, orUnknown(in.HeadError)))
+	}
+	clusters := InService(in.Clusters)
+	if len(clusters) == 0 {
+		g.Reasons = append(g.Reasons, fmt.Sprintf("channel %s has no clusters in service: nothing shows that the commit works", in.From.Name))
+	}
+	for _, c := range clusters {
+		e := evidence(c, in.Commit, soak, in.Now)
+		if !e.Met {
+			g.Reasons = append(g.Reasons, c.ID+": "+e.Reason)
+		}
+		g.Evidence = append(g.Evidence, e)
+	}
+	g.Met = len(g.Reasons) == 0
+	return g
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "not read yet"
+	}
+	return s
+}
+
+// evidence is one cluster's part of the verdict, with every reason it
+// holds the promotion back for.
+func evidence(c Cluster, commit string, soak time.Duration, now time.Time) api.GateEvidence {
+	e := api.GateEvidence{Cluster: c.ID, Alias: c.Alias, Since: c.CurrentSince(), Problems: []api.StatusProblem{}}
+	if c.Status != nil {
+		e.Version, e.Phase = c.Status.CurrentVersion, c.Status.Phase
+		if c.Status.Problems != nil {
+			e.Problems = c.Status.Problems
+		}
+	}
+	var reasons []string
+	runs := commit != "" && CommitOf(e.Version) == commit
+	switch {
+	case e.Version == "":
+		reasons = append(reasons, "has not reported a version")
+	case commit != "" && !runs:
+		reasons = append(reasons, fmt.Sprintf("runs %s, not %s", Short(CommitOf(e.Version)), Short(commit)))
+	}
+	if p := problemText(c); p != "" {
+		reasons = append(reasons, p)
+	}
+	if runs {
+		if r := soakShortfall(e.Since, commit, soak, now); r != "" {
+			reasons = append(reasons, r)
+		}
+	}
+	e.Met = commit != "" && len(reasons) == 0
+	e.Reason = strings.Join(reasons, "; ")
+	if commit == "" && e.Reason == "" {
+		e.Reason = "the commit to promote is unknown"
+	}
+	return e
+}
+
+func problemText(c Cluster) string {
+	if !c.HasProblem() {
+		return ""
+	}
+	titles := make([]string, len(c.Status.Problems))
+	for i, p := range c.Status.Problems {
+		titles[i] = p.Title
+	}
+	switch len(titles) {
+	case 0:
+		return "is in phase " + api.PhaseFailed
+	case 1:
+		return "reports a problem: " + titles[0]
+	}
+	return fmt.Sprintf("reports %d problems: %s", len(titles), strings.Join(titles, "; "))
+}
+
+// soakShortfall says why a cluster running the commit has not soaked it
+// long enough; empty when it has.
+func soakShortfall(since *time.Time, commit string, soak time.Duration, now time.Time) string {
+	if soak == 0 {
+		return ""
+	}
+	if since == nil {
+		return fmt.Sprintf("its status history does not show since when it runs %s", Short(commit))
+	}
+	if ran := now.Sub(*since); ran < soak {
+		return fmt.Sprintf("has run %s for %s, less than the soak of %s", Short(commit), FormatDuration(max(ran, 0)), FormatDuration(soak))
+	}
+	return ""
+}
+
+// FormatDuration writes a duration as Go does, without the zero units at
+// its end: 1h, 1h30m, 90s, 0s; cut to the second from a minute on.
+func FormatDuration(d time.Duration) string {
+	if d >= time.Minute {
+		d = d.Truncate(time.Second)
+	}
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}

@@ -1,0 +1,184 @@
+package channels
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/caravan-gitops/caravan/pkg/api"
+	"github.com/caravan-gitops/caravan/pkg/gitauth"
+)
+
+// fakeClock is a clock that moves only when told.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+func quiet() HeadsOption { return WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))) }
+
+func TestHeadsReadEachChannelAndReportAnUnreadableOneAlone(t *testing.T) {
+	repo := newTestRepo(t)
+	dns := repo.commit("dev", "four DNS replicas")
+	clock := &fakeClock{t: now}
+	heads := NewHeads(repo.creds(), 30*time.Second, WithClock(clock.now), quiet())
+	chans := []api.Channel{
+		{Name: "dev", Branch: "dev", RepositoryURL: repo.url},
+		{Name: "alpha", Branch: "alpha", RepositoryURL: repo.url},
+		{Name: "nightly", Branch: "nightly", RepositoryURL: repo.url},
+		{Name: "elsewhere", Branch: "dev", RepositoryURL: "http://127.0.0.1:1/config.git"},
+		{Name: "nowhere", Branch: "dev"},
+	}
+
+	got := heads.Of(context.Background(), chans)
+	require.Len(t, got, 5)
+	dev := got["dev"]
+	assert.Equal(t, dns, dev.Commit)
+	assert.Equal(t, "four DNS replicas", dev.Subject)
+	assert.Equal(t, "Caravan Test", dev.Author)
+	require.NotNil(t, dev.Time)
+	assert.WithinDuration(t, time.Now(), *dev.Time, time.Minute, "the commit's time")
+	assert.Equal(t, now, *dev.CheckedAt)
+	assert.Empty(t, dev.Error)
+	assert.Equal(t, repo.first, got["alpha"].Commit)
+	assert.Equal(t, "Initial configuration", got["alpha"].Subject)
+	assert.Contains(t, got["nightly"].Error, "has no branch nightly")
+	assert.Empty(t, got["nightly"].Commit)
+	assert.Contains(t, got["elsewhere"].Error, "127.0.0.1:1")
+	assert.Equal(t, ErrNoRepository.Error(), got["nowhere"].Error)
+
+	next := repo.commit("dev", "five DNS replicas")
+	assert.Equal(t, dns, heads.Head(context.Background(), chans[0]).Commit, "a head read moments ago is not read again")
+	clock.advance(61 * time.Second)
+	assert.Equal(t, next, heads.Head(context.Background(), chans[0]).Commit, "a head older than twice the interval is read again")
+
+	last := repo.commit("dev", "six DNS replicas")
+	heads.Forget(repo.url)
+	assert.Equal(t, last, heads.Head(context.Background(), chans[0]).Commit, "a forgotten repository is read again")
+
+	require.NoError(t, repo.srv.Close())
+	clock.advance(time.Hour)
+	gone := heads.Head(context.Background(), chans[0])
+	assert.NotEmpty(t, gone.Error, "an unreachable server is reported")
+	assert.Equal(t, last, gone.Commit, "the last head read is kept")
+	assert.Equal(t, "six DNS replicas", gone.Subject)
+	assert.Equal(t, now.Add(61*time.Second+time.Hour), *gone.CheckedAt)
+}
+
+func TestHeadsRunReadsThemEveryInterval(t *testing.T) {
+	repo := newTestRepo(t)
+	clock := &fakeClock{t: now}
+	// The clock stands still, so Of never finds a head stale: only Run reads.
+	heads := NewHeads(repo.creds(), 20*time.Millisecond, WithClock(clock.now), quiet())
+	chans := []api.Channel{{Name: "dev", Branch: "dev", RepositoryURL: repo.url}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		heads.Run(ctx, func(context.Context) ([]api.Channel, error) { return chans, nil })
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+
+	require.Eventually(t, func() bool { return heads.Head(ctx, chans[0]).Commit == repo.first }, 10*time.Second, 10*time.Millisecond)
+	next := repo.commit("dev", "four DNS replicas")
+	require.Eventually(t, func() bool { return heads.Head(ctx, chans[0]).Commit == next }, 10*time.Second, 10*time.Millisecond)
+}
+
+func TestHeadsOverSSHWithAKeyAndAPinnedHost(t *testing.T) {
+	repo := newTestRepo(t)
+	ssh := repo.srv.StartSSH(t)
+	heads := NewHeads(gitauth.Credentials{SSHKey: ssh.ClientKey, KnownHosts: ssh.KnownHosts}, time.Minute, quiet())
+	head := heads.Head(context.Background(), api.Channel{Name: "beta", Branch: "beta", RepositoryURL: ssh.URL("config")})
+	assert.Empty(t, head.Error)
+	assert.Equal(t, repo.first, head.Commit)
+}
+
+func TestLogFollowsFirstParents(t *testing.T) {
+	repo := newTestRepo(t)
+	one := repo.commit("dev", "one")
+	two := repo.commit("dev", "two")
+	repo.commit("alpha", "feature work")
+	merge := repo.merge("dev", "alpha")
+	r, err := OpenRepo(repo.url, repo.creds())
+	require.NoError(t, err)
+
+	log, err := r.Log(context.Background(), "dev", 10)
+	require.NoError(t, err)
+	var hashes, subjects []string
+	for _, c := range log {
+		hashes, subjects = append(hashes, c.Hash), append(subjects, c.Subject)
+	}
+	assert.Equal(t, []string{merge, two, one, repo.first}, hashes, "the merged branch's own commits are not the branch's heads")
+	assert.Equal(t, []string{"Merge alpha into dev", "two", "one", "Initial configuration"}, subjects)
+	assert.Equal(t, "Merger", log[0].Author)
+
+	short, err := r.Log(context.Background(), "dev", 2)
+	require.NoError(t, err)
+	assert.Len(t, short, 2)
+
+	_, err = r.Log(context.Background(), "nightly", 2)
+	assert.ErrorIs(t, err, ErrBranchNotFound)
+}
+
+func TestHeadsLogIsCachedPerHead(t *testing.T) {
+	repo := newTestRepo(t)
+	clock := &fakeClock{t: now}
+	heads := NewHeads(repo.creds(), time.Minute, WithClock(clock.now), quiet())
+	dev := api.Channel{Name: "dev", Branch: "dev", RepositoryURL: repo.url}
+	log, err := heads.Log(context.Background(), dev, 5)
+	require.NoError(t, err)
+	require.Len(t, log, 1)
+
+	next := repo.commit("dev", "two")
+	log, err = heads.Log(context.Background(), dev, 5)
+	require.NoError(t, err)
+	assert.Len(t, log, 1, "the log follows the cached head")
+	clock.advance(3 * time.Minute)
+	log, err = heads.Log(context.Background(), dev, 5)
+	require.NoError(t, err)
+	require.Len(t, log, 2)
+	assert.Equal(t, next, log[0].Hash)
+
+	_, err = heads.Log(context.Background(), api.Channel{Name: "x", Branch: "dev", RepositoryURL: "http://127.0.0.1:1/config.git"}, 5)
+	assert.ErrorContains(t, err, "127.0.0.1:1", "an unreadable repository is an error of the log")
+}
+
+func TestHeadsRunForgetsBranchesNoChannelFollows(t *testing.T) {
+	repo := newTestRepo(t)
+	heads := NewHeads(repo.creds(), time.Hour, quiet())
+	dev := api.Channel{Name: "dev", Branch: "dev", RepositoryURL: repo.url}
+	alpha := api.Channel{Name: "alpha", Branch: "alpha", RepositoryURL: repo.url}
+	heads.Of(context.Background(), []api.Channel{dev, alpha})
+	cached := func() []branchRef {
+		heads.mu.Lock()
+		defer heads.mu.Unlock()
+		return slices.Collect(maps.Keys(heads.heads))
+	}
+	require.Len(t, cached(), 2)
+
+	// A context that has ended lets Run look at the channels once, and read nothing.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	heads.Run(ctx, func(context.Context) ([]api.Channel, error) { return []api.Channel{dev}, nil })
+	assert.Equal(t, []branchRef{{repo.url, "dev"}}, cached(), "alpha's channel is gone")
+}

@@ -1,0 +1,280 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/caravan-gitops/caravan/channels"
+	"github.com/caravan-gitops/caravan/pkg/api"
+	"github.com/caravan-gitops/caravan/pkg/gitauth"
+	"github.com/caravan-gitops/caravan/pkg/registry"
+)
+
+// Environment variables of the git credentials a promotion pushes with;
+// secrets are read from the environment only, never from a flag.
+const (
+	envGitUsername = "CARAVAN_GIT_USERNAME"
+	envGitPassword = "CARAVAN_GIT_PASSWORD"
+	envGitToken    = "CARAVAN_GIT_TOKEN"
+	envGitSSHKey   = "CARAVAN_GIT_SSH_KEY_FILE"
+	envKnownHosts  = "CARAVAN_GIT_KNOWN_HOSTS_FILE"
+)
+
+type promoteFlags struct {
+	commit         string
+	dryRun         bool
+	overrideGate   bool
+	reason         string
+	gitUsername    string
+	sshKeyFile     string
+	knownHostsFile string
+	output         *outputFlag
+}
+
+// promotion is what promote prints with -o json or yaml.
+type promotion struct {
+	Gate      *api.PromotionGate `json:"gate"`
+	Pushed    bool               `json:"pushed"`
+	Promotion *api.Promotion     `json:"promotion,omitempty"`
+}
+
+func (a *app) promoteCommand() *cobra.Command {
+	f := &promoteFlags{}
+	cmd := &cobra.Command{
+		Use:   "promote FROM TO [--commit SHA] [--dry-run] [--override-gate --reason TEXT]",
+		Short: "Fast-forward a channel's branch to a commit of the previous channel, gated by the fleet",
+		Long: `Promote a commit from channel FROM to channel TO: fast-forward TO's branch to it
+and push, then record the promotion in the registry's audit log.
+
+The commit is FROM's head, as the registry last read it, unless --commit names
+another commit on FROM's branch. First the registry's promotion gate is
+checked: every cluster of FROM in service runs the commit, none reports a
+problem, and the commit has been current on all of them for at least FROM's
+promotion_soak (default: dev 0, alpha 1h, beta 24h). The evidence (each
+cluster's version, since when, problems) and the verdict are printed. A gate
+that is not met refuses the promotion (exit 1) unless --override-gate is given
+with a --reason, which the audit log keeps. --dry-run stops after the verdict,
+exiting 1 when the promotion would be refused.
+
+The push is a fast-forward only: it is refused when TO's branch holds commits
+that the promoted commit does not (merge TO into FROM first), and when TO's
+branch moves during the promotion. Both branches are fetched into memory; the
+working directory is not touched. The push uses the operator's git
+credentials: --git-username (or $CARAVAN_GIT_USERNAME) with the password or
+access token in $CARAVAN_GIT_PASSWORD, a bearer token in $CARAVAN_GIT_TOKEN, or
+an SSH key (--git-ssh-key-file or $CARAVAN_GIT_SSH_KEY_FILE, host keys from
+--git-known-hosts-file, $CARAVAN_GIT_KNOWN_HOSTS_FILE or ~/.ssh/known_hosts).
+A plain 'git merge --ff-only' and push promotes too; this is the checked path.`,
+		Example: `  caravan promote dev alpha --dry-run
+  CARAVAN_GIT_USERNAME=ops CARAVAN_GIT_PASSWORD="$TOKEN" caravan promote alpha beta
+  caravan promote beta stable --commit 4b825dc642cb6eb9a060e54bf8d69288fbee4904 \
+    --override-gate --reason "fix for incident 4711, verified on beta by hand"`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := f.check(args[0], args[1]); err != nil {
+				return err
+			}
+			return a.promote(cmd.Context(), args[0], args[1], f)
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&f.commit, "commit", "", "full id of the commit to promote (default: FROM's head)")
+	fs.BoolVar(&f.dryRun, "dry-run", false, "print the gate's evidence and verdict, and change nothing")
+	fs.BoolVar(&f.overrideGate, "override-gate", false, "promote even when the gate is not met (needs --reason)")
+	fs.StringVar(&f.reason, "reason", "", "why the gate is overridden, kept in the audit log")
+	fs.StringVar(&f.gitUsername, "git-username", "", "git user name for HTTPS (default $"+envGitUsername+"); the password comes from $"+envGitPassword)
+	fs.StringVar(&f.sshKeyFile, "git-ssh-key-file", "", "PEM private key for SSH (default $"+envGitSSHKey+")")
+	fs.StringVar(&f.knownHostsFile, "git-known-hosts-file", "", "known_hosts file pinning the SSH server's keys (default $"+envKnownHosts+")")
+	f.output = addOutputFlag(cmd, formatText, formatJSON, formatYAML)
+	return cmd
+}
+
+func (f *promoteFlags) check(from, to string) error {
+	switch {
+	case from == to:
+		return usagef("FROM and TO are both %q: a channel is not promoted to itself", from)
+	case f.commit != "" && !api.ValidCommit(f.commit):
+		return usagef("--commit must be a full commit id (40 lower-case hex digits), got %q", f.commit)
+	case f.overrideGate && strings.TrimSpace(f.reason) == "":
+		return usagef("--override-gate needs --reason: the audit log keeps why the gate was overridden")
+	case !f.overrideGate && f.reason != "":
+		return usagef("--reason goes with --override-gate")
+	}
+	return nil
+}
+
+func (a *app) promote(ctx context.Context, from, to string, f *promoteFlags) error {
+	cl, err := a.client()
+	if err != nil {
+		return err
+	}
+	gate, err := cl.GetPromotionGate(ctx, from, to, f.commit)
+	if err != nil {
+		return err
+	}
+	result := &promotion{Gate: gate}
+	if f.output.value == formatText {
+		if err := writeGate(a.out, gate, a.now); err != nil {
+			return err
+		}
+	}
+	refused := refusal(gate, f)
+	if f.dryRun {
+		if err := a.printResult(f, result, "dry run: nothing changed"); err != nil {
+			return err
+		}
+		if refused != nil {
+			return fmt.Errorf("dry run: the promotion would be refused: %w", refused)
+		}
+		return nil
+	}
+	if refused != nil {
+		return errors.Join(a.printResult(f, result), refused)
+	}
+	if !gate.Met {
+		a.printText(f, fmt.Sprintf("overriding the gate: %s", strings.TrimSpace(f.reason)))
+	}
+	ff, err := a.fastForward(ctx, cl, from, to, gate.Commit, f)
+	if err != nil {
+		return err
+	}
+	if ff.UpToDate {
+		return a.printResult(f, result, fmt.Sprintf("%s is at %s already: nothing to promote", to, channels.Short(gate.Commit)))
+	}
+	result.Pushed = true
+	rec, err := cl.RecordPromotion(ctx, to, &api.PromotionRequest{From: from, Commit: gate.Commit, PreviousCommit: ff.Previous, OverrideReason: strings.TrimSpace(f.reason)})
+	if err != nil {
+		return fmt.Errorf("%s now points to %s, but recording the promotion in the registry failed: %w", to, channels.Short(gate.Commit), err)
+	}
+	result.Promotion = rec
+	return a.printResult(f, result, fmt.Sprintf("promoted %s (%s) from %s to %s, which was at %s",
+		channels.Short(gate.Commit), ff.Commit.Subject, from, to, channels.Short(ff.Previous)))
+}
+
+// refusal is why the promotion does not go ahead, if it does not.
+func refusal(gate *api.PromotionGate, f *promoteFlags) error {
+	switch {
+	case gate.Met:
+		return nil
+	case !f.overrideGate:
+		return fmt.Errorf("the promotion gate of %s to %s is not met (the reasons are listed with the verdict); --override-gate --reason \"...\" promotes anyway",
+			gate.From, gate.To)
+	case gate.Commit == "":
+		return fmt.Errorf("the head of %s is unknown to the registry: name the commit with --commit", gate.From)
+	}
+	return nil
+}
+
+// printResult prints the outcome: lines of text, or the result as an object.
+func (a *app) printResult(f *promoteFlags, result *promotion, lines ...string) error {
+	if f.output.value != formatText {
+		return writeObject(a.out, f.output.value, result)
+	}
+	a.printText(f, lines...)
+	return nil
+}
+
+func (a *app) printText(f *promoteFlags, lines ...string) {
+	if f.output.value != formatText {
+		return
+	}
+	for _, l := range lines {
+		fmt.Fprintln(a.out, l)
+	}
+}
+
+// fastForward pushes TO's branch to commit, which must be on FROM's.
+func (a *app) fastForward(ctx context.Context, cl *registry.Client, from, to, commit string, f *promoteFlags) (channels.FastForward, error) {
+	source, _, err := cl.GetChannel(ctx, from)
+	if err != nil {
+		return channels.FastForward{}, err
+	}
+	target, _, err := cl.GetChannel(ctx, to)
+	if err != nil {
+		return channels.FastForward{}, err
+	}
+	if source.RepositoryURL != target.RepositoryURL {
+		return channels.FastForward{}, fmt.Errorf("%s follows %s and %s follows %s: a promotion moves a commit within one repository",
+			from, source.RepositoryURL, to, target.RepositoryURL)
+	}
+	creds, err := f.credentials(a.getenv)
+	if err != nil {
+		return channels.FastForward{}, err
+	}
+	repo, err := channels.OpenRepo(source.RepositoryURL, creds)
+	if err != nil {
+		return channels.FastForward{}, err
+	}
+	return repo.FastForward(ctx, source.Branch, target.Branch, commit)
+}
+
+// credentials are the operator's git credentials, from flags and environment.
+func (f *promoteFlags) credentials(getenv func(string) string) (gitauth.Credentials, error) {
+	c := gitauth.Credentials{
+		Username:    orEnv(f.gitUsername, getenv, envGitUsername),
+		Password:    getenv(envGitPassword),
+		BearerToken: getenv(envGitToken),
+	}
+	for _, file := range []struct {
+		path string
+		into *[]byte
+	}{
+		{orEnv(f.sshKeyFile, getenv, envGitSSHKey), &c.SSHKey},
+		{orEnv(f.knownHostsFile, getenv, envKnownHosts), &c.KnownHosts},
+	} {
+		if file.path == "" {
+			continue
+		}
+		content, err := os.ReadFile(file.path)
+		if err != nil {
+			return c, fmt.Errorf("reading git credentials: %w", err)
+		}
+		*file.into = content
+	}
+	return c, nil
+}
+
+func orEnv(flag string, getenv func(string) string, name string) string {
+	if flag != "" {
+		return flag
+	}
+	return getenv(name)
+}
+
+// writeGate prints the gate's evidence, one cluster a row, and its verdict.
+func writeGate(w io.Writer, g *api.PromotionGate, now func() time.Time) error {
+	commit := channels.Short(g.Commit)
+	if commit == "" {
+		commit = "unknown"
+	}
+	fmt.Fprintf(w, "promotion gate %s -> %s, commit %s, soak %s\n", g.From, g.To, commit, g.Soak)
+	rows := make([][]string, len(g.Evidence))
+	for i, e := range g.Evidence {
+		met := "yes"
+		if !e.Met {
+			met = "no"
+		}
+		rows[i] = []string{e.Cluster, shortVersion(e.Version), ageOf(e.Since, now()), problemTitles(e.Problems), met, e.Reason}
+	}
+	if len(rows) > 0 {
+		if err := writeTable(w, []string{"CLUSTER", "VERSION", "SINCE", "PROBLEMS", "MET", "REASON"}, rows); err != nil {
+			return err
+		}
+	}
+	if g.Met {
+		fmt.Fprintln(w, "verdict: met")
+		return nil
+	}
+	fmt.Fprintln(w, "verdict: not met")
+	for _, r := range g.Reasons {
+		fmt.Fprintln(w, "  - "+r)
+	}
+	return nil
+}

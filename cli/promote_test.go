@@ -1,0 +1,287 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/caravan-gitops/caravan/central"
+	"github.com/caravan-gitops/caravan/central/centraltest"
+	"github.com/caravan-gitops/caravan/central/store"
+	"github.com/caravan-gitops/caravan/pkg/api"
+	"github.com/caravan-gitops/caravan/pkg/gitauth"
+	"github.com/caravan-gitops/caravan/pkg/registry"
+	"github.com/caravan-gitops/caravan/test/gitserver"
+)
+
+const (
+	devCluster1  = "aws:123456789012:eu-central-1:dev-1"
+	devCluster2  = "aws:123456789012:eu-central-1:dev-2"
+	alphaCluster = "aws:123456789012:eu-central-1:alpha-1"
+)
+
+// promotionFleet is a registry whose channels follow a config repo on a
+// real git server (dev holds one commit more than the other branches),
+// with two clusters on dev and one on alpha, and the operator's git
+// credentials in the environment.
+type promotionFleet struct {
+	*e2e
+	git   *gitserver.Server
+	store *store.Store
+	first string
+	dns   string
+}
+
+func startPromotionFleet(t *testing.T) *promotionFleet {
+	t.Helper()
+	isolate(t)
+	git := gitserver.Start(t)
+	src := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(src, "config-defaults.yaml"), []byte("coredns_replicas: \"2\"\n"), 0o644))
+	first, err := git.CreateRepo("config", src, "dev", "alpha", "beta", "stable")
+	require.NoError(t, err)
+	f := &promotionFleet{e2e: &e2e{t: t, dir: t.TempDir()}, git: git, first: first}
+	f.dns = f.commit("dev", "four DNS replicas")
+	srv := centraltest.Start(t, func(c *central.Config) {
+		c.RepositoryURL = git.RepoURL("config")
+		c.Git = gitauth.Credentials{Username: git.User, Password: git.Password}
+		c.GitRefresh = time.Hour
+	})
+	f.server = srv
+	t.Setenv(envGitUsername, git.User)
+	t.Setenv(envGitPassword, git.Password)
+	f.run("accounts", "create", "-f", f.file("account.yaml", "id: aws:123456789012\nname: team-a\nowner: team-a\nenvironment: test\n"))
+	for id, ch := range map[string]string{devCluster1: "dev", devCluster2: "dev", alphaCluster: "alpha"} {
+		f.run("clusters", "create", "-f", f.file("cluster.yaml", `id: `+id+`
+infrastructure_account: aws:123456789012
+region: eu-central-1
+api_server_url: https://`+id[strings.LastIndex(id, ":")+1:]+`.example.org
+environment: test
+channel: `+ch+`
+lifecycle_status: ready
+`))
+	}
+	f.store, err = store.Open(context.Background(), srv.Database)
+	require.NoError(t, err)
+	t.Cleanup(func() { f.store.Close() })
+	return f
+}
+
+func (f *promotionFleet) commit(branch, message string) string {
+	f.t.Helper()
+	c, err := f.git.Commit("config", branch, message, map[string][]byte{"changes/" + strings.ReplaceAll(message, " ", "-"): []byte(message)})
+	require.NoError(f.t, err)
+	return c
+}
+
+// head is the commit branch points to on the git server.
+func (f *promotionFleet) head(branch string) string {
+	f.t.Helper()
+	out, err := exec.Command("git", "--git-dir", filepath.Join(f.git.Root, "config.git"), "rev-parse", "refs/heads/"+branch).Output()
+	require.NoError(f.t, err)
+	return strings.TrimSpace(string(out))
+}
+
+// ran records, as an agent's report received at the given time, that the
+// cluster runs commit, with the problems given.
+func (f *promotionFleet) ran(clusterID, commit string, at time.Time, problems ...string) {
+	f.t.Helper()
+	st := api.ClusterStatus{CurrentVersion: commit + "#0123456789abcdef", NextVersion: commit + "#0123456789abcdef", Phase: api.PhaseIdle,
+		Heartbeat: at, ReceivedAt: at, NodePools: []api.NodePoolProgress{}, Problems: []api.StatusProblem{}}
+	for _, p := range problems {
+		st.Problems = append(st.Problems, api.StatusProblem{Type: "https://caravan.io/problems/apply", Title: p, Since: at})
+	}
+	require.NoError(f.t, f.store.PutStatus(context.Background(), clusterID, st, "agent"))
+}
+
+// promotions are the promotions recorded in the audit log, newest first.
+func (f *promotionFleet) promotions() []api.Promotion {
+	f.t.Helper()
+	admin, err := registry.New(f.server.URL, f.server.AdminToken)
+	require.NoError(f.t, err)
+	l, err := admin.ListAudit(context.Background(), registry.AuditFilter{ResourceType: "channel"}, registry.Page{})
+	require.NoError(f.t, err)
+	var out []api.Promotion
+	for _, e := range l.Items {
+		if e.Action != "promote" {
+			continue
+		}
+		raw, err := json.Marshal(e.After)
+		require.NoError(f.t, err)
+		var p api.Promotion
+		require.NoError(f.t, json.Unmarshal(raw, &p))
+		out = append(out, p)
+	}
+	return out
+}
+
+func TestPromoteWithTheGateMet(t *testing.T) {
+	f := startPromotionFleet(t)
+	f.ran(devCluster1, f.dns, time.Now().Add(-time.Hour))
+	f.ran(devCluster2, f.dns, time.Now().Add(-time.Minute))
+
+	out := f.run("promote", "dev", "alpha")
+	assert.Contains(t, out, "promotion gate dev -> alpha, commit "+f.dns[:7]+", soak 0s")
+	assert.Regexp(t, `(?m)^`+devCluster1+`\s+`+f.dns[:7]+`#0123456\s+1h\s+-\s+yes\s+-$`, out)
+	assert.Contains(t, out, "verdict: met")
+	assert.Contains(t, out, "promoted "+f.dns[:7]+" (four DNS replicas) from dev to alpha, which was at "+f.first[:7])
+	assert.Equal(t, f.dns, f.head("alpha"), "alpha's branch is fast-forwarded to dev's head")
+
+	recorded := f.promotions()
+	require.Len(t, recorded, 1)
+	assert.Equal(t, "dev", recorded[0].From)
+	assert.Equal(t, "alpha", recorded[0].To)
+	assert.Equal(t, f.dns, recorded[0].Commit)
+	assert.Equal(t, f.first, recorded[0].PreviousCommit)
+	assert.True(t, recorded[0].GateMet)
+	assert.Empty(t, recorded[0].OverrideReason)
+
+	assert.Contains(t, f.run("promote", "dev", "alpha"), "alpha is at "+f.dns[:7]+" already: nothing to promote")
+	assert.Len(t, f.promotions(), 1, "nothing pushed, nothing recorded")
+}
+
+func TestPromoteRefusedWhenTheGateIsNotMet(t *testing.T) {
+	f := startPromotionFleet(t)
+	f.ran(devCluster1, f.dns, time.Now().Add(-time.Hour))
+	f.ran(devCluster2, f.first, time.Now().Add(-time.Hour), "Stack rollback")
+
+	code, stdout, stderr := f.try("", "promote", "dev", "alpha")
+	assert.Equal(t, ExitError, code)
+	assert.Contains(t, stdout, "verdict: not met")
+	assert.Contains(t, stdout, "  - "+devCluster2+": runs "+f.first[:7]+", not "+f.dns[:7]+"; reports a problem: Stack rollback")
+	assert.Contains(t, stderr, "the promotion gate of dev to alpha is not met")
+	assert.Contains(t, stderr, "--override-gate")
+	assert.Equal(t, f.first, f.head("alpha"), "nothing is pushed")
+	assert.Empty(t, f.promotions())
+
+	code, stdout, _ = f.try("", "promote", "dev", "alpha", "--dry-run")
+	assert.Equal(t, ExitError, code, "a dry run tells that the promotion would be refused")
+	assert.Contains(t, stdout, "dry run: nothing changed")
+}
+
+func TestPromoteOverridingTheGateKeepsTheReason(t *testing.T) {
+	f := startPromotionFleet(t)
+	f.ran(devCluster1, f.dns, time.Now().Add(-time.Hour), "Apply failed")
+
+	out := f.run("promote", "dev", "alpha", "--override-gate", "--reason", "fix for incident 4711, checked by hand")
+	assert.Contains(t, out, "verdict: not met")
+	assert.Contains(t, out, "overriding the gate: fix for incident 4711, checked by hand")
+	assert.Equal(t, f.dns, f.head("alpha"))
+	recorded := f.promotions()
+	require.Len(t, recorded, 1)
+	assert.Equal(t, "fix for incident 4711, checked by hand", recorded[0].OverrideReason, "the audit log keeps the reason")
+	assert.False(t, recorded[0].GateMet)
+	assert.Contains(t, recorded[0].GateReasons, devCluster2+": has not reported a version")
+}
+
+func TestPromoteRefusesANonFastForward(t *testing.T) {
+	f := startPromotionFleet(t)
+	hotfix := f.commit("alpha", "hotfix on alpha")
+	f.ran(devCluster1, f.dns, time.Now().Add(-time.Hour))
+	f.ran(devCluster2, f.dns, time.Now().Add(-time.Hour))
+
+	code, stdout, stderr := f.try("", "promote", "dev", "alpha")
+	assert.Equal(t, ExitError, code)
+	assert.Contains(t, stdout, "verdict: met")
+	assert.Contains(t, stderr, "alpha (at "+hotfix[:7]+") is not an ancestor of "+f.dns[:7])
+	assert.Contains(t, stderr, "merge alpha into dev first")
+	assert.Equal(t, hotfix, f.head("alpha"), "the branch keeps its commit")
+	assert.Empty(t, f.promotions())
+}
+
+func TestPromoteDryRunChangesNothing(t *testing.T) {
+	f := startPromotionFleet(t)
+	f.ran(devCluster1, f.dns, time.Now().Add(-time.Hour))
+	f.ran(devCluster2, f.dns, time.Now().Add(-time.Hour))
+
+	out := f.run("promote", "dev", "alpha", "--dry-run")
+	assert.Contains(t, out, "verdict: met")
+	assert.Contains(t, out, "dry run: nothing changed")
+	assert.Equal(t, f.first, f.head("alpha"))
+	assert.Empty(t, f.promotions())
+
+	var result promotion
+	require.NoError(t, json.Unmarshal([]byte(f.run("promote", "dev", "alpha", "--dry-run", "-o", "json")), &result))
+	assert.True(t, result.Gate.Met)
+	assert.Equal(t, f.dns, result.Gate.Commit)
+	assert.Len(t, result.Gate.Evidence, 2)
+	assert.False(t, result.Pushed)
+}
+
+func TestPromoteAnOlderCommitWithASoak(t *testing.T) {
+	f := startPromotionFleet(t)
+	newer := f.commit("dev", "five DNS replicas")
+	f.run("channels", "patch", "alpha", "--patch", `{"promotion_soak":"2h"}`)
+	f.ran(alphaCluster, f.dns, time.Now().Add(-3*time.Hour))
+	f.ran(devCluster1, f.dns, time.Now().Add(-4*time.Hour))
+	f.ran(devCluster2, f.dns, time.Now().Add(-4*time.Hour))
+	f.run("promote", "dev", "alpha", "--commit", f.dns)
+	assert.Equal(t, f.dns, f.head("alpha"), "a commit older than dev's head")
+	assert.Equal(t, newer, f.head("dev"))
+
+	var result promotion
+	require.NoError(t, json.Unmarshal([]byte(f.run("promote", "alpha", "beta", "-o", "json")), &result))
+	assert.True(t, result.Pushed)
+	assert.Equal(t, "2h", result.Gate.Soak, "alpha's own soak")
+	assert.Equal(t, f.dns, result.Promotion.Commit)
+	assert.Equal(t, f.dns, f.head("beta"))
+}
+
+func TestPromoteUsageErrors(t *testing.T) {
+	isolate(t)
+	for _, args := range [][]string{
+		{"promote", "dev"},
+		{"promote", "dev", "dev"},
+		{"promote", "dev", "alpha", "--commit", "abc123"},
+		{"promote", "dev", "alpha", "--override-gate"},
+		{"promote", "dev", "alpha", "--override-gate", "--reason", " "},
+		{"promote", "dev", "alpha", "--reason", "why not"},
+		{"channels", "rollout", "dev", "--commit", "HEAD"},
+	} {
+		code, _, stderr := run(t, "", append(args, "--server", "http://127.0.0.1:1", "--token", "t")...)
+		assert.Equal(t, ExitUsage, code, "%v: %s", args, stderr)
+	}
+}
+
+func TestChannelsListHistoryAndRollout(t *testing.T) {
+	f := startPromotionFleet(t)
+	now := time.Now()
+	f.ran(devCluster1, f.first, now.Add(-5*time.Hour))
+	f.ran(devCluster1, f.dns, now.Add(-2*time.Hour))
+	f.ran(devCluster2, f.first, now.Add(-5*time.Hour), "Stack rollback")
+	f.run("channels", "create", "-f", f.file("broken.yaml", "name: broken\nbranch: main\nposition: 9\nrepository_url: http://127.0.0.1:1/config.git\n"))
+
+	lines := strings.Split(strings.TrimSpace(f.run("channels", "list")), "\n")
+	require.Len(t, lines, 6)
+	assert.Regexp(t, `^NAME\s+BRANCH\s+HEAD\s+SUBJECT\s+AUTHOR\s+AGE\s+CURRENT\s+OLDER\s+PROBLEM$`, lines[0])
+	assert.Regexp(t, `^dev\s+dev\s+`+f.dns[:7]+`\s+four DNS replicas\s+Caravan Test\s+\d+s\s+1/2\s+1\s+1$`, lines[1])
+	assert.Regexp(t, `^alpha\s+alpha\s+`+f.first[:7]+`\s+Initial configuration\s+Caravan Test\s+\d+s\s+0/1\s+0\s+0$`, lines[2])
+	assert.Regexp(t, `^broken\s+main\s+-\s+unreadable: .*127\.0\.0\.1:1.*\s+-\s+-\s+0/0\s+0\s+0$`, lines[5], "an unreadable repository is reported on its channel alone")
+	wide := f.run("channels", "list", "-o", "wide")
+	assert.Regexp(t, `(?m)^beta\s+.*\s+2\s+24h\s+`+regexp.QuoteMeta(f.git.RepoURL("config"))+`$`, wide)
+
+	history := strings.Split(strings.TrimSpace(f.run("channels", "history", "dev")), "\n")
+	require.Len(t, history, 3)
+	assert.Regexp(t, `^COMMIT\s+SUBJECT\s+AUTHOR\s+AGE\s+REACHED\s+FIRST\s+ALL$`, history[0])
+	assert.Regexp(t, `^`+f.dns[:7]+`\s+four DNS replicas\s+Caravan Test\s+\d+s\s+1/2\s+2h\s+-$`, history[1])
+	assert.Regexp(t, `^`+f.first[:7]+`\s+Initial configuration\s+Caravan Test\s+\d+s\s+2/2\s+5h\s+5h$`, history[2])
+	code, _, stderr := f.try("", "channels", "history", "broken")
+	assert.Equal(t, ExitError, code)
+	assert.Contains(t, stderr, "the registry cannot read the branch main of channel broken")
+
+	rollout := f.run("channels", "rollout", "dev")
+	assert.Contains(t, rollout, "channel dev, commit "+f.dns[:7]+" (head: four DNS replicas): 1/2 current, 1 older, 1 reporting a problem\n")
+	assert.Regexp(t, `(?m)^`+devCluster1+`\s+current\s+`+f.dns[:7]+`#0123456\s+idle\s+2h\s+-$`, rollout)
+	assert.Regexp(t, `(?m)^`+devCluster2+`\s+older\s+`+f.first[:7]+`#0123456\s+idle\s+5h\s+Stack rollback$`, rollout)
+	older := f.run("channels", "rollout", "dev", "--commit", f.first)
+	assert.Contains(t, older, "channel dev, commit "+f.first[:7]+": 1/2 current, 1 older")
+}
