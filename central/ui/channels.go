@@ -66,7 +66,7 @@ func (u *UI) channelViews(ctx context.Context) ([]channelView, error) {
 	views := make([]channelView, len(chans))
 	for i, ch := range chans {
 		head := heads[ch.Name]
-		clusters := channelClusters(byChannel[ch.Name], histories)
+		clusters := channels.ClustersOf(byChannel[ch.Name], histories)
 		view := channelView{Channel: ch, Rollout: channels.Rollout(ch, head, "", clusters)}
 		if i+1 < len(chans) {
 			gate := channels.Gate(channels.GateInput{
@@ -83,14 +83,6 @@ func (u *UI) channelViews(ctx context.Context) ([]channelView, error) {
 
 // channelClusters turns registry clusters and their status histories into
 // what the channel computations take.
-func channelClusters(cs []api.Cluster, histories map[string][]api.StatusHistoryEntry) []channels.Cluster {
-	out := make([]channels.Cluster, len(cs))
-	for i, c := range cs {
-		out[i] = channels.Cluster{ID: c.ID, Alias: c.Alias, LifecycleStatus: c.LifecycleStatus, Status: c.Status, History: histories[c.ID]}
-	}
-	return out
-}
-
 func rolloutRows(rollout api.ChannelRollout, gate *api.PromotionGate) []rolloutRow {
 	evidence := map[string]*api.GateEvidence{}
 	if gate != nil {
