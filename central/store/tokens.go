@@ -185,8 +185,12 @@ func (s *Store) rotateToken(ctx context.Context, rec Record[api.Token], secret, 
 		return api.Token{}, err
 	}
 	err = s.inTx(ctx, func(tx *sql.Tx, n *notes) error {
-		res, err := tx.ExecContext(ctx, s.rebind(`UPDATE tokens SET doc = ?, hash = ?, revision = revision + 1 WHERE key = ? AND revision = ?`),
-			string(doc), HashToken(secret), t.ID, rec.Revision)
+		// A replica that read the name after another one rotated it, but
+		// the secret before, finds the secret in place: stale, not a second
+		// rotation.
+		hash := HashToken(secret)
+		res, err := tx.ExecContext(ctx, s.rebind(`UPDATE tokens SET doc = ?, hash = ?, revision = revision + 1 WHERE key = ? AND revision = ? AND hash <> ?`),
+			string(doc), hash, t.ID, rec.Revision, hash)
 		if err != nil {
 			return fmt.Errorf("rotating token %q: %w", t.Name, err)
 		}
