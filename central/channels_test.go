@@ -3,8 +3,6 @@ package central_test
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -309,35 +307,10 @@ func TestServeReadsChannelHeadsWithTheGitCredentialFiles(t *testing.T) {
 	_, err = runCommand(t, "serve", "--database", db, "--git-password-file", filepath.Join(dir, "missing"))
 	assert.ErrorContains(t, err, "--git-password-file")
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		cmd := central.Command()
-		cmd.SetOut(io.Discard)
-		cmd.SetErr(io.Discard)
-		cmd.SetArgs([]string{"serve", "--listen", addr, "--database", db, "--repository-url", git.RepoURL("config"),
-			"--git-username", git.User, "--git-password-file", passwordFile})
-		done <- cmd.ExecuteContext(ctx)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		assert.NoError(t, <-done)
-	})
-	require.Eventually(t, func() bool {
-		res, err := http.Get("http://" + addr + "/readyz")
-		if err != nil {
-			return false
-		}
-		res.Body.Close()
-		return res.StatusCode == http.StatusOK
-	}, 30*time.Second, 50*time.Millisecond)
+	s := serve(t, "--database", db, "--repository-url", git.RepoURL("config"), "--git-username", git.User, "--git-password-file", passwordFile)
 	token, err := runCommand(t, "token", "create", "--database", db, "--role", "reader", "--name", "reader")
 	require.NoError(t, err)
-	admin := &client{t: t, base: "http://" + addr, token: strings.TrimSpace(token)}
+	admin := s.client(t, strings.TrimSpace(token))
 	var l api.List[api.Channel]
 	admin.must(http.StatusOK, "GET", "/api/v1/channels", nil).json(t, &l)
 	require.Len(t, l.Items, 4)

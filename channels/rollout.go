@@ -1,6 +1,7 @@
 package channels
 
 import (
+	"context"
 	"strings"
 	"time"
 
@@ -26,6 +27,38 @@ func ClustersOf(cs []api.Cluster, history map[string][]api.StatusHistoryEntry) [
 		out[i] = Cluster{ID: c.ID, Alias: c.Alias, LifecycleStatus: c.LifecycleStatus, Status: c.Status, History: history[c.ID]}
 	}
 	return out
+}
+
+// Records is where the registry keeps clusters and their status histories.
+type Records interface {
+	ClustersByChannel(ctx context.Context, channel string) (map[string][]api.Cluster, error)
+	StatusHistories(ctx context.Context, clusterIDs []string) (map[string][]api.StatusHistoryEntry, error)
+}
+
+// ReadClusters reads the clusters of a channel, or of every channel when
+// channel is "", by channel, with the status histories of those in service.
+func ReadClusters(ctx context.Context, records Records, channel string) (map[string][]Cluster, error) {
+	byChannel, err := records.ClustersByChannel(ctx, channel)
+	if err != nil {
+		return nil, err
+	}
+	var inService []string
+	for _, cs := range byChannel {
+		for _, c := range cs {
+			if c.LifecycleStatus == api.LifecycleReady {
+				inService = append(inService, c.ID)
+			}
+		}
+	}
+	histories, err := records.StatusHistories(ctx, inService)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string][]Cluster, len(byChannel))
+	for name, cs := range byChannel {
+		out[name] = ClustersOf(cs, histories)
+	}
+	return out, nil
 }
 
 // InService reports whether the cluster counts for its channel: a cluster

@@ -55,7 +55,9 @@ func EarliestForce(pools []api.NodePoolProgress) time.Time {
 
 // Roller replaces a cluster's outdated nodes, a pass at a time: it never
 // waits inside a pass, so the agent's loop stays responsive, and every
-// decision is made again from what the cluster and AWS say.
+// decision is made again from what the cluster says and what its Fleet
+// last read of AWS. It carries from pass to pass only the next node it
+// chose to drain.
 type Roller struct {
 	kube    client.Client
 	fleet   *Fleet

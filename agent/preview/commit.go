@@ -4,14 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
-	"testing/fstest"
 
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/storage/memory"
 
@@ -78,32 +75,5 @@ func fetchFiles(ctx context.Context, url string, auth transport.AuthMethod, bran
 	if err != nil {
 		return nil, fmt.Errorf("reading commit %s: %w", commit, err)
 	}
-	return treeFiles(c)
-}
-
-// treeFiles reads every file of the commit into memory, as the reconcile's
-// source does: config repos are small, and the render reads them all.
-func treeFiles(c *object.Commit) (fs.FS, error) {
-	tree, err := c.Tree()
-	if err != nil {
-		return nil, fmt.Errorf("reading the tree of %s: %w", c.Hash, err)
-	}
-	files := fstest.MapFS{}
-	err = tree.Files().ForEach(func(f *object.File) error {
-		rd, err := f.Reader()
-		if err != nil {
-			return err
-		}
-		defer rd.Close()
-		content, err := io.ReadAll(rd)
-		if err != nil {
-			return err
-		}
-		files[f.Name] = &fstest.MapFile{Data: content, Mode: 0o644}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("reading the files of %s: %w", c.Hash, err)
-	}
-	return files, nil
+	return source.TreeFiles(c)
 }

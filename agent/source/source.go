@@ -83,17 +83,17 @@ func (r *Repo) Fetch(ctx context.Context, branch string) (*Snapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading commit %s: %w", head.Hash(), err)
 	}
-	files, err := treeFiles(commit)
+	files, err := TreeFiles(commit)
 	if err != nil {
 		return nil, err
 	}
 	return &Snapshot{Commit: head.Hash().String(), Files: files}, nil
 }
 
-// treeFiles reads every file of the commit into an in-memory file system;
+// TreeFiles reads every file of the commit into an in-memory file system;
 // config repos are small, and rendering reads every file anyway.
 // fstest.MapFS is the standard library's map-backed fs.FS.
-func treeFiles(commit *object.Commit) (fs.FS, error) {
+func TreeFiles(commit *object.Commit) (fs.FS, error) {
 	tree, err := commit.Tree()
 	if err != nil {
 		return nil, fmt.Errorf("reading the tree of %s: %w", commit.Hash, err)

@@ -102,12 +102,7 @@ func (s *Server) parseWait(raw string) (time.Duration, *api.Problem) {
 
 func (s *Server) putStatus(w http.ResponseWriter, r *http.Request) {
 	var st api.ClusterStatus
-	if p := decodeBody(r, &st, "application/json"); p != nil {
-		writeProblem(w, r, *p)
-		return
-	}
-	if err := st.Validate(); err != nil {
-		writeError(w, r, err)
+	if !readValid(w, r, &st) {
 		return
 	}
 	st.ReceivedAt = s.timestamp()

@@ -44,21 +44,8 @@ func (s *Server) presentChannels(ctx context.Context, cs []api.Channel) error {
 // clustersWithHistory reads a channel's clusters with the status history
 // of those in service.
 func (s *Server) clustersWithHistory(ctx context.Context, channel string) ([]channels.Cluster, error) {
-	byChannel, err := s.store.ClustersByChannel(ctx, channel)
-	if err != nil {
-		return nil, err
-	}
-	var ids []string
-	for _, c := range byChannel[channel] {
-		if c.LifecycleStatus == api.LifecycleReady {
-			ids = append(ids, c.ID)
-		}
-	}
-	history, err := s.store.StatusHistories(ctx, ids)
-	if err != nil {
-		return nil, err
-	}
-	return channels.ClustersOf(byChannel[channel], history), nil
+	byChannel, err := channels.ReadClusters(ctx, s.store, channel)
+	return byChannel[channel], err
 }
 
 func (s *Server) channel(ctx context.Context, name string) (api.Channel, error) {
@@ -208,12 +195,7 @@ func (s *Server) recordPromotion(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req api.PromotionRequest
-	if p := decodeBody(r, &req, "application/json"); p != nil {
-		writeProblem(w, r, *p)
-		return
-	}
-	if err := req.Validate(); err != nil {
-		writeError(w, r, err)
+	if !readValid(w, r, &req) {
 		return
 	}
 	from, err := s.targetChannel(ctx, "from", req.From, to)

@@ -17,12 +17,7 @@ func (s *Server) createPlan(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req api.PlanRequest
-	if p := decodeBody(r, &req, "application/json"); p != nil {
-		writeProblem(w, r, *p)
-		return
-	}
-	if err := req.Validate(); err != nil {
-		writeError(w, r, err)
+	if !readValid(w, r, &req) {
 		return
 	}
 	now := s.timestamp()
@@ -73,12 +68,7 @@ func (s *Server) getPlan(w http.ResponseWriter, r *http.Request) {
 // then done or failed with the result.
 func (s *Server) reportPlan(w http.ResponseWriter, r *http.Request) {
 	var report api.PlanReport
-	if p := decodeBody(r, &report, "application/json"); p != nil {
-		writeProblem(w, r, *p)
-		return
-	}
-	if err := report.Validate(); err != nil {
-		writeError(w, r, err)
+	if !readValid(w, r, &report) {
 		return
 	}
 	report.Result.Normalize()

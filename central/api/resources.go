@@ -306,6 +306,20 @@ func etagMatches(header, etag string) bool {
 	return false
 }
 
+// readValid decodes the request's JSON body into v and validates it; on
+// a problem it answers it and returns false.
+func readValid(w http.ResponseWriter, r *http.Request, v interface{ Validate() error }) bool {
+	if p := decodeBody(r, v, "application/json"); p != nil {
+		writeProblem(w, r, *p)
+		return false
+	}
+	if err := v.Validate(); err != nil {
+		writeError(w, r, err)
+		return false
+	}
+	return true
+}
+
 func decodeBody(r *http.Request, v any, wantType string) *api.Problem {
 	if p := checkContentType(r, wantType); p != nil {
 		return p

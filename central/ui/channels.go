@@ -46,19 +46,7 @@ func (u *UI) channelViews(ctx context.Context) ([]channelView, error) {
 	if err != nil {
 		return nil, err
 	}
-	byChannel, err := u.store.ClustersByChannel(ctx, "")
-	if err != nil {
-		return nil, err
-	}
-	var inService []string
-	for _, cs := range byChannel {
-		for _, c := range cs {
-			if c.LifecycleStatus == api.LifecycleReady {
-				inService = append(inService, c.ID)
-			}
-		}
-	}
-	histories, err := u.store.StatusHistories(ctx, inService)
+	byChannel, err := channels.ReadClusters(ctx, u.store, "")
 	if err != nil {
 		return nil, err
 	}
@@ -66,7 +54,7 @@ func (u *UI) channelViews(ctx context.Context) ([]channelView, error) {
 	views := make([]channelView, len(chans))
 	for i, ch := range chans {
 		head := heads[ch.Name]
-		clusters := channels.ClustersOf(byChannel[ch.Name], histories)
+		clusters := byChannel[ch.Name]
 		view := channelView{Channel: ch, Rollout: channels.Rollout(ch, head, "", clusters)}
 		if i+1 < len(chans) {
 			gate := channels.Gate(channels.GateInput{
@@ -81,8 +69,6 @@ func (u *UI) channelViews(ctx context.Context) ([]channelView, error) {
 	return views, nil
 }
 
-// channelClusters turns registry clusters and their status histories into
-// what the channel computations take.
 func rolloutRows(rollout api.ChannelRollout, gate *api.PromotionGate) []rolloutRow {
 	evidence := map[string]*api.GateEvidence{}
 	if gate != nil {
