@@ -58,7 +58,7 @@ func (s *Store) Assignment(ctx context.Context, clusterID string) (Assignment, e
 	if err != nil {
 		return Assignment{}, err
 	}
-	a.Plans, changesAt = plans, earliest(changesAt, plansExpire)
+	a.Plans, changesAt = plans, api.Earliest(changesAt, plansExpire)
 	body, err := json.Marshal(a)
 	if err != nil {
 		return Assignment{}, fmt.Errorf("encoding assignment: %w", err)

@@ -189,15 +189,8 @@ func (s *Store) openPlans(ctx context.Context, clusterID string, now time.Time) 
 			continue
 		}
 		plans = append(plans, api.AssignedPlan{ID: p.ID, Commit: p.Commit})
-		expires = earliest(expires, p.ExpiresAt())
+		expires = api.Earliest(expires, p.ExpiresAt())
 	}
 	return plans, expires, rows.Err()
 }
 
-// earliest is the earlier of two times, where the zero time means never.
-func earliest(a, b time.Time) time.Time {
-	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
-		return b
-	}
-	return a
-}

@@ -77,12 +77,15 @@ type AssignmentInput struct {
 	NodePools []NodePool
 	Channel   Channel
 	Blocks    []Block
+	// Freezes may be the fleet's: the assignment takes those that cover
+	// the cluster.
+	Freezes []Freeze
 }
 
 // BuildAssignment computes a cluster's assignment. It is deterministic for
 // its input and now, so its JSON encoding can be hashed into a strong ETag.
 // It also returns when the assignment next changes by itself (the earliest
-// end of an active block), or the zero time.
+// end of an active block or freeze, or start of a freeze), or the zero time.
 func BuildAssignment(in AssignmentInput, now time.Time) (Assignment, time.Time) {
 	c := in.Cluster
 	_, _, local, _ := ParseClusterID(c.ID)
@@ -98,6 +101,7 @@ func BuildAssignment(in AssignmentInput, now time.Time) (Assignment, time.Time) 
 		ConfigItems: items,
 		NodePools:   make([]AssignedNodePool, 0, len(in.NodePools)),
 		Blocks:      []Block{},
+		Freezes:     []Freeze{},
 		Drain:       EffectiveDrainSLA(c.Environment, items),
 	}
 	pools := slices.Clone(in.NodePools)
@@ -115,10 +119,31 @@ func BuildAssignment(in AssignmentInput, now time.Time) (Assignment, time.Time) 
 			continue
 		}
 		a.Blocks = append(a.Blocks, b)
-		if b.Until != nil && (changesAt.IsZero() || b.Until.Before(changesAt)) {
-			changesAt = *b.Until
+		if b.Until != nil {
+			changesAt = Earliest(changesAt, *b.Until)
 		}
 	}
 	slices.SortFunc(a.Blocks, func(x, y Block) int { return strings.Compare(x.ID, y.ID) })
+	for _, f := range in.Freezes {
+		if !f.Covers(in.Channel.Name, c.Environment) || !now.Before(f.Until) {
+			continue
+		}
+		next := f.Until
+		if !f.ActiveAt(now) {
+			next = f.Since
+		} else {
+			a.Freezes = append(a.Freezes, f)
+		}
+		changesAt = Earliest(changesAt, next)
+	}
+	slices.SortFunc(a.Freezes, func(x, y Freeze) int { return strings.Compare(x.ID, y.ID) })
 	return a, changesAt
+}
+
+// Earliest is the earlier of two times, the zero time meaning never.
+func Earliest(a, b time.Time) time.Time {
+	if a.IsZero() || !b.IsZero() && b.Before(a) {
+		return b
+	}
+	return a
 }

@@ -74,6 +74,9 @@ type RolloutCluster struct {
 	Since       *time.Time      `json:"since,omitempty"`
 	Heartbeat   *time.Time      `json:"heartbeat,omitempty"`
 	Problems    []StatusProblem `json:"problems"`
+	// NextWindow is when the cluster's update window opens, while it waits
+	// for it (phase waiting-for-window).
+	NextWindow *time.Time `json:"next_window,omitempty"`
 }
 
 // ChannelHistory is a channel branch's newest commits (first-parent, newest
@@ -103,14 +106,17 @@ type HistoryCommit struct {
 // PromotionGate is the verdict on promoting Commit from one channel to the
 // next, with the evidence it rests on: one entry per cluster of From.
 type PromotionGate struct {
-	From      string         `json:"from"`
-	To        string         `json:"to"`
-	Commit    string         `json:"commit"`
-	Soak      string         `json:"soak"`
-	Met       bool           `json:"met"`
-	Reasons   []string       `json:"reasons"`
-	Evidence  []GateEvidence `json:"evidence"`
-	CheckedAt time.Time      `json:"checked_at"`
+	From     string         `json:"from"`
+	To       string         `json:"to"`
+	Commit   string         `json:"commit"`
+	Soak     string         `json:"soak"`
+	Met      bool           `json:"met"`
+	Reasons  []string       `json:"reasons"`
+	Evidence []GateEvidence `json:"evidence"`
+	// Freezes are the freezes in force that cover To: each holds the
+	// promotion back (a reason) until it ends or is overridden.
+	Freezes   []Freeze  `json:"freezes"`
+	CheckedAt time.Time `json:"checked_at"`
 }
 
 // GateEvidence is what one cluster of the source channel says about the

@@ -40,6 +40,9 @@ const (
 	PhaseDecommissioned = "decommissioned"
 	PhaseBlocked        = "blocked"
 	PhaseFailed         = "failed"
+	// PhaseWaitingForWindow: a new version waits for the cluster's update
+	// window; ClusterStatus.NextWindow says when it opens.
+	PhaseWaitingForWindow = "waiting-for-window"
 )
 
 // Phases lists every phase: those of a reconcile in their order, those of a
@@ -47,7 +50,7 @@ const (
 var Phases = []string{
 	PhaseIdle, PhaseRendering, PhaseUpdatingInfrastructure, PhaseApplying, PhaseRollingNodes,
 	PhaseDecommissioning, PhaseDecommissioned,
-	PhaseBlocked, PhaseFailed,
+	PhaseBlocked, PhaseFailed, PhaseWaitingForWindow,
 }
 
 // LifecycleStatuses lists every cluster lifecycle state.
@@ -94,6 +97,9 @@ type Cluster struct {
 	// DecommissionConfirmedAt is when an admin confirmed the decommission:
 	// from then on the agent may delete the cluster stack.
 	DecommissionConfirmedAt *time.Time `json:"decommission_confirmed_at,omitempty"`
+	// Schedule is read-only: when the cluster may change, computed by the
+	// registry when it answers (windows merged over the account, freezes).
+	Schedule *ClusterSchedule `json:"schedule,omitempty"`
 }
 
 // CarryDecommissionConfirmation gives c, which a write makes of old, old's
@@ -200,6 +206,9 @@ type ClusterStatus struct {
 	AgentVersion   string             `json:"agent_version"`
 	Heartbeat      time.Time          `json:"heartbeat"`
 	ReceivedAt     time.Time          `json:"received_at"`
+	// NextWindow is when the update window next opens, while the phase is
+	// waiting-for-window.
+	NextWindow *time.Time `json:"next_window,omitempty"`
 }
 
 // NodePoolProgress is the rolling update progress of one node pool.
@@ -213,6 +222,9 @@ type NodePoolProgress struct {
 	// and HeldBy the rule that holds it back until then.
 	NextForcedEviction *time.Time `json:"next_forced_eviction,omitempty"`
 	HeldBy             string     `json:"held_by,omitempty"`
+	// NextWindow is set while the pool's roll pauses outside its node
+	// update window: when the window opens and the roll goes on.
+	NextWindow *time.Time `json:"next_window,omitempty"`
 }
 
 // StatusProblem is a problem an agent reports, in the spirit of RFC 9457.
@@ -238,7 +250,9 @@ type Assignment struct {
 	ConfigItems map[string]string  `json:"config_items"`
 	NodePools   []AssignedNodePool `json:"node_pools"`
 	Blocks      []Block            `json:"blocks"`
-	Drain       DrainSLA           `json:"drain"`
+	// Freezes are the freezes in force that cover the cluster.
+	Freezes []Freeze `json:"freezes"`
+	Drain   DrainSLA `json:"drain"`
 	// Plans are the cluster's plans awaiting the agent's answer; left out
 	// when there are none, and no part of the version the agent converges to.
 	Plans []AssignedPlan `json:"plans,omitempty"`
