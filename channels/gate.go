@@ -2,6 +2,7 @@ package channels
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,18 +19,25 @@ type GateInput struct {
 	HeadError string
 	// Clusters are From's clusters; those not in service are left out.
 	Clusters []Cluster
-	Now      time.Time
+	// Freezes may be the fleet's: the gate takes those in force at Now
+	// that cover every cluster of To.
+	Freezes []api.Freeze
+	Now     time.Time
 }
 
-// Gate decides whether Commit may be promoted from From to To: every
-// cluster of From in service runs it, none reports a problem, and it has
-// been current on all of them for at least From's promotion soak. The
-// verdict lists every reason against, and the evidence of every cluster.
+// Gate decides whether Commit may be promoted from From to To: no freeze
+// in force covers To, every cluster of From in service runs Commit, none
+// reports a problem, and it has been current on all of them for at least
+// From's promotion soak. The verdict lists every reason against, and the
+// evidence of every cluster.
 func Gate(in GateInput) api.PromotionGate {
 	soak := in.From.Soak()
 	g := api.PromotionGate{
 		From: in.From.Name, To: in.To.Name, Commit: in.Commit, Soak: FormatDuration(soak),
-		Reasons: []string{}, Evidence: []api.GateEvidence{}, CheckedAt: in.Now,
+		Reasons: []string{}, Evidence: []api.GateEvidence{}, Freezes: FreezesOf(in.Freezes, in.To.Name, in.Now), CheckedAt: in.Now,
+	}
+	for _, f := range g.Freezes {
+		g.Reasons = append(g.Reasons, api.FrozenReason(f, in.To.Name))
 	}
 	if in.Commit == "" {
 		g.Reasons = append(g.Reasons, fmt.Sprintf("the head of channel %s is unknown (%s): name the commit to promote", in.From.Name, orUnknown(in.HeadError)))
@@ -47,6 +55,19 @@ func Gate(in GateInput) api.PromotionGate {
 	}
 	g.Met = len(g.Reasons) == 0
 	return g
+}
+
+// FreezesOf returns the freezes in force at now that hold back promotion
+// into channel, ordered by start.
+func FreezesOf(freezes []api.Freeze, channel string, now time.Time) []api.Freeze {
+	out := []api.Freeze{}
+	for _, f := range freezes {
+		if f.ActiveAt(now) && f.CoversChannel(channel) {
+			out = append(out, f)
+		}
+	}
+	slices.SortStableFunc(out, func(x, y api.Freeze) int { return x.Since.Compare(y.Since) })
+	return out
 }
 
 func orUnknown(s string) string {
@@ -74,6 +95,9 @@ func evidence(c Cluster, commit string, soak time.Duration, now time.Time) api.G
 	case commit != "" && !runs:
 		reasons = append(reasons, fmt.Sprintf("runs %s, not %s", Short(CommitOf(e.Version)), Short(commit)))
 	}
+	if w := windowText(c); w != "" && !runs {
+		reasons = append(reasons, w)
+	}
 	if p := problemText(c); p != "" {
 		reasons = append(reasons, p)
 	}
@@ -88,6 +112,18 @@ func evidence(c Cluster, commit string, soak time.Duration, now time.Time) api.G
 		e.Reason = "the commit to promote is unknown"
 	}
 	return e
+}
+
+// windowText says that the cluster waits for its update window, and when
+// it opens; empty when it does not wait.
+func windowText(c Cluster) string {
+	if c.Status == nil || c.Status.Phase != api.PhaseWaitingForWindow {
+		return ""
+	}
+	if c.Status.NextWindow == nil {
+		return "waits for its update window"
+	}
+	return "waits for its update window, which opens at " + c.Status.NextWindow.UTC().Format(time.RFC3339)
 }
 
 func problemText(c Cluster) string {

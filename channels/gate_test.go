@@ -252,3 +252,52 @@ func TestFormatDuration(t *testing.T) {
 		assert.Equal(t, want, FormatDuration(d), "%v", d)
 	}
 }
+
+func TestGateHeldByFreezesOfTheTargetChannel(t *testing.T) {
+	onA := member("kube-1", commitA+"#h1", []api.StatusHistoryEntry{ran(commitA+"#h1", ago(48*time.Hour))})
+	until := now.Add(24 * time.Hour)
+	freezes := []api.Freeze{
+		{ID: "f-stable", Reason: "cyber week", By: "alice", Channel: "stable", Since: ago(time.Hour), Until: until},
+		{ID: "f-fleet", Reason: "all hands", By: "bob", All: true, Since: ago(2 * time.Hour), Until: until},
+		{ID: "f-source", Reason: "x", By: "bob", Channel: "beta", Since: ago(time.Hour), Until: until},
+		{ID: "f-env", Reason: "x", By: "bob", Environment: "production", Since: ago(time.Hour), Until: until},
+		{ID: "f-part", Reason: "x", By: "bob", Channel: "stable", Environment: "production", Since: ago(time.Hour), Until: until},
+		{ID: "f-later", Reason: "x", By: "bob", Channel: "stable", Since: now.Add(time.Hour), Until: until},
+		{ID: "f-ended", Reason: "x", By: "bob", Channel: "stable", Since: ago(2 * time.Hour), Until: now},
+	}
+	g := Gate(GateInput{From: channel("beta", "1h"), To: channel("stable", ""), Commit: commitA, Clusters: []Cluster{onA}, Freezes: freezes, Now: now})
+	assert.False(t, g.Met)
+	var ids []string
+	for _, f := range g.Freezes {
+		ids = append(ids, f.ID)
+	}
+	assert.Equal(t, []string{"f-fleet", "f-stable"}, ids, "in force, covering the whole target channel, by start")
+	assert.Equal(t, []string{
+		"channel stable is frozen (the whole fleet is) until 2026-03-02T12:00:00Z by bob: all hands",
+		"channel stable is frozen until 2026-03-02T12:00:00Z by alice: cyber week",
+	}, g.Reasons)
+	assert.True(t, g.Evidence[0].Met, "the clusters' evidence is untouched")
+
+	g = Gate(GateInput{From: channel("beta", "1h"), To: channel("stable", ""), Commit: commitA, Clusters: []Cluster{onA}, Freezes: freezes[2:], Now: now})
+	assert.True(t, g.Met, "%v", g.Reasons)
+	assert.NotNil(t, g.Freezes)
+	assert.Empty(t, g.Freezes)
+}
+
+func TestGateEvidenceOfAClusterWaitingForItsWindow(t *testing.T) {
+	opens := now.Add(3 * time.Hour)
+	waiting := withPhase(member("kube-1", commitB+"#h1", []api.StatusHistoryEntry{ran(commitB+"#h1", ago(48*time.Hour))}), api.PhaseWaitingForWindow)
+	waiting.Status.NextWindow = &opens
+	g := Gate(GateInput{From: channel("beta", "1h"), To: channel("stable", ""), Commit: commitA, Clusters: []Cluster{waiting}, Now: now})
+	assert.False(t, g.Met)
+	assert.Equal(t, "runs bbbbbbb, not aaaaaaa; waits for its update window, which opens at 2026-03-01T15:00:00Z", g.Evidence[0].Reason)
+
+	waiting.Status.NextWindow = nil
+	g = Gate(GateInput{From: channel("beta", "1h"), To: channel("stable", ""), Commit: commitA, Clusters: []Cluster{waiting}, Now: now})
+	assert.Equal(t, "runs bbbbbbb, not aaaaaaa; waits for its update window", g.Evidence[0].Reason)
+
+	onA := withPhase(member("kube-1", commitA+"#h1", []api.StatusHistoryEntry{ran(commitA+"#h1", ago(48*time.Hour))}), api.PhaseWaitingForWindow)
+	onA.Status.NextWindow = &opens
+	g = Gate(GateInput{From: channel("beta", "1h"), To: channel("stable", ""), Commit: commitA, Clusters: []Cluster{onA}, Now: now})
+	assert.True(t, g.Met, "a cluster that runs the commit and waits for a newer one holds nothing back: %v", g.Reasons)
+}

@@ -178,6 +178,10 @@ func rolloutCluster(c Cluster, commit string) api.RolloutCluster {
 		if s.Problems != nil {
 			rc.Problems = s.Problems
 		}
+		if s.Phase == api.PhaseWaitingForWindow && s.NextWindow != nil {
+			next := *s.NextWindow
+			rc.NextWindow = &next
+		}
 	}
 	return rc
 }

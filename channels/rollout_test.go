@@ -90,3 +90,16 @@ func TestCommitOf(t *testing.T) {
 	assert.Equal(t, commitA, CommitOf(commitA))
 	assert.Empty(t, CommitOf(""))
 }
+
+func TestRolloutSaysWhenAWaitingClusterOpens(t *testing.T) {
+	opens := now.Add(time.Hour)
+	waiting := withPhase(member("kube-1", commitA+"#h1", nil), api.PhaseWaitingForWindow)
+	waiting.Status.NextWindow = &opens
+	stale := member("kube-2", commitA+"#h1", nil)
+	stale.Status.NextWindow = &opens // a leftover beside another phase
+	r := Rollout(api.Channel{Name: "dev"}, api.ChannelHead{Commit: commitB}, "", []Cluster{waiting, stale})
+	require.Len(t, r.Clusters, 2)
+	require.NotNil(t, r.Clusters[0].NextWindow)
+	assert.True(t, opens.Equal(*r.Clusters[0].NextWindow))
+	assert.Nil(t, r.Clusters[1].NextWindow, "only while the phase is waiting-for-window")
+}

@@ -191,7 +191,9 @@ func (a *app) channelsRolloutCommand() *cobra.Command {
 		Long: `Show every cluster of the channel in service with the version it runs, its
 state against the commit (current, older, unreported), its phase, since when its
 commit has been current (as an age, as far as its status history goes back) and
-its problems. The commit is the channel's head unless --commit names another.`,
+its problems. A cluster whose agent holds a new version back until its update
+window opens shows "waiting for window (opens T)", T in UTC. The commit is the
+channel's head unless --commit names another.`,
 		Example: "  caravan channels rollout dev\n  caravan channels rollout beta --commit 4b825dc642cb6eb9a060e54bf8d69288fbee4904",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -229,12 +231,34 @@ func writeRollout(w io.Writer, r *api.ChannelRollout, now time.Time) error {
 		what += " (head: " + r.Head.Subject + ")"
 	}
 	n := r.Counts
-	fmt.Fprintf(w, "channel %s, %s: %d/%d current, %d older, %d reporting a problem\n", r.Channel, cell(what), n.Current, n.Total, n.Older, n.Problem)
+	waiting := 0
+	for _, c := range r.Clusters {
+		if c.Phase == api.PhaseWaitingForWindow {
+			waiting++
+		}
+	}
+	fmt.Fprintf(w, "channel %s, %s: %d/%d current, %d older, %d reporting a problem", r.Channel, cell(what), n.Current, n.Total, n.Older, n.Problem)
+	if waiting > 0 {
+		fmt.Fprintf(w, ", %d waiting for a window", waiting)
+	}
+	fmt.Fprintln(w)
 	rows := make([][]string, len(r.Clusters))
 	for i, c := range r.Clusters {
-		rows[i] = []string{c.ID, c.State, shortVersion(c.Version), c.Phase, ageOf(c.Since, now), problemTitles(c.Problems)}
+		rows[i] = []string{c.ID, c.State, shortVersion(c.Version), rolloutPhase(c), ageOf(c.Since, now), problemTitles(c.Problems)}
 	}
 	return writeTable(w, []string{"CLUSTER", "STATE", "VERSION", "PHASE", "SINCE", "PROBLEMS"}, rows)
+}
+
+// rolloutPhase is a cluster's phase in a rollout, and for one that waits
+// for its update window, when the window opens.
+func rolloutPhase(c api.RolloutCluster) string {
+	if c.Phase != api.PhaseWaitingForWindow {
+		return c.Phase
+	}
+	if c.NextWindow == nil {
+		return "waiting for window"
+	}
+	return "waiting for window (opens " + clock(*c.NextWindow) + ")"
 }
 
 func problemTitles(problems []api.StatusProblem) string {

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -76,7 +77,12 @@ config commit and of the assignment hash, or - when it never converged.
 STATUS is "blocked" when updates are blocked, else the title of the first
 problem the agent reports, else its phase; "unknown" until the agent reports.
 -o wide adds REGION, ACCOUNT, LIFECYCLE, PHASE, HEARTBEAT (time since the
-agent's last report) and NODEPOOLS. -o json and -o yaml print the full
+agent's last report), NODEPOOLS and NEXT WINDOW: when a new version may start
+on the cluster, as the registry computes it from its update windows and the
+freezes: "open" (now), the next opening in UTC ("2026-12-07 08:00 UTC (in
+3h)"), "frozen until ..." while a freeze holds it, or "invalid window" when
+its update_windows do not parse (no version starts until they are fixed;
+'caravan clusters status ID' says why). -o json and -o yaml print the full
 clusters as a JSON array or a YAML list.`,
 		Example: `  caravan clusters list
   caravan clusters list --channel stable --environment production -o wide
@@ -318,8 +324,19 @@ func (a *app) clusterStatusCommand() *cobra.Command {
 		Short: "Show what the agent of a cluster reports",
 		Long: `Show the last status the agent of a cluster reported: the version it runs,
 the version it moves to, its phase, the progress of each node pool's rolling
-update, and its problems. -o json and -o yaml print the status document
-(null when the agent never reported).`,
+update, and its problems. In phase waiting-for-window a new version waits for
+the cluster's update window: "Window opens" says when. A node pool's roll
+that paused outside its node update window shows when it goes on.
+
+Under "Schedule" the registry says when the cluster may change: its update
+windows and node update windows (the config items update_windows and
+node_update_windows, the cluster's over its account's; none set means
+always), when the next version may start (now, at the next opening, or after
+a freeze), and the freezes that cover the cluster, in force or to come
+(scope, until when, by whom and why). Times are UTC.
+
+-o json and -o yaml print the status document (null when the agent never
+reported); 'caravan clusters get ID -o json' has the schedule too.`,
 		Example: `  caravan clusters status aws:123456789012:eu-central-1:kube-1
   caravan clusters status aws:123456789012:eu-central-1:kube-1 -o json | jq .problems`,
 		Args: cobra.ExactArgs(1),
@@ -345,33 +362,51 @@ update, and its problems. -o json and -o yaml print the status document
 func writeStatus(w io.Writer, c *api.Cluster, now time.Time) error {
 	s := c.Status
 	if s == nil {
-		_, err := fmt.Fprintf(w, "Cluster %s (%s): the agent has not reported yet\n", c.ID, c.Alias)
-		return err
+		if _, err := fmt.Fprintf(w, "Cluster %s (%s): the agent has not reported yet\n", c.ID, c.Alias); err != nil {
+			return err
+		}
+		return writeSchedule(w, c.Schedule, now)
 	}
 	heartbeat := ""
 	if !s.Heartbeat.IsZero() {
 		heartbeat = formatTime(s.Heartbeat) + " (" + age(s.Heartbeat, now) + " ago)"
 	}
-	err := writeFields(w, [][2]string{
+	fields := [][2]string{
 		{"Cluster", c.ID + " (" + c.Alias + ")"},
 		{"Status", clusterStatusText(s)},
 		{"Phase", s.Phase},
-		{"Current version", s.CurrentVersion},
-		{"Next version", s.NextVersion},
-		{"Last version", s.LastVersion},
-		{"Agent", s.AgentVersion},
-		{"Heartbeat", heartbeat},
-	})
-	if err != nil {
+	}
+	if s.Phase == api.PhaseWaitingForWindow || s.NextWindow != nil {
+		opens := "unknown: the agent did not say"
+		if s.NextWindow != nil {
+			opens = ahead(*s.NextWindow, now)
+		}
+		fields = append(fields, [2]string{"Window opens", opens})
+	}
+	fields = append(fields,
+		[2]string{"Current version", s.CurrentVersion},
+		[2]string{"Next version", s.NextVersion},
+		[2]string{"Last version", s.LastVersion},
+		[2]string{"Agent", s.AgentVersion},
+		[2]string{"Heartbeat", heartbeat},
+	)
+	if err := writeFields(w, fields); err != nil {
+		return err
+	}
+	if err := writeSchedule(w, c.Schedule, now); err != nil {
 		return err
 	}
 	if len(s.NodePools) > 0 {
 		rows := make([][]string, len(s.NodePools))
 		for i, p := range s.NodePools {
-			rows[i] = []string{p.Name, strconv.Itoa(p.NodesTotal), strconv.Itoa(p.Outdated), strconv.Itoa(p.Draining)}
+			paused := ""
+			if p.NextWindow != nil {
+				paused = ahead(*p.NextWindow, now)
+			}
+			rows[i] = []string{p.Name, strconv.Itoa(p.NodesTotal), strconv.Itoa(p.Outdated), strconv.Itoa(p.Draining), paused}
 		}
 		fmt.Fprintln(w, "\nNode pools:")
-		if err := writeTable(w, []string{"NAME", "NODES", "OUTDATED", "DRAINING"}, rows); err != nil {
+		if err := writeTable(w, []string{"NAME", "NODES", "OUTDATED", "DRAINING", "ROLL PAUSED UNTIL"}, rows); err != nil {
 			return err
 		}
 	}
@@ -384,6 +419,58 @@ func writeStatus(w io.Writer, c *api.Cluster, now time.Time) error {
 		return writeTable(w, []string{"SINCE", "TITLE", "DETAIL"}, rows)
 	}
 	return nil
+}
+
+// writeSchedule prints when the cluster may change: its windows, whether a
+// new version may start now or when it next may, and the freezes that
+// cover it. A registry that sends no schedule gets nothing printed.
+func writeSchedule(w io.Writer, sc *api.ClusterSchedule, now time.Time) error {
+	if sc == nil {
+		return nil
+	}
+	fmt.Fprintln(w, "\nSchedule:")
+	var fields bytes.Buffer
+	if err := writeFields(&fields, [][2]string{
+		{"Update windows", windowsText(sc.UpdateWindows)},
+		{"Node update windows", windowsText(sc.NodeUpdateWindows)},
+		{"Next version starts", scheduleText(sc, now)},
+	}); err != nil {
+		return err
+	}
+	if _, err := io.WriteString(w, indent(fields.String(), "  ")); err != nil {
+		return err
+	}
+	if len(sc.Freezes) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w, "\nFreezes:")
+	rows := make([][]string, len(sc.Freezes))
+	for i, f := range sc.Freezes {
+		rows[i] = []string{f.ID, freezeState(f, now), f.Scope(), formatTime(f.Since), formatTime(f.Until), f.By, f.Reason}
+	}
+	return writeTable(w, []string{"ID", "STATE", "SCOPE", "SINCE", "UNTIL", "BY", "REASON"}, rows)
+}
+
+// scheduleText says in words when a new version may start on a cluster.
+func scheduleText(sc *api.ClusterSchedule, now time.Time) string {
+	switch {
+	case sc.Error != "":
+		return "never while its window does not parse (" + sc.Error + "): fix the config item"
+	case sc.Open:
+		return "now (open)"
+	}
+	until, frozen := frozenUntil(sc.Freezes, now)
+	switch {
+	case sc.NextOpening == nil && frozen:
+		return "frozen until " + clock(until) + ", and no opening of the update window found after"
+	case sc.NextOpening == nil:
+		return "no opening of the update window found ahead"
+	case !frozen:
+		return ahead(*sc.NextOpening, now) + ", when the update window opens"
+	case !sc.NextOpening.After(until):
+		return ahead(*sc.NextOpening, now) + ", when the freeze ends"
+	}
+	return ahead(*sc.NextOpening, now) + ", when the update window opens after the freeze (frozen until " + clock(until) + ")"
 }
 
 func (a *app) clusterHistoryCommand() *cobra.Command {

@@ -17,7 +17,7 @@ const (
 
 var (
 	clusterColumns     = []string{"ID", "ALIAS", "ENVIRONMENT", "CHANNEL", "VERSION", "STATUS"}
-	clusterWideColumns = []string{"REGION", "ACCOUNT", "LIFECYCLE", "PHASE", "HEARTBEAT", "NODEPOOLS"}
+	clusterWideColumns = []string{"REGION", "ACCOUNT", "LIFECYCLE", "PHASE", "HEARTBEAT", "NODEPOOLS", "NEXT WINDOW"}
 )
 
 // shortVersion shortens a version "<commit sha>#<assignment hash>" the way
@@ -89,7 +89,7 @@ func clusterRow(c api.Cluster, wide bool, now time.Time) []string {
 	for i, p := range c.NodePools {
 		pools[i] = p.Name
 	}
-	return append(row, c.Region, c.InfrastructureAccount, c.LifecycleStatus, phase, heartbeat, strings.Join(pools, ","))
+	return append(row, c.Region, c.InfrastructureAccount, c.LifecycleStatus, phase, heartbeat, strings.Join(pools, ","), nextWindow(c.Schedule, now))
 }
 
 // age says how long ago t was, in the largest unit that keeps it readable;
@@ -116,4 +116,95 @@ func formatTime(t time.Time) string {
 		return ""
 	}
 	return t.UTC().Format(time.RFC3339)
+}
+
+// clock is how the command line writes a time it looks ahead to, such as
+// when a window opens: in UTC, to the minute, with the seconds only when a
+// time has them (a freeze may end at any second), never in local time.
+func clock(t time.Time) string {
+	t = t.UTC()
+	if t.Second() != 0 || t.Nanosecond() != 0 {
+		return t.Format("2006-01-02 15:04:05") + " UTC"
+	}
+	return t.Format("2006-01-02 15:04") + " UTC"
+}
+
+// ahead is a coming time with how long until it: "2026-12-07 08:00 UTC (in 3h)".
+func ahead(t, now time.Time) string {
+	if !t.After(now) {
+		return clock(t) + " (now)"
+	}
+	return clock(t) + " (in " + age(now, t) + ")"
+}
+
+// Freeze states, as freeze list and clusters status show them.
+const (
+	freezeActive    = "ACTIVE"
+	freezeScheduled = "SCHEDULED"
+	freezeEnded     = "ENDED"
+)
+
+func freezeState(f api.Freeze, now time.Time) string {
+	switch {
+	case f.ActiveAt(now):
+		return freezeActive
+	case now.Before(f.Since):
+		return freezeScheduled
+	default:
+		return freezeEnded
+	}
+}
+
+// frozenUntil is when the freezes that hold a change now let go: the end of
+// the chain of freezes in force, one taking over where another ends. ok is
+// false when none is in force at now.
+func frozenUntil(freezes []api.Freeze, now time.Time) (until time.Time, ok bool) {
+	until = now
+	for moved := true; moved; {
+		moved = false
+		for _, f := range freezes {
+			if f.ActiveAt(until) {
+				until, ok, moved = f.Until, true, true
+			}
+		}
+	}
+	return until, ok
+}
+
+// Texts of a cluster's NEXT WINDOW.
+const (
+	windowOpen    = "open"
+	windowInvalid = "invalid window"
+	windowNever   = "no opening ahead"
+)
+
+// nextWindow says in one cell when a new version may next start on a
+// cluster, from the schedule the registry computed: open now, the next
+// opening, frozen until when, or that its window does not parse (then no
+// version starts until the config item is fixed). A registry that sends no
+// schedule gives "-".
+func nextWindow(s *api.ClusterSchedule, now time.Time) string {
+	switch {
+	case s == nil:
+		return ""
+	case s.Error != "":
+		return windowInvalid
+	case s.Open:
+		return windowOpen
+	}
+	if until, ok := frozenUntil(s.Freezes, now); ok {
+		return "frozen until " + clock(until)
+	}
+	if s.NextOpening != nil {
+		return ahead(*s.NextOpening, now)
+	}
+	return windowNever
+}
+
+// windowsText is a config item of windows as shown: empty means always open.
+func windowsText(w string) string {
+	if strings.TrimSpace(w) == "" {
+		return "always (none set)"
+	}
+	return w
 }

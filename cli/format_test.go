@@ -108,6 +108,13 @@ func fixtureClusters() []api.Cluster {
 	never := base("kube-4", "test", "alpha")
 	never.Alias = "edge"
 	never.LifecycleStatus = api.LifecycleRequested
+	opening := now.Add(20 * time.Hour)
+	converged.Schedule = &api.ClusterSchedule{Open: true, Freezes: []api.Freeze{}}
+	failing.Schedule = &api.ClusterSchedule{UpdateWindows: "Mon-Fri 08:00-17:00 UTC", NextOpening: &opening, Freezes: []api.Freeze{}}
+	blocked.Schedule = &api.ClusterSchedule{NextOpening: &opening, Freezes: []api.Freeze{
+		{ID: "1a249cd4ec953e13", Reason: "Cyber Week", By: "alice", Environment: "test", Since: now.Add(-time.Hour), Until: now.Add(20 * time.Hour),
+			CreatedAt: now.Add(-time.Hour), UpdatedAt: now.Add(-time.Hour)},
+	}}
 	return []api.Cluster{converged, failing, blocked, never}
 }
 
@@ -128,11 +135,11 @@ func TestClusterTableWide(t *testing.T) {
 	var out bytes.Buffer
 	require.NoError(t, writeClusters(&out, formatWide, fixtureClusters(), now))
 
-	want := `ID                                     ALIAS    ENVIRONMENT   CHANNEL   VERSION           STATUS          REGION         ACCOUNT            LIFECYCLE                PHASE     HEARTBEAT   NODEPOOLS
-aws:123456789012:eu-central-1:kube-1   kube-1   production    stable    0123456#fedcba9   idle            eu-central-1   aws:123456789012   ready                    idle      42s         default,workers
-aws:123456789012:eu-central-1:kube-2   kube-2   test          dev       -                 Render failed   eu-central-1   aws:123456789012   ready                    failed    3h          default
-aws:123456789012:eu-central-1:kube-3   kube-3   test          dev       abc               blocked         eu-central-1   aws:123456789012   decommission-requested   blocked   2d          -
-aws:123456789012:eu-central-1:kube-4   edge     test          alpha     -                 unknown         eu-central-1   aws:123456789012   requested                -         -           -
+	want := `ID                                     ALIAS    ENVIRONMENT   CHANNEL   VERSION           STATUS          REGION         ACCOUNT            LIFECYCLE                PHASE     HEARTBEAT   NODEPOOLS         NEXT WINDOW
+aws:123456789012:eu-central-1:kube-1   kube-1   production    stable    0123456#fedcba9   idle            eu-central-1   aws:123456789012   ready                    idle      42s         default,workers   open
+aws:123456789012:eu-central-1:kube-2   kube-2   test          dev       -                 Render failed   eu-central-1   aws:123456789012   ready                    failed    3h          default           2030-01-07 08:00 UTC (in 20h)
+aws:123456789012:eu-central-1:kube-3   kube-3   test          dev       abc               blocked         eu-central-1   aws:123456789012   decommission-requested   blocked   2d          -                 frozen until 2030-01-07 08:00 UTC
+aws:123456789012:eu-central-1:kube-4   edge     test          alpha     -                 unknown         eu-central-1   aws:123456789012   requested                -         -           -                 -
 `
 	assert.Equal(t, want, out.String())
 }

@@ -97,9 +97,10 @@ func (a *app) rootCommand() *cobra.Command {
 		Use:   "caravan",
 		Short: "Manage a fleet of Kubernetes clusters registered in caravan-central",
 		Long: `caravan manages the registry of a Caravan fleet: infrastructure accounts,
-clusters and their node pools, release channels, update blocks, API tokens,
-and the audit log. The agent in each cluster pulls its assignment from the
-registry and converges by itself; caravan talks to a cluster only when
+clusters and their node pools, release channels, update blocks, change
+freezes, API tokens, and the audit log. The agent in each cluster pulls its
+assignment from the registry and converges by itself, inside the cluster's
+update windows; caravan talks to a cluster only when
 'caravan clusters bootstrap --apply' installs the agent's chart into it
 (the current kubeconfig context, or --kubeconfig and --kube-context).
 
@@ -121,6 +122,7 @@ Exit codes: 0 success, 1 error (the registry's problem is printed on stderr),
 		a.nodePoolsCommand(),
 		a.channelsCommand(),
 		a.promoteCommand(),
+		a.freezeCommand(),
 		a.planCommand(),
 		a.accountsCommand(),
 		a.auditCommand(),

@@ -49,6 +49,12 @@ assignment, as a reconcile would, and answers with:
 A commit that cannot be fetched or rendered is the answer too: the plan fails
 with the problem a reconcile would report.
 
+The line under the plan's header says when the commit would start on the
+cluster if it reached the cluster now, from the schedule the registry computes
+(times in UTC): "would start now" inside an update window, "would start at T
+..." when the update window opens next or a freeze ends, and "would not start"
+while the cluster is blocked or its update_windows do not parse.
+
 While it waits, a progress line on stderr says the plan's state and the time
 elapsed. The agent answers plans after its reconcile, so a cluster busy with a
 long update answers late; after --timeout the command gives up (the plan stays
@@ -100,7 +106,7 @@ func (a *app) plan(ctx context.Context, f *planFlags) error {
 	if f.output.value == formatJSON {
 		err = writeJSON(a.out, plan)
 	} else {
-		err = writePlan(a.out, plan)
+		err = writePlan(a.out, plan, a.startLine(ctx, cl, plan))
 	}
 	if err != nil {
 		return err
@@ -179,9 +185,76 @@ func (p *progressLine) end() {
 	}
 }
 
-// writePlan prints a plan's result as a readable diff.
-func writePlan(w io.Writer, plan *api.Plan) error {
+// startLine says when the commit would start on the plan's cluster, were it
+// its channel's head now: at once, at the next opening of its update window,
+// after a freeze, or not while a block holds it or its window does not
+// parse. Empty when the plan failed (the commit would not start at all) or
+// the registry says nothing of the cluster's schedule.
+func (a *app) startLine(ctx context.Context, cl *registry.Client, plan *api.Plan) string {
+	if plan.State != api.PlanDone {
+		return ""
+	}
+	c, _, err := cl.GetCluster(ctx, plan.ClusterID)
+	if err != nil {
+		return fmt.Sprintf("when it would start is unknown: reading cluster %s failed: %v", plan.ClusterID, err)
+	}
+	blocks, err := registry.All(func(p registry.Page) (*api.List[api.Block], error) {
+		return cl.ListBlocks(ctx, plan.ClusterID, p)
+	})
+	if err != nil {
+		return fmt.Sprintf("when it would start is unknown: reading the blocks of cluster %s failed: %v", plan.ClusterID, err)
+	}
+	return startText(c, blocks, a.now())
+}
+
+func startText(c *api.Cluster, blocks []api.Block, now time.Time) string {
+	for _, b := range blocks {
+		if b.NodePool == "" && b.ActiveAt(now) {
+			return fmt.Sprintf("would not start while the cluster is blocked (by %s: %s); 'caravan clusters unblock %s' lifts the block", b.By, b.Reason, c.ID)
+		}
+	}
+	sc := c.Schedule
+	if sc == nil {
+		return ""
+	}
+	if sc.Error != "" {
+		return fmt.Sprintf("would not start: the cluster's update window does not parse (%s); fix the config item first", sc.Error)
+	}
+	if sc.Open {
+		if strings.TrimSpace(sc.UpdateWindows) == "" {
+			return "would start now: the cluster has no update window (always open) and no freeze holds it"
+		}
+		return "would start now: the update window " + sc.UpdateWindows + " is open and no freeze holds the cluster"
+	}
+	if until, ok := frozenUntil(sc.Freezes, now); ok {
+		var by []string
+		for _, f := range sc.Freezes {
+			if f.ActiveAt(now) {
+				by = append(by, fmt.Sprintf("%s by %s: %s", f.Scope(), f.By, f.Reason))
+			}
+		}
+		line := "frozen until " + clock(until) + " (" + strings.Join(by, "; ") + ")"
+		if sc.NextOpening == nil {
+			return "would not start: " + line + ", and no opening of its update window was found after it"
+		}
+		if !sc.NextOpening.After(until) {
+			return "would start at " + ahead(*sc.NextOpening, now) + ": " + line
+		}
+		return "would start at " + ahead(*sc.NextOpening, now) + ", when the update window " + sc.UpdateWindows + " opens after the freeze: " + line
+	}
+	if sc.NextOpening == nil {
+		return "would not start: no opening of the update window " + sc.UpdateWindows + " was found ahead"
+	}
+	return "would start at " + ahead(*sc.NextOpening, now) + ", when the update window " + sc.UpdateWindows + " opens"
+}
+
+// writePlan prints a plan's result as a readable diff, after the line that
+// says when the commit would start (none when start is empty).
+func writePlan(w io.Writer, plan *api.Plan, start string) error {
 	fmt.Fprintf(w, "plan %s of commit %s on %s: %s\n", plan.ID, plan.Commit, plan.ClusterID, plan.State)
+	if start != "" {
+		fmt.Fprintln(w, start)
+	}
 	res := plan.Result
 	if res == nil {
 		return nil

@@ -72,6 +72,7 @@ func TestPlanPrintsTheAgentsPreviewAsADiff(t *testing.T) {
 	id := planID.FindString(stdout)
 	require.NotEmpty(t, id, stdout)
 	assert.Equal(t, `plan `+id+` of commit `+planCommit+` on `+e2eCluster+`: done
+would start now: the cluster has no update window (always open) and no freeze holds it
 
 Stacks:
   = kube-1: unchanged
@@ -144,4 +145,51 @@ func TestPlanUsageErrorsExitWith2(t *testing.T) {
 		assert.Empty(t, stdout)
 		assert.Contains(t, stderr, tc.want)
 	}
+}
+
+func TestPlanSaysWhenTheCommitWouldStart(t *testing.T) {
+	e := startE2E(t)
+	e.seed()
+	answerPlans(t, e, api.PlanResult{}, api.PlanDone)
+	plan := func() string {
+		t.Helper()
+		code, stdout, stderr := e.try("", "plan", "--cluster", e2eCluster, "--commit", planCommit)
+		require.Equal(t, ExitOK, code, stderr)
+		lines := strings.Split(stdout, "\n")
+		require.Greater(t, len(lines), 2, stdout)
+		assert.Regexp(t, `^plan [0-9a-f]{16} of commit `+planCommit+` on `+e2eCluster+`: done$`, lines[0])
+		return lines[1]
+	}
+
+	window, opens := closedWindow(time.Now())
+	e.run("clusters", "config", "set", e2eCluster, "update_windows", window)
+	assert.Regexp(t, `^would start at `+regexp.QuoteMeta(clock(opens))+` \(in [23]h\), when the update window `+window+` opens$`, plan())
+
+	e.run("clusters", "config", "set", e2eCluster, "update_windows", "daily 00:00-24:00 UTC")
+	assert.Equal(t, "would start now: the update window daily 00:00-24:00 UTC is open and no freeze holds the cluster", plan())
+
+	e.createFreeze("--reason", "Cyber Week", "--channel", "dev", "--until", "2h")
+	var c api.Cluster
+	require.NoError(t, json.Unmarshal([]byte(e.run("clusters", "get", e2eCluster, "-o", "json")), &c))
+	require.NotNil(t, c.Schedule)
+	require.Len(t, c.Schedule.Freezes, 1)
+	until := c.Schedule.Freezes[0].Until
+	assert.Regexp(t, `^would start at `+regexp.QuoteMeta(clock(until))+` \(in 1h\): frozen until `+regexp.QuoteMeta(clock(until))+
+		` \(channel dev by admin-\S+: Cyber Week\)$`, plan())
+
+	e.run("clusters", "block", e2eCluster, "--reason", "incident 4711")
+	assert.Regexp(t, `^would not start while the cluster is blocked \(by admin-\S+: incident 4711\); 'caravan clusters unblock `+e2eCluster+`' lifts the block$`, plan())
+}
+
+func TestStartText(t *testing.T) {
+	c := &api.Cluster{ID: e2eCluster, Schedule: &api.ClusterSchedule{UpdateWindows: "Mon 25:00-26:00 UTC", Error: "update_windows: position 5: hour 25 out of range"}}
+	assert.Equal(t, "would not start: the cluster's update window does not parse (update_windows: position 5: hour 25 out of range); fix the config item first",
+		startText(c, nil, now))
+	c.Schedule = &api.ClusterSchedule{UpdateWindows: "Sun 00:00-01:00 UTC"}
+	assert.Equal(t, "would not start: no opening of the update window Sun 00:00-01:00 UTC was found ahead", startText(c, nil, now))
+	assert.Empty(t, startText(&api.Cluster{ID: e2eCluster}, nil, now), "a registry without schedules")
+	until := now.Add(time.Hour)
+	lifted := now.Add(-time.Minute)
+	assert.Empty(t, startText(&api.Cluster{ID: e2eCluster}, []api.Block{{Reason: "lifted", Until: &lifted}, {Reason: "one pool", NodePool: "workers", Until: &until}}, now),
+		"an expired block and a node pool's block do not hold a new version")
 }

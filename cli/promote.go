@@ -57,11 +57,13 @@ The commit is FROM's head, as the registry last read it, unless --commit names
 another commit on FROM's branch. First the registry's promotion gate is
 checked: every cluster of FROM in service runs the commit, none reports a
 problem, and the commit has been current on all of them for at least FROM's
-promotion_soak (default: dev 0, alpha 1h, beta 24h). The evidence (each
-cluster's version, since when, problems) and the verdict are printed. A gate
-that is not met refuses the promotion (exit 1) unless --override-gate is given
-with a --reason, which the audit log keeps. --dry-run stops after the verdict,
-exiting 1 when the promotion would be refused.
+promotion_soak (default: dev 0, alpha 1h, beta 24h), and no freeze covers TO
+('caravan freeze list --active'). The evidence (each cluster's version, since
+when, problems), the freezes of TO (scope, until, by, reason) and the verdict
+are printed. A gate that is not met, a frozen TO among its reasons, refuses
+the promotion (exit 1) unless --override-gate is given with a --reason, which
+the audit log keeps. --dry-run stops after the verdict, exiting 1 when the
+promotion would be refused.
 
 The push is a fast-forward only: it is refused when TO's branch holds commits
 that the promoted commit does not (merge TO into FROM first), and when TO's
@@ -138,7 +140,7 @@ func (a *app) promote(ctx context.Context, from, to string, f *promoteFlags) err
 	if refused != nil {
 		return errors.Join(a.printResult(f, result), refused)
 	}
-	if !gate.Met {
+	if !gateMet(gate) {
 		a.printText(f, fmt.Sprintf("overriding the gate: %s", strings.TrimSpace(f.reason)))
 	}
 	ff, err := a.fastForward(ctx, cl, from, to, gate.Commit, f)
@@ -158,11 +160,20 @@ func (a *app) promote(ctx context.Context, from, to string, f *promoteFlags) err
 		channels.Short(gate.Commit), ff.Commit.Subject, from, to, channels.Short(ff.Previous)))
 }
 
+// gateMet reports whether the gate lets the promotion through: a freeze of
+// the target channel holds it back even from a registry that counted it
+// apart from the gate's reasons.
+func gateMet(gate *api.PromotionGate) bool { return gate.Met && len(gate.Freezes) == 0 }
+
 // refusal is why the promotion does not go ahead, if it does not.
 func refusal(gate *api.PromotionGate, f *promoteFlags) error {
 	switch {
-	case gate.Met:
+	case gateMet(gate):
 		return nil
+	case !f.overrideGate && len(gate.Freezes) > 0:
+		fz := gate.Freezes[0]
+		return fmt.Errorf("%s is frozen until %s (%s, by %s: %s), so the promotion from %s is refused; to promote anyway, say why: --override-gate --reason \"...\"",
+			gate.To, clock(fz.Until), fz.Scope(), fz.By, fz.Reason, gate.From)
 	case !f.overrideGate:
 		return fmt.Errorf("the promotion gate of %s to %s is not met (the reasons are listed with the verdict); --override-gate --reason \"...\" promotes anyway",
 			gate.From, gate.To)
@@ -268,13 +279,28 @@ func writeGate(w io.Writer, g *api.PromotionGate, now func() time.Time) error {
 			return err
 		}
 	}
-	if g.Met {
+	if len(g.Freezes) > 0 {
+		fmt.Fprintf(w, "%s is frozen:\n", g.To)
+		rows := make([][]string, len(g.Freezes))
+		for i, f := range g.Freezes {
+			rows[i] = []string{f.ID, f.Scope(), formatTime(f.Until), f.By, f.Reason}
+		}
+		if err := writeTable(w, []string{"FREEZE", "SCOPE", "UNTIL", "BY", "REASON"}, rows); err != nil {
+			return err
+		}
+	}
+	if g.Met && len(g.Freezes) == 0 {
 		fmt.Fprintln(w, "verdict: met")
 		return nil
 	}
 	fmt.Fprintln(w, "verdict: not met")
 	for _, r := range g.Reasons {
 		fmt.Fprintln(w, "  - "+r)
+	}
+	if len(g.Reasons) == 0 {
+		for _, f := range g.Freezes {
+			fmt.Fprintf(w, "  - %s is frozen until %s by %s: %s\n", g.To, clock(f.Until), f.By, f.Reason)
+		}
 	}
 	return nil
 }

@@ -285,3 +285,71 @@ func TestChannelsListHistoryAndRollout(t *testing.T) {
 	older := f.run("channels", "rollout", "dev", "--commit", f.first)
 	assert.Contains(t, older, "channel dev, commit "+f.first[:7]+": 1/2 current, 1 older")
 }
+
+func TestPromoteIntoAFrozenChannel(t *testing.T) {
+	f := startPromotionFleet(t)
+	f.ran(devCluster1, f.dns, time.Now().Add(-time.Hour))
+	f.ran(devCluster2, f.dns, time.Now().Add(-time.Hour))
+	freeze := f.createFreeze("--reason", "Cyber Week", "--channel", "alpha", "--until", "24h")
+	f.createFreeze("--reason", "only production", "--channel", "alpha", "--environment", "production", "--until", "24h")
+	f.createFreeze("--reason", "to come", "--all", "--from", "30h", "--until", "31h")
+
+	code, stdout, stderr := f.try("", "promote", "dev", "alpha")
+	assert.Equal(t, ExitError, code)
+	assert.Regexp(t, `(?m)^`+devCluster1+`\s+`+f.dns[:7]+`#0123456\s+1h\s+-\s+yes\s+-$`, stdout, "every cluster of dev is fine")
+	assert.Regexp(t, `\nalpha is frozen:\nFREEZE\s+SCOPE\s+UNTIL\s+BY\s+REASON\n`+freeze+`\s+channel alpha\s+20\S+Z\s+admin-\S+\s+Cyber Week\nverdict: not met\n`, stdout,
+		"the freezes of alpha, and only those that hold all of it now")
+	assert.Regexp(t, `  - channel alpha is frozen until 20\S+Z by admin-\S+: Cyber Week\n`, stdout)
+	assert.Regexp(t, `^Error: alpha is frozen until 20\S+ \S+ UTC \(channel alpha, by admin-\S+: Cyber Week\), so the promotion from dev is refused; to promote anyway, say why: --override-gate --reason "\.\.\."\n$`, stderr)
+	assert.Equal(t, f.first, f.head("alpha"), "nothing is pushed")
+	assert.Empty(t, f.promotions())
+
+	code, stdout, _ = f.try("", "promote", "dev", "alpha", "--dry-run", "-o", "json")
+	assert.Equal(t, ExitError, code)
+	var result promotion
+	require.NoError(t, json.Unmarshal([]byte(stdout), &result))
+	require.Len(t, result.Gate.Freezes, 1)
+	assert.Equal(t, freeze, result.Gate.Freezes[0].ID)
+	assert.False(t, result.Gate.Met)
+
+	out := f.run("promote", "dev", "alpha", "--override-gate", "--reason", "hotfix for incident 4711, cleared with the freeze's owner")
+	assert.Contains(t, out, "alpha is frozen:")
+	assert.Contains(t, out, "overriding the gate: hotfix for incident 4711, cleared with the freeze's owner")
+	assert.Contains(t, out, "promoted "+f.dns[:7]+" (four DNS replicas) from dev to alpha")
+	assert.Equal(t, f.dns, f.head("alpha"))
+	recorded := f.promotions()
+	require.Len(t, recorded, 1)
+	assert.Equal(t, "hotfix for incident 4711, cleared with the freeze's owner", recorded[0].OverrideReason)
+	assert.False(t, recorded[0].GateMet)
+	require.Len(t, recorded[0].GateReasons, 1)
+	assert.Contains(t, recorded[0].GateReasons[0], "channel alpha is frozen until ")
+
+	f.run("freeze", "delete", freeze)
+	f.ran(alphaCluster, f.dns, time.Now().Add(-2*time.Hour))
+	f.run("channels", "patch", "alpha", "--patch", `{"promotion_soak":"1h"}`)
+	assert.Contains(t, f.run("promote", "alpha", "beta", "--dry-run"), "verdict: met", "a freeze of alpha does not hold promotion out of it")
+}
+
+func TestRolloutShowsClustersWaitingForAWindow(t *testing.T) {
+	f := startPromotionFleet(t)
+	now := time.Now()
+	opens := now.Add(3 * time.Hour).UTC().Truncate(time.Minute)
+	f.ran(devCluster1, f.dns, now.Add(-2*time.Hour))
+	st := api.ClusterStatus{CurrentVersion: f.first + "#0123456789abcdef", NextVersion: f.dns + "#0123456789abcdef", Phase: api.PhaseWaitingForWindow,
+		NextWindow: &opens, Heartbeat: now, ReceivedAt: now, NodePools: []api.NodePoolProgress{}, Problems: []api.StatusProblem{}}
+	require.NoError(t, f.store.PutStatus(context.Background(), devCluster2, st, "agent"))
+
+	rollout := f.run("channels", "rollout", "dev")
+	assert.Contains(t, rollout, "channel dev, commit "+f.dns[:7]+" (head: four DNS replicas): 1/2 current, 1 older, 0 reporting a problem, 1 waiting for a window\n")
+	assert.Regexp(t, `(?m)^`+devCluster2+`\s+older\s+`+f.first[:7]+`#0123456\s+waiting for window \(opens `+regexp.QuoteMeta(clock(opens))+`\)\s+\S+\s+-$`, rollout)
+	assert.Regexp(t, `(?m)^`+devCluster1+`\s+current\s+`+f.dns[:7]+`#0123456\s+idle\s+2h\s+-$`, rollout)
+
+	var r api.ChannelRollout
+	require.NoError(t, json.Unmarshal([]byte(f.run("channels", "rollout", "dev", "-o", "json")), &r))
+	for _, c := range r.Clusters {
+		if c.ID == devCluster2 {
+			require.NotNil(t, c.NextWindow)
+			assert.Equal(t, opens, c.NextWindow.UTC())
+		}
+	}
+}

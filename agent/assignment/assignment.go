@@ -50,6 +50,9 @@ type Update struct {
 	// RegistryErr is set when the registry could not be asked; Assignment
 	// is then the last good one, if there is any.
 	RegistryErr error
+	// RegistryTime is the registry's clock in its answer, and ReceivedAt
+	// the agent's when the answer arrived; both zero without an answer.
+	RegistryTime, ReceivedAt time.Time
 }
 
 // Poll asks the registry, waiting up to wait for a change. Without an
@@ -68,14 +71,13 @@ func (k *Keeper) Poll(ctx context.Context, wait time.Duration) (Update, error) {
 		}
 		return Update{Assignment: k.current, RegistryErr: err}, nil
 	}
+	received := time.Now()
 	if res.NotModified {
-		return Update{Assignment: k.current}, nil
+		return Update{Assignment: k.current, RegistryTime: res.RegistryTime, ReceivedAt: received}, nil
 	}
 	k.current, k.etag = res.Assignment, res.ETag
-	if err := k.save(ctx); err != nil {
-		return Update{Assignment: k.current, Changed: true}, err
-	}
-	return Update{Assignment: k.current, Changed: true}, nil
+	upd := Update{Assignment: k.current, Changed: true, RegistryTime: res.RegistryTime, ReceivedAt: received}
+	return upd, k.save(ctx)
 }
 
 func (k *Keeper) load(ctx context.Context) error {

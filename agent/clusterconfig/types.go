@@ -73,6 +73,9 @@ type Status struct {
 	// and draining, and the next forced eviction with the rule holding it.
 	NodePools []api.NodePoolProgress `json:"nodePools,omitempty"`
 	Problems  []api.StatusProblem    `json:"problems,omitempty"`
+	// NextWindow is when the update window opens, while a new version
+	// waits for it.
+	NextWindow *metav1.Time `json:"nextWindow,omitempty"`
 }
 
 // GetConditions lets fluxcd/pkg/runtime/conditions read the conditions.

@@ -33,6 +33,11 @@ type RollConfig struct {
 	// drained is finished, or with HardBlock uncordoned and left.
 	Blocked   map[string]bool
 	HardBlock bool
+	// Closed pools are outside their node update window, which opens at
+	// the time given (zero when the window does not parse): a roll under
+	// way finishes the node being drained and pauses with its marks kept,
+	// and no roll starts.
+	Closed map[string]time.Time
 }
 
 // PassResult is what one pass left.
@@ -41,13 +46,16 @@ type PassResult struct {
 	Progress []api.NodePoolProgress
 }
 
-// EarliestForce is the earliest forecast force among the pools' progress:
-// the next pass is due then at the latest. Zero when none is forecast.
-func EarliestForce(pools []api.NodePoolProgress) time.Time {
+// NextWake is the earliest forecast force, or opening of a paused pool's
+// node update window, among the pools' progress: the next pass is due then
+// at the latest. Zero when there is none.
+func NextWake(pools []api.NodePoolProgress) time.Time {
 	var at time.Time
 	for _, p := range pools {
-		if f := p.NextForcedEviction; f != nil && (at.IsZero() || f.Before(at)) {
-			at = *f
+		for _, t := range []*time.Time{p.NextForcedEviction, p.NextWindow} {
+			if t != nil {
+				at = api.Earliest(at, *t)
+			}
 		}
 	}
 	return at
@@ -192,6 +200,12 @@ func (r *Roller) poolPass(ctx context.Context, cfg RollConfig, spec PoolSpec, v 
 		}
 		return state, progress, nil
 	}
+	if opens, closed := cfg.Closed[spec.Name]; closed {
+		if !opens.IsZero() {
+			progress.NextWindow = &opens
+		}
+		return r.pause(ctx, spec, v, state, progress)
+	}
 	if state == nil {
 		state = &RollState{Pool: spec.Name, Target: g.Desired}
 		r.log.Info("rolling a node pool", "pool", spec.Name, "outdated", len(v.outdated), "target", state.Target)
@@ -209,23 +223,44 @@ func (r *Roller) poolPass(ctx context.Context, cfg RollConfig, spec PoolSpec, v 
 		}
 		v.draining, progress.Draining = selected, 1
 	}
+	terminated, err := r.drain(ctx, spec, v, &progress)
+	if err != nil || !terminated {
+		return state, progress, err
+	}
+	// The group shrank with the terminated instance: surge again now, so
+	// that the next node's replacement launches while this Node goes.
+	if err := r.surge(ctx, cfg, state, v); err != nil || len(v.outdated) == 0 {
+		return state, progress, err
+	}
+	_, _, err = r.choose(ctx, v)
+	return state, progress, err
+}
+
+// pause holds a pool's roll outside its node update window: the node being
+// drained is drained to its end, and no other node is chosen, so the roll
+// goes on from its marks when the window opens.
+func (r *Roller) pause(ctx context.Context, spec PoolSpec, v *poolView, state *RollState, progress api.NodePoolProgress) (*RollState, api.NodePoolProgress, error) {
+	if v.draining == nil {
+		return state, progress, nil
+	}
+	_, err := r.drain(ctx, spec, v, &progress)
+	return state, progress, err
+}
+
+// drain makes one step of the drain of the pool's draining node, with the
+// next forecast force in the progress; a node it terminated leaves the view.
+func (r *Roller) drain(ctx context.Context, spec PoolSpec, v *poolView, progress *api.NodePoolProgress) (bool, error) {
 	next, terminated, err := r.drainStep(ctx, spec.SLA, v.draining)
 	if next != nil {
 		at := next.At
 		progress.NextForcedEviction, progress.HeldBy = &at, next.Rule
 	}
 	if err != nil || !terminated {
-		return state, progress, err
+		return false, err
 	}
-	// The group shrank with the terminated instance: surge again now, so
-	// that the next node's replacement launches while this Node goes.
 	v.leave(v.draining)
 	progress.Outdated, progress.Draining = len(v.outdated), 0
-	if err := r.surge(ctx, cfg, state, v); err != nil || len(v.outdated) == 0 {
-		return state, progress, err
-	}
-	_, _, err = r.choose(ctx, v)
-	return state, progress, err
+	return true, nil
 }
 
 // leave takes a terminated node out of the view: the group no longer

@@ -1,6 +1,7 @@
 package nodes
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -8,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/caravan-gitops/caravan/pkg/api"
+	"github.com/caravan-gitops/caravan/pkg/window"
 )
 
 // Config items of node updates; config-defaults.yaml documents them.
@@ -83,6 +85,28 @@ func (s Settings) Config(a api.Assignment, blockAll bool) (RollConfig, error) {
 		}
 	}
 	return cfg, nil
+}
+
+// ClosedPools are the pools outside their node update window at now (the
+// node_update_windows config item of the registry), each with when its
+// window opens. A window that does not parse closes its pool with no
+// opening: the registry refuses such values, so it came from an older
+// registry, and when it is unclear whether nodes may be replaced, none are.
+func ClosedPools(a api.Assignment, now time.Time) (map[string]time.Time, error) {
+	closed := map[string]time.Time{}
+	var errs []error
+	for _, p := range a.NodePools {
+		windows := p.ConfigItems[api.ConfigNodeUpdateWindows]
+		s, err := window.Parse(windows)
+		switch {
+		case err != nil:
+			closed[p.Name] = time.Time{}
+			errs = append(errs, fmt.Errorf("node pool %s: config item %s %q: %w", p.Name, api.ConfigNodeUpdateWindows, windows, err))
+		case !s.Contains(now):
+			closed[p.Name] = s.NextOpening(now)
+		}
+	}
+	return closed, errors.Join(errs...)
 }
 
 // ownItems are the config items a pool sets itself: the assignment gives a

@@ -59,3 +59,39 @@ func TestConfigGivesEachPoolItsOwnSLAAndBlocks(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, map[string]bool{"workers": true, "batch": true}, all.Blocked)
 }
+
+func TestClosedPoolsAreThoseOutsideTheirNodeUpdateWindow(t *testing.T) {
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC) // a Monday
+	a := api.Assignment{NodePools: []api.AssignedNodePool{
+		{Name: "always", ConfigItems: map[string]string{}},
+		{Name: "open", ConfigItems: map[string]string{api.ConfigNodeUpdateWindows: "Mon 11:00-13:00 UTC"}},
+		{Name: "nightly", ConfigItems: map[string]string{api.ConfigNodeUpdateWindows: "daily 22:00-04:00 Europe/Berlin"}},
+	}}
+	closed, err := ClosedPools(a, now)
+	require.NoError(t, err)
+	assert.Equal(t, map[string]time.Time{"nightly": time.Date(2026, 12, 7, 21, 0, 0, 0, time.UTC)}, utc(closed))
+
+	a.NodePools = append(a.NodePools, api.AssignedNodePool{Name: "broken", ConfigItems: map[string]string{api.ConfigNodeUpdateWindows: "nightly"}})
+	closed, err = ClosedPools(a, now)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `node pool broken: config item node_update_windows "nightly"`)
+	opens, isClosed := closed["broken"]
+	assert.True(t, isClosed, "a window that does not parse closes its pool")
+	assert.True(t, opens.IsZero(), "with no opening")
+	assert.NotContains(t, closed, "open")
+}
+
+func utc(m map[string]time.Time) map[string]time.Time {
+	out := map[string]time.Time{}
+	for k, v := range m {
+		out[k] = v.UTC()
+	}
+	return out
+}
+
+func TestNextWakeIsTheEarliestForceOrWindow(t *testing.T) {
+	at := func(m int) *time.Time { t := time.Date(2026, 12, 7, 12, m, 0, 0, time.UTC); return &t }
+	assert.True(t, NextWake(nil).IsZero())
+	assert.Equal(t, *at(5), NextWake([]api.NodePoolProgress{{NextForcedEviction: at(9)}, {NextWindow: at(5)}, {}}))
+	assert.Equal(t, *at(3), NextWake([]api.NodePoolProgress{{NextForcedEviction: at(3), NextWindow: at(4)}}))
+}

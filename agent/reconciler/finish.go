@@ -29,6 +29,9 @@ const (
 	ReasonBlocked   = "Blocked"
 	ReasonBroken    = "RenderFailed"
 	ReasonSuspended = "Suspended"
+	// ReasonWaitingForWindow: the cluster is at an approved version and a
+	// newer one waits for the update window.
+	ReasonWaitingForWindow = "WaitingForWindow"
 	// ReasonDecommissioning: the cluster's stacks are being deleted.
 	ReasonDecommissioning = "Decommissioning"
 )
@@ -56,14 +59,19 @@ func (r *Reconciler) finish(ctx context.Context, cc *clusterconfig.ClusterConfig
 	default:
 		r.config = cc
 	}
-	r.emit(cc, o)
+	r.emit(before, cc, o)
 	r.metrics.record(o, now)
 	var problems []api.StatusProblem
 	if o.blockReason != "" {
 		problems = append(problems, api.StatusProblem{Type: api.ProblemTypeBase + "blocked", Title: o.blockReason, Since: now})
 	}
+	problems = append(problems, r.clock.problems()...)
 	r.report(ctx, cc.Status, o.phase, problems, o.pools...)
-	r.wakeAt = nodes.EarliestForce(o.pools)
+	r.wakeAt = nodes.NextWake(o.pools)
+	r.windowAt = time.Time{}
+	if o.waiting != nil {
+		r.windowAt = o.waiting.NextWindow
+	}
 }
 
 // writeStatus patches the status when it changed; a steady-state reconcile
@@ -112,12 +120,16 @@ func (r *Reconciler) setConditions(cc *clusterconfig.ClusterConfig, o *outcome) 
 		conditions.MarkFalse(cc, ReadyCondition, ReasonDecommissioning, "the registry asks to decommission the cluster (%s)", o.phase)
 	case o.appliedNow:
 		conditions.MarkTrue(cc, ReadyCondition, ReasonApplied, "applied version %s", o.status.CurrentVersion)
+	case o.waiting != nil:
+		// Ready stays true: the cluster runs an approved version, and a
+		// closed window is the owners' wish, not a fault to alert on.
+		conditions.MarkTrue(cc, ReadyCondition, ReasonWaitingForWindow, "at version %s; %s", o.status.CurrentVersion, o.waiting.Reason)
 	case o.status.CurrentVersion != "":
 		conditions.MarkTrue(cc, ReadyCondition, ReasonUpToDate, "at version %s", o.status.CurrentVersion)
 	}
 }
 
-func (r *Reconciler) emit(cc *clusterconfig.ClusterConfig, o *outcome) {
+func (r *Reconciler) emit(before, cc *clusterconfig.ClusterConfig, o *outcome) {
 	switch {
 	case o.problem != nil:
 		r.events.Eventf(cc, nil, corev1.EventTypeWarning, ReasonFailed, "Reconcile", "%s: %s", o.problem.Title, o.problem.Detail)
@@ -135,16 +147,26 @@ func (r *Reconciler) emit(cc *clusterconfig.ClusterConfig, o *outcome) {
 		r.events.Eventf(cc, nil, corev1.EventTypeNormal, ReasonApplied, "Apply", "applied version %s%s", o.status.CurrentVersion, summary)
 	case o.blockReason != "":
 		r.events.Eventf(cc, nil, corev1.EventTypeNormal, ReasonBlocked, "Reconcile", "%s", o.blockReason)
+	case o.waiting != nil && !sameTime(before.Status.NextWindow, cc.Status.NextWindow):
+		r.events.Eventf(cc, nil, corev1.EventTypeNormal, ReasonWaitingForWindow, "Reconcile", "%s", o.waiting.Reason)
 	}
+}
+
+func sameTime(a, b *metav1.Time) bool {
+	return a == nil && b == nil || a != nil && b != nil && a.Equal(b)
 }
 
 // report sends the status to the registry; a registry outage is logged and
 // never stops the cluster's own reconciling.
 func (r *Reconciler) report(ctx context.Context, st clusterconfig.Status, phase string, extra []api.StatusProblem, pools ...api.NodePoolProgress) {
 	problems := append(append([]api.StatusProblem{}, st.Problems...), extra...)
+	var next *time.Time
+	if st.NextWindow != nil {
+		next = &st.NextWindow.Time
+	}
 	err := r.registry.PutClusterStatus(ctx, r.cfg.ClusterID, &api.ClusterStatus{
 		CurrentVersion: st.CurrentVersion, NextVersion: st.NextVersion, LastVersion: st.LastVersion, Phase: phase,
-		Problems: problems, NodePools: pools, AgentVersion: r.cfg.AgentVersion, Heartbeat: r.now().UTC(),
+		Problems: problems, NodePools: pools, AgentVersion: r.cfg.AgentVersion, Heartbeat: r.now().UTC(), NextWindow: next,
 	})
 	if err != nil && ctx.Err() == nil {
 		r.log.Info("reporting status to the registry failed", "error", err.Error())

@@ -143,6 +143,10 @@ func (r *Reconciler) rollNodes(ctx context.Context, a api.Assignment, out *outco
 		out.fail("nodes", "Outdated nodes cannot be replaced", err)
 		return
 	}
+	cfg.Closed, err = nodes.ClosedPools(a, r.now())
+	if err != nil {
+		out.fail("window", "A node update window cannot be read; its pool's nodes are not replaced", err)
+	}
 	roller := r.roller(a.Cluster)
 	res, err := roller.Pass(ctx, cfg, out.status.Rolls)
 	out.status.Rolls, out.status.NodePools = res.Rolls, res.Progress

@@ -16,7 +16,8 @@ import (
 // also reconciles, with the head it listed last, after every change the
 // roll waits for (the nodes.Trigger), at the next forecast force, and at
 // the latest after drain_poll_interval: a roll's steps follow one another
-// as soon as the cluster allows, not at the pace of a poll.
+// as soon as the cluster allows, not at the pace of a poll. A version that
+// waits for its update window is taken up when the window opens.
 func (r *Reconciler) Run(ctx context.Context) error {
 	updates := make(chan assignment.Update)
 	go r.pollAssignments(ctx, updates)
@@ -25,15 +26,20 @@ func (r *Reconciler) Run(ctx context.Context) error {
 	for {
 		listHead := false
 		wake, stop := r.nodeWake(ctx)
+		opens, stopWindow := timerAt(r.windowAt)
 		select {
 		case <-ctx.Done():
 			stop()
+			stopWindow()
 			return nil
 		case upd := <-updates:
 			current, listHead = upd.Assignment, true
+			r.clock.observe(upd.RegistryTime, upd.ReceivedAt)
 		case <-wake:
+		case <-opens:
 		}
 		stop()
+		stopWindow()
 		if current == nil {
 			r.log.Info("no assignment yet; waiting for the registry")
 			continue
@@ -103,6 +109,15 @@ func (r *Reconciler) nodeWake(ctx context.Context) (<-chan struct{}, func()) {
 		}
 	}()
 	return wake, func() { timer.Stop(); close(done) }
+}
+
+// timerAt fires at t; never for the zero time. stop releases the timer.
+func timerAt(t time.Time) (<-chan time.Time, func()) {
+	if t.IsZero() {
+		return nil, func() {}
+	}
+	timer := time.NewTimer(max(time.Until(t), 0))
+	return timer.C, func() { timer.Stop() }
 }
 
 func (r *Reconciler) startTrigger(ctx context.Context) *nodes.Trigger {

@@ -61,8 +61,13 @@ type Reconciler struct {
 	infra  Infrastructure
 	// listed is the branch head the last reconcile listed.
 	listed listedHead
-	// wakeAt is the earliest forecast force the last reconcile found.
+	// wakeAt is the earliest forecast force, or opening of a node update
+	// window, the last reconcile found.
 	wakeAt time.Time
+	// windowAt is when the update window opens for a version that waits.
+	windowAt time.Time
+	// clock is how far the agent's clock is from the registry's.
+	clock clockSkew
 	// previews answers the assignment's plans; made at the first plan.
 	previews *preview.Runner
 	// rollers holds the Roller of the cluster's account and region.
@@ -105,6 +110,7 @@ func (r *Reconciler) reconcile(ctx context.Context, a *api.Assignment, listHead 
 		return
 	}
 	out := outcome{status: cc.Status, phase: api.PhaseIdle}
+	out.status.NextWindow = nil
 	defer func() { r.finish(ctx, cc, &out) }()
 
 	repo, err := source.New(a.Channel.RepositoryURL, r.cfg.Git)
@@ -117,7 +123,7 @@ func (r *Reconciler) reconcile(ctx context.Context, a *api.Assignment, listHead 
 		out.fail("source", "The channel's branch cannot be listed", err)
 		return
 	}
-	d := Decide(cc.Spec, a, head, cc.Status)
+	d := Decide(cc.Spec, a, head, cc.Status, r.now())
 	switch d.Action {
 	case Nothing:
 		out.keepProblems = true
@@ -133,8 +139,30 @@ func (r *Reconciler) reconcile(ctx context.Context, a *api.Assignment, listHead 
 	case NodeWork:
 		out.keepProblems = true
 		r.nodeWork(ctx, cc, *a, &out)
+	case WaitForWindow:
+		r.waitForWindow(ctx, cc, *a, d, &out)
 	case Decommission:
 		r.decommission(ctx, *a, &out)
+	}
+}
+
+// waitForWindow holds a new version until the update window opens; the
+// current version's node work goes on meanwhile, under its own windows.
+func (r *Reconciler) waitForWindow(ctx context.Context, cc *clusterconfig.ClusterConfig, a api.Assignment, d Decision, out *outcome) {
+	out.keepProblems = true
+	if d.WindowErr != nil {
+		out.fail("window", "The update window cannot be read; no new version starts", d.WindowErr)
+		out.stalled = true
+		return
+	}
+	out.waiting = &d
+	next := metaTime(d.NextWindow)
+	out.status.NextWindow = &next
+	if cc.Status.CurrentVersion != "" {
+		r.nodeWork(ctx, cc, a, out)
+	}
+	if out.phase == api.PhaseIdle || out.phase == api.PhaseRollingNodes {
+		out.phase = api.PhaseWaitingForWindow
 	}
 }
 
@@ -383,6 +411,8 @@ type outcome struct {
 	sameObjects bool
 	// pools is the progress of node pools being drained.
 	pools []api.NodePoolProgress
+	// waiting is set when a new version waits for the update window.
+	waiting *Decision
 }
 
 func (o *outcome) fail(kind, title string, err error) {

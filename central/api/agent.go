@@ -31,13 +31,13 @@ func (s *Server) getAssignment(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if ifNoneMatch == "" || !etagMatches(ifNoneMatch, a.ETag) {
+			w.Header().Set(api.RegistryTimeHeader, s.registryTime())
 			writeAssignment(w, a)
 			return
 		}
 		remaining := time.Until(deadline)
 		if wait == 0 || remaining <= 0 {
-			w.Header().Set("ETag", a.ETag)
-			w.WriteHeader(http.StatusNotModified)
+			s.notModified(w, a)
 			return
 		}
 		if changed == nil {
@@ -53,12 +53,21 @@ func (s *Server) getAssignment(w http.ResponseWriter, r *http.Request) {
 			remaining = min(remaining, time.Until(a.ChangesAt)+time.Millisecond)
 		}
 		if !s.await(r, changed, remaining) {
-			w.Header().Set("ETag", a.ETag)
-			w.WriteHeader(http.StatusNotModified)
+			s.notModified(w, a)
 			return
 		}
 		changed = hub.Watch(id)
 	}
+}
+
+// registryTime is the registry's clock as RegistryTimeHeader carries it,
+// read when an assignment answer is written: after a long wait too.
+func (s *Server) registryTime() string { return s.now().UTC().Format(time.RFC3339Nano) }
+
+func (s *Server) notModified(w http.ResponseWriter, a store.Assignment) {
+	w.Header().Set("ETag", a.ETag)
+	w.Header().Set(api.RegistryTimeHeader, s.registryTime())
+	w.WriteHeader(http.StatusNotModified)
 }
 
 func writeAssignment(w http.ResponseWriter, a store.Assignment) {

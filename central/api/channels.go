@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 
 	"github.com/caravan-gitops/caravan/central/store"
 	"github.com/caravan-gitops/caravan/channels"
@@ -145,7 +146,12 @@ func (s *Server) gate(ctx context.Context, from, to api.Channel, commit string) 
 	if err != nil {
 		return api.PromotionGate{}, err
 	}
-	in := channels.GateInput{From: from, To: to, Commit: commit, Clusters: clusters, Now: s.timestamp()}
+	now := s.timestamp()
+	freezes, err := s.store.CurrentFreezes(ctx, now)
+	if err != nil {
+		return api.PromotionGate{}, err
+	}
+	in := channels.GateInput{From: from, To: to, Commit: commit, Clusters: clusters, Freezes: freezes, Now: now}
 	if commit == "" {
 		head := s.heads.Head(ctx, from)
 		in.Commit, in.HeadError = head.Commit, head.Error
@@ -186,7 +192,9 @@ func (s *Server) getPromotionGate(w http.ResponseWriter, r *http.Request) {
 
 // recordPromotion records a promotion that was pushed, with the gate's
 // verdict at this moment, into the audit log; it is recorded even when the
-// gate no longer holds, since the branch has moved already.
+// gate no longer holds, since the branch has moved already. Only a freeze
+// in force on the target channel refuses it (409) unless the request says
+// why it was overridden: a freeze is the owners' word that nothing moves.
 func (s *Server) recordPromotion(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	to, err := s.channel(ctx, r.PathValue("name"))
@@ -208,6 +216,10 @@ func (s *Server) recordPromotion(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
+	if len(g.Freezes) > 0 && req.OverrideReason == "" {
+		writeProblem(w, r, frozenProblem(g.Freezes, to.Name))
+		return
+	}
 	p := api.Promotion{
 		From: from.Name, To: to.Name, Commit: req.Commit, PreviousCommit: req.PreviousCommit, OverrideReason: req.OverrideReason,
 		GateMet: g.Met, GateReasons: g.Reasons, By: principalFrom(ctx).Name, At: s.timestamp(),
@@ -218,4 +230,16 @@ func (s *Server) recordPromotion(w http.ResponseWriter, r *http.Request) {
 	}
 	s.heads.Forget(to.RepositoryURL)
 	writeJSON(w, http.StatusCreated, p)
+}
+
+// frozenProblem refuses a promotion into a frozen channel, naming each freeze.
+func frozenProblem(freezes []api.Freeze, channel string) api.Problem {
+	parts := make([]string, len(freezes))
+	for i, f := range freezes {
+		parts[i] = api.FrozenReason(f, channel) + " (freeze " + f.ID + ")"
+	}
+	return api.Problem{
+		Type: api.ProblemChannelFrozen, Status: http.StatusConflict, Title: "Channel frozen", Field: "override_reason",
+		Detail: strings.Join(parts, "; ") + "; a promotion into a frozen channel is recorded only with override_reason",
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/caravan-gitops/caravan/central/store"
+	"github.com/caravan-gitops/caravan/pkg/api"
 )
 
 // A waiting long-poll is parked: its connection is taken from net/http and
@@ -187,6 +188,9 @@ func (p *parkedPoll) write(status int, etag, contentType string, body []byte) {
 		"X-Request-Id: " + p.requestID + "\r\n"
 	if etag != "" {
 		head += "ETag: " + etag + "\r\n"
+	}
+	if status == http.StatusOK || status == http.StatusNotModified {
+		head += api.RegistryTimeHeader + ": " + p.s.registryTime() + "\r\n"
 	}
 	if status != http.StatusNotModified {
 		head += "Content-Type: " + contentType + "\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n"

@@ -60,7 +60,7 @@ func clusterResource(s *Server) resource[api.Cluster] {
 		prepareCreate: func(ctx context.Context, _ *http.Request, c *api.Cluster) error {
 			now := s.timestamp()
 			// Only POST .../decommission confirms a decommission.
-			c.CreatedAt, c.UpdatedAt, c.Status, c.DecommissionConfirmedAt = now, now, nil, nil
+			c.CreatedAt, c.UpdatedAt, c.Status, c.Schedule, c.DecommissionConfirmedAt = now, now, nil, nil, nil
 			for i := range c.NodePools {
 				c.NodePools[i].CreatedAt, c.NodePools[i].UpdatedAt = now, now
 			}
@@ -74,7 +74,7 @@ func clusterResource(s *Server) resource[api.Cluster] {
 			if err := immutable("id", old.ID, c.ID); err != nil {
 				return err
 			}
-			c.CreatedAt, c.UpdatedAt, c.NodePools, c.Status = old.CreatedAt, s.timestamp(), nil, nil
+			c.CreatedAt, c.UpdatedAt, c.NodePools, c.Status, c.Schedule = old.CreatedAt, s.timestamp(), nil, nil, nil
 			c.Normalize()
 			c.CarryDecommissionConfirmation(old)
 			return s.validateCluster(ctx, c)

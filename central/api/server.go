@@ -131,6 +131,7 @@ func (s *Server) routes(metricsHandler http.Handler, ui UI) {
 	s.route("GET /api/v1/channels/{name}/history", auth.Read, s.getHistory)
 	s.route("GET /api/v1/channels/{name}/promotion", auth.Read, s.getPromotionGate)
 	s.route("POST /api/v1/channels/{name}/promotions", auth.Write, s.recordPromotion)
+	s.freezeRoutes()
 	s.route("GET /api/v1/audit", auth.Read, s.listAudit)
 	s.route("GET /api/v1/tokens", auth.Read, s.listTokens)
 	s.route("POST /api/v1/tokens", auth.Write, s.createToken)

@@ -11,8 +11,8 @@ import (
 )
 
 // Assignment is a cluster's assignment encoded, with its strong ETag and the
-// time at which it changes by itself (a block running out, a plan its agent
-// did not answer in time), if any.
+// time at which it changes by itself (a block running out, a freeze
+// starting or ending, a plan its agent did not answer in time), if any.
 type Assignment struct {
 	Body      []byte
 	ETag      string
@@ -49,7 +49,7 @@ func (s *Store) Assignment(ctx context.Context, clusterID string) (Assignment, e
 	if ok && trusted && c.gen == gen && (c.ChangesAt.IsZero() || now.Before(c.ChangesAt)) {
 		return c.Assignment, nil
 	}
-	in, err := s.assignmentInput(ctx, clusterID)
+	in, err := s.assignmentInput(ctx, clusterID, now)
 	if err != nil {
 		return Assignment{}, err
 	}
@@ -70,7 +70,7 @@ func (s *Store) Assignment(ctx context.Context, clusterID string) (Assignment, e
 	return out, nil
 }
 
-func (s *Store) assignmentInput(ctx context.Context, clusterID string) (api.AssignmentInput, error) {
+func (s *Store) assignmentInput(ctx context.Context, clusterID string, now time.Time) (api.AssignmentInput, error) {
 	cluster, err := Get(ctx, s, Clusters, clusterID)
 	if err != nil {
 		return api.AssignmentInput{}, err
@@ -91,7 +91,13 @@ func (s *Store) assignmentInput(ctx context.Context, clusterID string) (api.Assi
 	if err != nil {
 		return api.AssignmentInput{}, err
 	}
-	in := api.AssignmentInput{Account: account.Value, Cluster: cluster.Value, NodePools: pools, Channel: channel.Value}
+	// Every freeze that has not ended: BuildAssignment takes those that
+	// cover the cluster, and when the next of them starts or ends.
+	freezes, err := s.CurrentFreezes(ctx, now)
+	if err != nil {
+		return api.AssignmentInput{}, err
+	}
+	in := api.AssignmentInput{Account: account.Value, Cluster: cluster.Value, NodePools: pools, Channel: channel.Value, Freezes: freezes}
 	for _, b := range blocks {
 		in.Blocks = append(in.Blocks, b.Value)
 	}

@@ -31,7 +31,7 @@ var Clusters = Kind[api.Cluster]{
 		return []any{c.Channel, c.Environment, c.LifecycleStatus, c.Alias, nullableTime(c.DecommissionConfirmedAt)}
 	},
 	stored: func(c api.Cluster) api.Cluster {
-		c.NodePools, c.Status = nil, nil
+		c.NodePools, c.Status, c.Schedule = nil, nil, nil
 		return c
 	},
 	affected: func(_ context.Context, _ *Store, _ querier, ref Ref) ([]string, error) { return []string{ref.Key}, nil },
@@ -96,7 +96,10 @@ var Channels = Kind[api.Channel]{
 		return clusterIDsWhere(ctx, s, q, "channel", ref.Key)
 	},
 	beforeDelete: func(ctx context.Context, s *Store, q querier, ref Ref) error {
-		return refuseWhileReferenced(ctx, s, q, "channel", ref.Key, "clusters still follow the channel")
+		if err := refuseWhileReferenced(ctx, s, q, "channel", ref.Key, "clusters still follow the channel"); err != nil {
+			return err
+		}
+		return refuseWhileFrozen(ctx, s, q, ref.Key)
 	},
 }
 

@@ -37,7 +37,11 @@ func PlanKey(clusterID, planID string) string { return clusterID + "/" + planID 
 
 // NewPlanID returns a new plan id: 16 hex digits, the first 11 the
 // creation time in milliseconds, so that ids sort by age.
-func NewPlanID(now time.Time) (string, error) {
+func NewPlanID(now time.Time) (string, error) { return newTimeID(now) }
+
+// newTimeID returns 16 hex digits: the first 11 the time in milliseconds,
+// the other 5 random.
+func newTimeID(now time.Time) (string, error) {
 	var b [4]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return "", fmt.Errorf("reading random bytes: %w", err)
@@ -193,4 +197,3 @@ func (s *Store) openPlans(ctx context.Context, clusterID string, now time.Time) 
 	}
 	return plans, expires, rows.Err()
 }
-

@@ -117,7 +117,8 @@ func (s *Store) StatusHistory(ctx context.Context, clusterID string, limit int) 
 	return out, rows.Err()
 }
 
-// Details adds node pools and status to clusters, in two queries for a whole page.
+// Details adds node pools, status and schedule to clusters, in four
+// queries for a whole page.
 func (s *Store) Details(ctx context.Context, clusters []api.Cluster) error {
 	if len(clusters) == 0 {
 		return nil
@@ -152,7 +153,7 @@ func (s *Store) Details(ctx context.Context, clusters []api.Cluster) error {
 	if err != nil {
 		return fmt.Errorf("reading cluster status: %w", err)
 	}
-	return nil
+	return s.schedules(ctx, clusters)
 }
 
 func (s *Store) scanDocs(ctx context.Context, query string, args []any, fn func(id string, doc []byte) error) error {

@@ -145,6 +145,35 @@ func TestInChromium(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, "rgb(198, 40, 40)", background, "failed is red: the stylesheet loads under the page's CSP")
 
+		banner := b.text("section.freezes")
+		for _, want := range []string{
+			"Frozen: channel alpha", "until " + ts(f.alphaFreeze.Until), "Alpha hardware swap", "by ops",
+			"Freeze from " + ts(f.productionFreeze.Since) + ": environment production", "Cyber Week", "by sales-ops",
+		} {
+			assert.Contains(t, banner, want)
+		}
+		assert.Equal(t, 1, b.count("section.freezes li.freeze-active"))
+		assert.Equal(t, 1, b.count("section.freezes li.freeze-scheduled"))
+		assert.Equal(t, 2, b.count("table.clusters td.window-frozen"), "the alpha clusters")
+		assert.Equal(t, 2, b.count("table.clusters td.window-closed"), "test-dev and production-stable")
+		assert.Equal(t, 1, b.count("table.clusters td.window-invalid"), "production-beta")
+		assert.Equal(t, 3, b.count("table.clusters td.window-open"))
+		assert.Contains(t, clusters, "opens "+ts(f.opens))
+		assert.Contains(t, clusters, "frozen until "+ts(f.alphaFreeze.Until))
+		assert.Contains(t, clusters, "waiting-for-window")
+		colour, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`getComputedStyle(document.querySelector("td.window-frozen")).color`))
+		require.NoError(t, err)
+		assert.Equal(t, "rgb(2, 119, 189)", colour, "a frozen window is blue")
+
+		require.NoError(t, chromedp.Do(b.ctx, chromedp.SetValue(chromedp.CSS(`select[name="phase"]`), "waiting-for-window")))
+		require.Equal(t, http.StatusOK, b.click("form.filters button"))
+		assert.Equal(t, 1, b.count("table.clusters tbody tr"))
+		assert.Contains(t, b.text("table.clusters"), "production-stable")
+		require.Equal(t, http.StatusOK, b.click(`table.clusters a[href="/clusters/`+productionProd.ID+`"]`))
+		assert.Contains(t, b.text("dl.fields dd.next-window"), ts(f.opens), "the waiting cluster says when its window opens")
+		assert.Contains(t, b.text("table.freezes"), "Cyber Week")
+		require.Equal(t, http.StatusOK, b.open("/"))
+
 		require.NoError(t, chromedp.Do(b.ctx, chromedp.SetValue(chromedp.CSS(`select[name="phase"]`), "failed")))
 		require.Equal(t, http.StatusOK, b.click("form.filters button"))
 		assert.Contains(t, b.path(), "phase=failed")
@@ -161,11 +190,13 @@ func TestInChromium(t *testing.T) {
 			testDev.ID, "https://test-dev.demo.caravan.local", "db_password", "(encrypted, fingerprint",
 			"workers", "5 nodes, 2 outdated, 1 draining", "held by drain_grace_period",
 			f.devHead + "#bbbb2222", f.first[:8] + "#aaaa1111", "changed config_items", "Not blocked.",
+			f.window, "daily 01:00-05:00 Europe/Berlin", "opens " + ts(f.opens), "No freeze covers this cluster.",
 		} {
 			assert.Contains(t, main, want)
 		}
+		assert.Contains(t, b.text("table.pools"), "roll paused until", "the system pool waits for its node update window")
 		assert.NotContains(t, main, "AQICAH", "the ciphertext is masked")
-		assert.Equal(t, 4, b.count(`svg.bar rect`), "the bars of the workers pool (up to date, draining, waiting) and the system pool (up to date)")
+		assert.Equal(t, 4, b.count(`svg.bar rect`), "the bars of the workers pool (up to date, draining, waiting) and the system pool (waiting)")
 	})
 
 	t.Run("block and unblock", func(t *testing.T) {
@@ -209,8 +240,14 @@ func TestInChromium(t *testing.T) {
 		} {
 			assert.Contains(t, dev, want)
 		}
+		assert.Contains(t, dev, "channel alpha is frozen until", "the gate into alpha names the freeze")
+		assert.Contains(t, b.text("#channel-alpha ul.freezes"), "Frozen: channel alpha")
 		assert.Contains(t, b.text("#channel-beta"), "Promotion to stable: gate met")
-		assert.Contains(t, b.text("#channel-stable"), "production-stable")
+		stable := b.text("#channel-stable")
+		assert.Contains(t, stable, "production-stable")
+		assert.Contains(t, stable, "waiting for window (opens "+ts(f.opens)+")")
+		assert.Contains(t, stable, "1 waiting for a window (the first opens "+ts(f.opens)+")")
+		assert.Equal(t, 1, b.count("#channel-stable svg.bar rect.seg-waiting"))
 		assert.Equal(t, 4, b.count("section.channel svg.bar"), "a rollout bar per channel")
 	})
 

@@ -3,6 +3,7 @@ package ui
 import (
 	"context"
 	"net/http"
+	"time"
 
 	"github.com/caravan-gitops/caravan/channels"
 	"github.com/caravan-gitops/caravan/pkg/api"
@@ -21,6 +22,16 @@ type channelView struct {
 	Gate    *api.PromotionGate
 	Bar     bar
 	Rows    []rolloutRow
+	// Freezes are those that cover the channel's clusters, all of them or
+	// those of one environment, in force or to come.
+	Freezes []channelFreeze
+}
+
+// channelFreeze is a freeze of a channel's page; Partly marks one that
+// covers only the channel's clusters of one environment.
+type channelFreeze struct {
+	freezeView
+	Partly bool
 }
 
 // rolloutRow is a cluster of the rollout with what it says to the gate.
@@ -50,15 +61,21 @@ func (u *UI) channelViews(ctx context.Context) ([]channelView, error) {
 	if err != nil {
 		return nil, err
 	}
+	now := u.now().UTC()
+	freezes, err := u.store.CurrentFreezes(ctx, now)
+	if err != nil {
+		return nil, err
+	}
+	shown := freezeViews(freezes, now)
 	heads := u.heads.Of(ctx, chans)
 	views := make([]channelView, len(chans))
 	for i, ch := range chans {
 		head := heads[ch.Name]
 		clusters := byChannel[ch.Name]
-		view := channelView{Channel: ch, Rollout: channels.Rollout(ch, head, "", clusters)}
+		view := channelView{Channel: ch, Rollout: channels.Rollout(ch, head, "", clusters), Freezes: channelFreezes(ch.Name, shown)}
 		if i+1 < len(chans) {
 			gate := channels.Gate(channels.GateInput{
-				From: ch, To: chans[i+1], Commit: head.Commit, HeadError: head.Error, Clusters: clusters, Now: u.now().UTC(),
+				From: ch, To: chans[i+1], Commit: head.Commit, HeadError: head.Error, Clusters: clusters, Freezes: freezes, Now: now,
 			})
 			view.Gate = &gate
 		}
@@ -67,6 +84,21 @@ func (u *UI) channelViews(ctx context.Context) ([]channelView, error) {
 		views[i] = view
 	}
 	return views, nil
+}
+
+// channelFreezes are the freezes that cover the channel: the whole fleet,
+// the channel, or (partly) an environment of its clusters.
+func channelFreezes(channel string, freezes []freezeView) []channelFreeze {
+	var out []channelFreeze
+	for _, f := range freezes {
+		switch {
+		case f.All || f.Channel == channel && f.Environment == "":
+			out = append(out, channelFreeze{freezeView: f})
+		case f.Channel == channel || f.Channel == "" && f.Environment != "":
+			out = append(out, channelFreeze{freezeView: f, Partly: true})
+		}
+	}
+	return out
 }
 
 func rolloutRows(rollout api.ChannelRollout, gate *api.PromotionGate) []rolloutRow {
@@ -83,20 +115,32 @@ func rolloutRows(rollout api.ChannelRollout, gate *api.PromotionGate) []rolloutR
 	return rows
 }
 
-// rolloutBar shows each cluster in service once: reporting a problem, on
-// the head, on an older commit, silent, or, while the head is unknown,
-// reporting a version that cannot be placed.
+// rolloutBar shows each cluster in service once: reporting a problem,
+// waiting for its update window, on the head, on an older commit, silent,
+// or, while the head is unknown, reporting a version that cannot be placed.
 func rolloutBar(channel string, rollout api.ChannelRollout) bar {
 	counts := map[string]int{}
+	var opens *time.Time
 	for _, c := range rollout.Clusters {
-		if len(c.Problems) > 0 || c.Phase == api.PhaseFailed {
+		switch {
+		case len(c.Problems) > 0 || c.Phase == api.PhaseFailed:
 			counts["problem"]++
-			continue
+		case c.Phase == api.PhaseWaitingForWindow:
+			counts["waiting"]++
+			if c.NextWindow != nil && (opens == nil || c.NextWindow.Before(*opens)) {
+				opens = c.NextWindow
+			}
+		default:
+			counts[c.State]++
 		}
-		counts[c.State]++
+	}
+	waiting := "waiting for a window"
+	if opens != nil {
+		waiting += " (the first opens " + timestamp(opens) + ")"
 	}
 	return newBar(channel+" rollout",
 		barPart{class: "seg-ok", label: "on the head", count: counts[api.RolloutCurrent]},
+		barPart{class: "seg-waiting", label: waiting, count: counts["waiting"]},
 		barPart{class: "seg-pending", label: "on an older commit", count: counts[api.RolloutOlder]},
 		barPart{class: "seg-failed", label: "with problems", count: counts["problem"]},
 		barPart{class: "seg-a", label: "on a commit not placed: the head is unknown", count: counts[api.RolloutUnknown]},

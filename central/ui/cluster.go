@@ -28,9 +28,13 @@ type clusterPage struct {
 	Cluster     api.Cluster
 	ConfigItems []configItem
 	NodePools   []poolView
-	History     []api.StatusHistoryEntry
-	Blocks      []blockView
-	Audit       []auditView
+	// Window is when a new version may next start; Freezes are those that
+	// cover the cluster, in force or to come.
+	Window  windowView
+	Freezes []freezeView
+	History []api.StatusHistoryEntry
+	Blocks  []blockView
+	Audit   []auditView
 	// BlockForm holds what was sent when a block was refused, and why.
 	BlockForm blockForm
 }
@@ -79,7 +83,11 @@ func (u *UI) clusterPage(ctx context.Context, id string) (clusterPage, error) {
 		return clusterPage{}, err
 	}
 	c := clusters[0]
-	page := clusterPage{Cluster: c, ConfigItems: configItems(c.ConfigItems), NodePools: poolViews(c)}
+	now := u.now()
+	page := clusterPage{Cluster: c, ConfigItems: configItems(c.ConfigItems), NodePools: poolViews(c), Window: windowOf(c.Schedule, now)}
+	if c.Schedule != nil {
+		page.Freezes = freezeViews(c.Schedule.Freezes, now)
+	}
 	if page.History, err = u.store.StatusHistory(ctx, id, historyShown); err != nil {
 		return clusterPage{}, err
 	}

@@ -2,7 +2,9 @@ package ui_test
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -54,6 +56,12 @@ type fleet struct {
 	agent  string
 	// first is the commit every branch starts from, devHead dev's head.
 	first, devHead string
+	// window is the update window of test-dev and production-stable,
+	// closed now, which opens at opens.
+	window string
+	opens  time.Time
+	// alphaFreeze is in force; productionFreeze is to come.
+	alphaFreeze, productionFreeze api.Freeze
 }
 
 func startFleet(t *testing.T) *fleet {
@@ -80,8 +88,55 @@ func startFleet(t *testing.T) *fleet {
 	f.reader = f.token(t, "ui-reader", api.RoleReader, "")
 	f.agent = f.token(t, "ui-agent", api.RoleAgent, testDev.ID)
 	f.encryptConfigItems(t)
+	f.scheduleFleet(t)
 	f.reportStatus(t)
 	return f
+}
+
+// closedWindow is a one-hour weekly window that opens a few hours from
+// now, so that it is closed now whatever the day and hour, and when it opens.
+func closedWindow(now time.Time) (string, time.Time) {
+	opens := now.UTC().Add(3 * time.Hour).Truncate(time.Hour)
+	return fmt.Sprintf("%s %02d:00-%02d:00 UTC", opens.Weekday().String()[:3], opens.Hour(), opens.Hour()+1), opens
+}
+
+// scheduleFleet gives test-dev and production-stable an update window that
+// is closed now (opening at f.opens) and test-dev node update windows;
+// production-beta a window that does not parse (written to the store as a
+// registry without the check would have kept it); a freeze of channel
+// alpha in force and one of environment production to come.
+func (f *fleet) scheduleFleet(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Second)
+	var window string
+	window, f.opens = closedWindow(now)
+	f.window = window
+	for id, items := range map[string]map[string]string{
+		testDev.ID:                        {api.ConfigUpdateWindows: window, api.ConfigNodeUpdateWindows: "daily 01:00-05:00 Europe/Berlin"},
+		productionProd.ID:                 {api.ConfigUpdateWindows: window},
+		demoCluster("production-beta").ID: {api.ConfigUpdateWindows: "Mon-Fri 08:00-17:00 Mars/Olympus"},
+	} {
+		rec, err := store.Get(ctx, f.store, store.Clusters, id)
+		require.NoError(t, err)
+		c := rec.Value
+		c.ConfigItems = maps.Clone(c.ConfigItems)
+		if c.ConfigItems == nil {
+			c.ConfigItems = map[string]string{}
+		}
+		maps.Copy(c.ConfigItems, items)
+		_, err = store.Update(ctx, f.store, store.Clusters, store.Ref{Key: c.ID, Parent: c.InfrastructureAccount}, rec.Revision, rec.Value, c, "ui-test")
+		require.NoError(t, err)
+	}
+	f.alphaFreeze = api.Freeze{Reason: "Alpha hardware swap", By: "ops", Channel: "alpha", Since: now.Add(-time.Hour), Until: now.Add(48 * time.Hour)}
+	f.productionFreeze = api.Freeze{Reason: "Cyber Week", By: "sales-ops", Environment: "production", Since: now.Add(24 * time.Hour), Until: now.Add(72 * time.Hour)}
+	for _, fr := range []*api.Freeze{&f.alphaFreeze, &f.productionFreeze} {
+		id, err := store.NewFreezeID(time.Now())
+		require.NoError(t, err)
+		fr.ID, fr.CreatedAt, fr.UpdatedAt = id, now, now
+		_, err = store.Create(ctx, f.store, store.Freezes, store.Ref{Key: id}, *fr, fr.By)
+		require.NoError(t, err)
+	}
 }
 
 func (f *fleet) token(t *testing.T, name, role, clusterID string) string {
@@ -115,14 +170,18 @@ func (f *fleet) encryptConfigItems(t *testing.T) {
 }
 
 // reportStatus records what agents would report: test-dev rolls its
-// workers on dev's head, production-dev failed on it, the beta clusters
-// have run the first commit for two days, production-stable is idle on it,
-// and the alpha clusters never reported.
+// workers on dev's head (its system pool's roll paused until its node
+// update window opens), production-dev failed on it, the beta clusters have
+// run the first commit for two days, production-stable runs it and waits
+// for its update window to take a new version, and the alpha clusters never
+// reported.
 func (f *fleet) reportStatus(t *testing.T) {
 	t.Helper()
 	ctx := context.Background()
 	now := time.Now().UTC().Truncate(time.Second)
 	forced := now.Add(90 * time.Minute)
+	// The system pool's roll waits for its node update window.
+	paused := now.Add(5 * time.Hour).Truncate(time.Hour)
 	type report struct {
 		ago    time.Duration
 		status api.ClusterStatus
@@ -132,7 +191,7 @@ func (f *fleet) reportStatus(t *testing.T) {
 			{2 * time.Minute, api.ClusterStatus{Phase: api.PhaseIdle, CurrentVersion: f.first + "#aaaa1111"}},
 			{time.Minute, api.ClusterStatus{Phase: api.PhaseRollingNodes, CurrentVersion: f.devHead + "#bbbb2222", NodePools: []api.NodePoolProgress{
 				{Name: "workers", NodesTotal: 5, Outdated: 2, Draining: 1, NextForcedEviction: &forced, HeldBy: "drain_grace_period"},
-				{Name: "system", NodesTotal: 2},
+				{Name: "system", NodesTotal: 2, Outdated: 2, NextWindow: &paused},
 			}}},
 		},
 		productionDev.ID: {{time.Minute, api.ClusterStatus{Phase: api.PhaseFailed, CurrentVersion: f.devHead + "#cccc3333", Problems: []api.StatusProblem{
@@ -140,7 +199,10 @@ func (f *fleet) reportStatus(t *testing.T) {
 		}}}},
 		demoCluster("test-beta").ID:       {{48 * time.Hour, api.ClusterStatus{Phase: api.PhaseIdle, CurrentVersion: f.first + "#eeee5555"}}},
 		demoCluster("production-beta").ID: {{48 * time.Hour, api.ClusterStatus{Phase: api.PhaseIdle, CurrentVersion: f.first + "#ffff6666"}}},
-		productionProd.ID:                 {{time.Hour, api.ClusterStatus{Phase: api.PhaseIdle, CurrentVersion: f.first + "#dddd4444"}}},
+		productionProd.ID: {
+			{time.Hour, api.ClusterStatus{Phase: api.PhaseIdle, CurrentVersion: f.first + "#dddd4444"}},
+			{time.Minute, api.ClusterStatus{Phase: api.PhaseWaitingForWindow, CurrentVersion: f.first + "#dddd4444", NextVersion: f.first + "#99998888", NextWindow: &f.opens}},
+		},
 	}
 	for id, rs := range reports {
 		for _, r := range rs {

@@ -85,13 +85,21 @@ func clusterPhase(c api.Cluster) string {
 	return c.Status.Phase
 }
 
+// fleetRow is a cluster of the fleet page with its window state.
+type fleetRow struct {
+	api.Cluster
+	Window windowView
+}
+
 type fleetPage struct {
 	frame
 	Filter       fleetFilter
 	Channels     []api.Channel
 	Environments []string
 	Phases       []string
-	Clusters     []api.Cluster
+	Clusters     []fleetRow
+	// Freezes are those in force and to come, for the banner.
+	Freezes []freezeView
 	// Next links the next page, empty on the last one; First links the
 	// first page when a later one is shown.
 	Next, First template.URL
@@ -120,10 +128,20 @@ func (u *UI) fleet(w http.ResponseWriter, r *http.Request, viewer *session) {
 		u.fail(w, r, viewer, err)
 		return
 	}
+	freezes, err := u.freezes(ctx)
+	if err != nil {
+		u.fail(w, r, viewer, err)
+		return
+	}
+	now := u.now()
+	rows := make([]fleetRow, len(clusters))
+	for i, c := range clusters {
+		rows[i] = fleetRow{Cluster: c, Window: windowOf(c.Schedule, now)}
+	}
 	page := fleetPage{
 		frame:  frame{Title: "Fleet", Nav: "fleet", Viewer: viewer},
 		Filter: f, Channels: channels, Environments: envs, Phases: append(slices.Clone(api.Phases), phaseUnknown),
-		Clusters: clusters,
+		Clusters: rows, Freezes: freezes,
 	}
 	if next != "" {
 		page.Next = f.link(next)

@@ -26,6 +26,7 @@ var templateFuncs = template.FuncMap{
 	"phaseClass": phaseClass,
 	"join":       strings.Join,
 	"pathEscape": url.PathEscape,
+	"windows":    windowsText,
 }
 
 // configItem is one config item as the UI shows it.
@@ -98,6 +99,8 @@ func phaseClass(phase string) string {
 		return "phase-blocked"
 	case api.PhaseFailed:
 		return "phase-failed"
+	case api.PhaseWaitingForWindow:
+		return "phase-waiting"
 	}
 	return "phase-unknown"
 }

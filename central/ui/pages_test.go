@@ -171,7 +171,120 @@ func TestChannelsPage(t *testing.T) {
 
 	stable := sections["stable"]
 	assert.NotContains(t, stable, "Promotion to", "the last channel promotes nowhere")
-	assert.Contains(t, stable, "1 on the head · 1 not reporting")
+	opens := ts(f.opens)
+	assert.Contains(t, stable, "2 clusters in service · 1 waiting for a window (the first opens "+opens+") · 1 not reporting")
+	assert.Contains(t, stable, `<rect class="seg-waiting" x="0.00" y="0" width="50.00" height="10"><title>1 waiting for a window (the first opens `+opens+`)</title></rect>`)
+	assert.Contains(t, rowOf(t, stable, "production-stable"), `<span class="phase phase-waiting">waiting-for-window</span><div class="waiting">waiting for window (opens `+opens+`)</div>`)
+}
+
+// ts is a time as the pages show it.
+func ts(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") }
+
+// rowOf is the table row of a page that links the cluster with the alias.
+func rowOf(t *testing.T, body, alias string) string {
+	t.Helper()
+	link := strings.Index(body, `">`+alias+`</a>`)
+	require.GreaterOrEqual(t, link, 0, "no row of %s", alias)
+	start := strings.LastIndex(body[:link], "<tr")
+	end := strings.Index(body[link:], "</tr>")
+	require.True(t, start >= 0 && end >= 0, "no row of %s", alias)
+	return body[start : link+end]
+}
+
+func TestFleetShowsWindowsAndFreezes(t *testing.T) {
+	f := startFleet(t)
+	p := signedIn(t, f, f.reader).get("/")
+	require.Equal(t, http.StatusOK, p.Status)
+
+	start := strings.Index(p.Body, `<section class="freezes"`)
+	require.GreaterOrEqual(t, start, 0, "a banner of freezes")
+	banner := p.Body[start : start+strings.Index(p.Body[start:], "</section>")]
+	assert.Less(t, start, strings.Index(p.Body, `<table class="clusters">`), "the banner tops the fleet")
+	assert.Regexp(t, `<li class="freeze freeze-active">\s*<strong>Frozen: channel alpha</strong>\s*until `+ts(f.alphaFreeze.Until)+` · Alpha hardware swap <span class="by">by ops</span>`, banner)
+	assert.Regexp(t, `<li class="freeze freeze-scheduled">\s*<strong>Freeze from `+ts(f.productionFreeze.Since)+`: environment production</strong>\s*until `+ts(f.productionFreeze.Until)+` · Cyber Week <span class="by">by sales-ops</span>`, banner)
+
+	opens := ts(f.opens)
+	for alias, want := range map[string]string{
+		"test-dev":          `<td class="window window-closed" title="update windows: ` + f.window + `">opens ` + opens + `</td>`,
+		"production-stable": `<td class="window window-closed" title="update windows: ` + f.window + `">opens ` + opens + `</td>`,
+		"test-alpha":        `<td class="window window-frozen" title="channel alpha frozen by ops: Alpha hardware swap">frozen until ` + ts(f.alphaFreeze.Until) + `</td>`,
+		// The freeze of production takes over where alpha's ends.
+		"production-alpha": `<td class="window window-frozen" title="channel alpha frozen by ops: Alpha hardware swap">frozen until ` + ts(f.productionFreeze.Until) + `</td>`,
+		"production-beta":  `<td class="window window-invalid" title="update_windows: position `,
+		"test-beta":        `<td class="window window-open" title="update windows: always (none set)">open</td>`,
+		"production-dev":   `<td class="window window-open" title="update windows: always (none set)">open</td>`,
+	} {
+		assert.Contains(t, rowOf(t, p.Body, alias), want, alias)
+	}
+	assert.Contains(t, rowOf(t, p.Body, "production-stable"), `<span class="phase phase-waiting">waiting-for-window</span><div class="legend">opens `+opens+`</div>`)
+	assert.Regexp(t, `title="update_windows: position \d+: unknown time zone &#34;Mars/Olympus&#34;[^"]*\(no version starts until it is fixed\)">invalid window</td>`, rowOf(t, p.Body, "production-beta"))
+
+	waiting := signedIn(t, f, f.reader).get("/?phase=waiting-for-window")
+	require.Equal(t, http.StatusOK, waiting.Status)
+	assert.Equal(t, []string{"production-stable"}, aliases(waiting.Body), "the phase filter knows waiting-for-window")
+}
+
+func TestClusterPageShowsWindowsFreezesAndPausedRolls(t *testing.T) {
+	f := startFleet(t)
+	b := signedIn(t, f, f.reader)
+	opens := ts(f.opens)
+
+	dev := b.get(clusterPath(testDev.ID))
+	require.Equal(t, http.StatusOK, dev.Status)
+	for _, want := range []string{
+		`<dt>Update windows</dt><dd>` + f.window + `</dd>`,
+		`<dt>Node update windows</dt><dd>daily 01:00-05:00 Europe/Berlin</dd>`,
+		`<dt>Next version</dt><dd><span class="window window-closed">opens ` + opens + `</span></dd>`,
+		"No freeze covers this cluster.",
+		`<div class="legend">2 nodes, 2 outdated, 0 draining</div>`,
+		`<div class="paused">roll paused until `,
+	} {
+		assert.Contains(t, dev.Body, want)
+	}
+	assert.Regexp(t, `<div class="paused">roll paused until \d{4}-\d\d-\d\d \d\d:00:00Z, when its node update window opens</div>`, dev.Body)
+	assert.Equal(t, 1, strings.Count(dev.Body, `class="paused"`), "only the system pool's roll is paused")
+
+	prod := b.get(clusterPath(productionProd.ID))
+	require.Equal(t, http.StatusOK, prod.Status)
+	assert.Contains(t, prod.Body, `<h1>production-stable <span class="phase phase-waiting">waiting-for-window</span></h1>`)
+	assert.Contains(t, prod.Body, `<dt>Window opens</dt><dd class="next-window">`+opens+` <span class="legend">a new version waits for the update window</span></dd>`)
+	assert.Contains(t, prod.Body, `<dt>Node update windows</dt><dd>always (none set)</dd>`)
+	assert.Regexp(t, `<tr class="freeze-scheduled">\s*<td>environment production <span class="legend">\(to come\)</span></td>\s*<td>Cyber Week</td>\s*<td>sales-ops</td>\s*<td>`+ts(f.productionFreeze.Since)+`</td>\s*<td>`+ts(f.productionFreeze.Until)+`</td>`, prod.Body)
+
+	alpha := b.get(clusterPath(demoCluster("production-alpha").ID))
+	require.Equal(t, http.StatusOK, alpha.Status)
+	assert.Contains(t, alpha.Body, `<dt>Next version</dt><dd><span class="window window-frozen">frozen until `+ts(f.productionFreeze.Until)+`</span></dd>`)
+	assert.Regexp(t, `<tr class="freeze-active">\s*<td>channel alpha</td>\s*<td>Alpha hardware swap</td>\s*<td>ops</td>`, alpha.Body)
+	assert.Contains(t, alpha.Body, "<td>Cyber Week</td>")
+
+	beta := b.get(clusterPath(demoCluster("production-beta").ID))
+	require.Equal(t, http.StatusOK, beta.Status)
+	assert.Regexp(t, `<span class="window window-invalid">invalid window</span> <span class="error">update_windows: position \d+: unknown time zone &#34;Mars/Olympus&#34;`, beta.Body)
+
+	open := b.get(clusterPath(demoCluster("test-beta").ID))
+	assert.Contains(t, open.Body, `<dt>Next version</dt><dd><span class="window window-open">may start now</span></dd>`)
+}
+
+func TestChannelsPageShowsFreezes(t *testing.T) {
+	f := startFleet(t)
+	p := signedIn(t, f, f.reader).get("/channels")
+	require.Equal(t, http.StatusOK, p.Status)
+	section := func(name string) string {
+		start := strings.Index(p.Body, `<section class="channel" id="channel-`+name+`"`)
+		require.GreaterOrEqual(t, start, 0)
+		return p.Body[start : start+strings.Index(p.Body[start:], "</section>")]
+	}
+	active := `<li class="freeze freeze-active"><strong>Frozen: channel alpha</strong> until ` + ts(f.alphaFreeze.Until) + ` · Alpha hardware swap <span class="by">by ops</span></li>`
+	toCome := `<li class="freeze freeze-scheduled"><strong>Freeze from ` + ts(f.productionFreeze.Since) + `: environment production</strong> until ` + ts(f.productionFreeze.Until) + ` · Cyber Week <span class="by">by sales-ops</span></li>`
+	assert.Contains(t, section("alpha"), active)
+	assert.Contains(t, section("alpha"), toCome, "the production clusters of alpha are frozen later")
+	for _, name := range []string{"dev", "beta", "stable"} {
+		assert.NotContains(t, section(name), "channel alpha</strong>", name)
+		assert.Contains(t, section(name), toCome, name)
+	}
+	assert.Contains(t, section("dev"), "<li>channel alpha is frozen until "+f.alphaFreeze.Until.Format(time.RFC3339)+" by ops: Alpha hardware swap</li>",
+		"the gate on promoting into alpha names the freeze")
+	assert.NotContains(t, section("beta"), "is frozen", "stable is not frozen yet")
 }
 
 func TestRoutesLeaveTheAPIAlone(t *testing.T) {

@@ -156,6 +156,21 @@ type Promotion struct {
 	At             time.Time `json:"at"`
 }
 
+// ProblemChannelFrozen (409): a promotion into a channel that a freeze in
+// force covers was recorded without override_reason.
+const ProblemChannelFrozen = ProblemTypeBase + "channel-frozen"
+
+// FrozenReason says how a freeze holds back promotion into channel, as the
+// promotion gate lists it: "channel stable is frozen until
+// 2026-12-01T00:00:00Z by alice: cyber week".
+func FrozenReason(f Freeze, channel string) string {
+	scope := ""
+	if f.All {
+		scope = " (the whole fleet is)"
+	}
+	return "channel " + channel + " is frozen" + scope + " until " + f.Until.UTC().Format(time.RFC3339) + " by " + f.By + ": " + f.Reason
+}
+
 // ValidCommit reports whether s is a full, lower-case git commit id.
 func ValidCommit(s string) bool { return commitPattern.MatchString(s) }
 

@@ -6,6 +6,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/caravan-gitops/caravan/pkg/window"
 )
 
 var (
@@ -337,6 +340,57 @@ func validateConfigItems(v *ValidationError, field string, items map[string]stri
 			v.add(field+"."+k, "value must be at most %d bytes", maxConfigValueLength)
 		}
 	}
+	// A window that does not parse would hold every version of the cluster
+	// back: it is refused here, so it never reaches an agent.
+	for _, k := range []string{ConfigUpdateWindows, ConfigNodeUpdateWindows} {
+		raw, ok := items[k]
+		if !ok || len(raw) > maxConfigValueLength {
+			continue
+		}
+		if _, err := window.Parse(raw); err != nil {
+			v.add(field+"."+k, "%s", err.Error())
+		}
+	}
+}
+
+// maxFreezeReason bounds a freeze's reason, like a block's.
+const maxFreezeReason = 1024
+
+// Validate checks the fields of a freeze that a user sets. Since must be
+// set (the registry makes it now when a request leaves it out) for Until to
+// be checked against it.
+func (f *Freeze) Validate() error {
+	v := &ValidationError{}
+	if strings.TrimSpace(f.Reason) == "" {
+		v.add("reason", "must say why changes are frozen")
+	}
+	if len(f.Reason) > maxFreezeReason {
+		v.add("reason", "must be at most %d characters", maxFreezeReason)
+	}
+	switch {
+	case f.All && f.Channel != "":
+		v.add("channel", "a freeze of the whole fleet (all) names no channel, got %q", f.Channel)
+	case f.All && f.Environment != "":
+		v.add("environment", "a freeze of the whole fleet (all) names no environment, got %q", f.Environment)
+	case !f.All && f.Channel == "" && f.Environment == "":
+		v.add("all", "a freeze covers a channel, an environment (or both) or the whole fleet (all: true); it names none")
+	}
+	if f.Channel != "" && !dnsLabelPattern.MatchString(f.Channel) {
+		v.add("channel", "must be a channel name, got %q", f.Channel)
+	}
+	if f.Environment != "" {
+		validateEnvironment(v, "environment", f.Environment)
+	}
+	switch {
+	case f.Until.IsZero():
+		v.add("until", "must say when the freeze ends")
+	case f.Since.IsZero():
+	case !f.Until.After(f.Since):
+		v.add("until", "must be after since (%s), got %s", f.Since.UTC().Format(time.RFC3339), f.Until.UTC().Format(time.RFC3339))
+	case f.Until.After(f.Since.AddDate(1, 0, 0)):
+		v.add("until", "must be at most a year after since (%s), got %s", f.Since.UTC().Format(time.RFC3339), f.Until.UTC().Format(time.RFC3339))
+	}
+	return v.err()
 }
 
 func validateURL(v *ValidationError, field, raw string) {

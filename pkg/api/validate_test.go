@@ -2,6 +2,7 @@ package api
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -128,8 +129,8 @@ func TestStatusValidation(t *testing.T) {
 func TestPhasesOrder(t *testing.T) {
 	assert.Equal(t, []string{
 		"idle", "rendering", "updating-infrastructure", "applying", "rolling-nodes",
-		"decommissioning", "decommissioned", "blocked", "failed",
-	}, Phases, "a reconcile's phases, a decommission's, then those that stop either")
+		"decommissioning", "decommissioned", "blocked", "failed", "waiting-for-window",
+	}, Phases, "a reconcile's phases, a decommission's, those that stop either, then the wait for a window")
 }
 
 func TestDecommissionConfirmationIsCarriedOrDropped(t *testing.T) {
@@ -159,4 +160,86 @@ func TestDecommissionConfirmationIsCarriedOrDropped(t *testing.T) {
 	c.DecommissionConfirmedAt = &sent
 	c.CarryDecommissionConfirmation(validCluster())
 	assert.Nil(t, c.DecommissionConfirmedAt, "a write never confirms a decommission by itself")
+}
+
+func TestWindowConfigItemsMustParse(t *testing.T) {
+	const good = "Mon-Fri 08:00-17:00 Europe/Berlin; Sat 00:00-06:00 UTC"
+	const bad = "Mon-Fri 08:00-17:00 Europe/Berlin; Mnn 00:00-06:00 UTC"
+
+	c := validCluster()
+	c.ConfigItems[ConfigUpdateWindows] = good
+	c.ConfigItems[ConfigNodeUpdateWindows] = ""
+	c.NodePools[0].ConfigItems[ConfigNodeUpdateWindows] = "daily 01:00-05:00 UTC"
+	require.NoError(t, c.Validate(), "good windows and the empty one (always) are taken")
+
+	c.ConfigItems[ConfigUpdateWindows] = bad
+	c.NodePools[0].ConfigItems[ConfigNodeUpdateWindows] = "Sun 25:00-02:00 UTC"
+	var v *ValidationError
+	require.ErrorAs(t, c.Validate(), &v)
+	got := map[string]string{}
+	for _, e := range v.Errors {
+		got[e.Field] = e.Detail
+	}
+	require.Contains(t, got, "config_items.update_windows")
+	assert.Contains(t, got["config_items.update_windows"], "position 36", "the detail names the (1-based) position of the error")
+	assert.Contains(t, got["config_items.update_windows"], "Mnn")
+	assert.Contains(t, got, "node_pools[0].config_items.node_update_windows", "a node pool's windows are checked too")
+
+	a := InfrastructureAccount{ID: "aws:123456789012", Name: "n", Owner: "o", Environment: "production",
+		ConfigItems: map[string]string{ConfigNodeUpdateWindows: "   ;  "}}
+	a.Normalize()
+	assert.Equal(t, []string{"config_items.node_update_windows"}, fields(t, a.Validate()), "an account's windows are checked, and blanks are no window")
+
+	p := NodePool{Name: "default", Profile: "worker", InstanceTypes: []string{"m6i.large"}, MinSize: 1, MaxSize: 1,
+		ConfigItems: map[string]string{ConfigUpdateWindows: "Mon 08:00-17:00 Local"}}
+	p.Normalize()
+	assert.Equal(t, []string{"config_items.update_windows"}, fields(t, p.Validate()), "a node pool alone too")
+
+	c = validCluster()
+	c.ConfigItems["other_item"] = "Mnn 99:99"
+	assert.NoError(t, c.Validate(), "other items are not windows")
+}
+
+func TestFreezeValidation(t *testing.T) {
+	since := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)
+	valid := func() Freeze {
+		return Freeze{Reason: "cyber week", Channel: "stable", Since: since, Until: since.Add(8 * 24 * time.Hour)}
+	}
+	f := valid()
+	require.NoError(t, f.Validate())
+	for _, ok := range []func(*Freeze){
+		func(f *Freeze) { f.Channel, f.All = "", true },
+		func(f *Freeze) { f.Channel, f.Environment = "", "production" },
+		func(f *Freeze) { f.Environment = "production" },
+		func(f *Freeze) { f.Until = since.AddDate(1, 0, 0) },
+		func(f *Freeze) { f.Reason = strings.Repeat("r", 1024) },
+	} {
+		f := valid()
+		ok(&f)
+		assert.NoError(t, f.Validate(), "%+v", f)
+	}
+	cases := map[string]struct {
+		change func(*Freeze)
+		fields []string
+	}{
+		"no reason":              {func(f *Freeze) { f.Reason = " \t" }, []string{"reason"}},
+		"long reason":            {func(f *Freeze) { f.Reason = strings.Repeat("r", 1025) }, []string{"reason"}},
+		"no scope":               {func(f *Freeze) { f.Channel = "" }, []string{"all"}},
+		"all with a channel":     {func(f *Freeze) { f.All = true }, []string{"channel"}},
+		"all with environment":   {func(f *Freeze) { f.Channel, f.Environment, f.All = "", "test", true }, []string{"environment"}},
+		"bad channel":            {func(f *Freeze) { f.Channel = "Stable!" }, []string{"channel"}},
+		"bad environment":        {func(f *Freeze) { f.Environment = "Prod" }, []string{"environment"}},
+		"no end":                 {func(f *Freeze) { f.Until = time.Time{} }, []string{"until"}},
+		"end before start":       {func(f *Freeze) { f.Until = since.Add(-time.Second) }, []string{"until"}},
+		"end at start":           {func(f *Freeze) { f.Until = since }, []string{"until"}},
+		"longer than a year":     {func(f *Freeze) { f.Until = since.AddDate(1, 0, 0).Add(time.Second) }, []string{"until"}},
+		"several fields at once": {func(f *Freeze) { f.Reason, f.Channel = "", "" }, []string{"reason", "all"}},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			f := valid()
+			tc.change(&f)
+			assert.ElementsMatch(t, tc.fields, fields(t, f.Validate()))
+		})
+	}
 }

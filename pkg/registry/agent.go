@@ -26,6 +26,9 @@ type AssignmentResult struct {
 	Assignment  *api.Assignment
 	ETag        string
 	NotModified bool
+	// RegistryTime is the registry's clock when it answered (the
+	// api.RegistryTimeHeader); zero when the answer carried none.
+	RegistryTime time.Time
 }
 
 // GetAssignment returns what the cluster with the id must converge to.
@@ -44,14 +47,28 @@ func (c *Client) GetAssignment(ctx context.Context, clusterID string, o Assignme
 		return nil, err
 	}
 	defer resp.Body.Close()
+	registryTime := parseRegistryTime(resp.Header.Get(api.RegistryTimeHeader))
 	if resp.StatusCode == http.StatusNotModified {
-		return &AssignmentResult{ETag: o.IfNoneMatch, NotModified: true}, nil
+		return &AssignmentResult{ETag: o.IfNoneMatch, NotModified: true, RegistryTime: registryTime}, nil
 	}
 	a, err := decode[api.Assignment](resp)
 	if err != nil {
 		return nil, fmt.Errorf("GET %s: %w", r.path, err)
 	}
-	return &AssignmentResult{Assignment: a, ETag: resp.Header.Get("ETag")}, nil
+	return &AssignmentResult{Assignment: a, ETag: resp.Header.Get("ETag"), RegistryTime: registryTime}, nil
+}
+
+// parseRegistryTime reads the registry's clock from its header; the zero
+// time when it is missing or malformed (an older registry sends none).
+func parseRegistryTime(raw string) time.Time {
+	if raw == "" {
+		return time.Time{}
+	}
+	t, err := time.Parse(time.RFC3339Nano, raw)
+	if err != nil {
+		return time.Time{}
+	}
+	return t
 }
 
 // PutClusterStatus reports the status of the cluster with the id. A PUT

@@ -463,3 +463,90 @@ func TestPutClusterStatus(t *testing.T) {
 	assert.Equal(t, api.PhaseIdle, got.Phase)
 	assert.EqualValues(t, 2, srv.attempts.Load(), "a status report is idempotent")
 }
+
+func TestAssignmentRegistryTime(t *testing.T) {
+	at := time.Date(2026, 11, 23, 10, 0, 0, 123456789, time.UTC)
+	srv := newFakeServer(t,
+		func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set(api.RegistryTimeHeader, at.Format(time.RFC3339Nano))
+			jsonAnswer(http.StatusOK, `"a1"`, api.Assignment{})(w, r)
+		},
+		func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set(api.RegistryTimeHeader, at.Add(time.Second).Format(time.RFC3339Nano))
+			w.WriteHeader(http.StatusNotModified)
+		},
+		func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set(api.RegistryTimeHeader, "yesterday")
+			w.WriteHeader(http.StatusNotModified)
+		},
+		status(http.StatusNotModified),
+	)
+	c := newTestClient(t, srv.URL)
+	ctx := context.Background()
+	got, err := c.GetAssignment(ctx, clusterID, AssignmentOptions{})
+	require.NoError(t, err)
+	assert.True(t, at.Equal(got.RegistryTime), "a 200 carries it: %s", got.RegistryTime)
+	assert.Equal(t, 123456789, got.RegistryTime.Nanosecond(), "with nanoseconds")
+	got, err = c.GetAssignment(ctx, clusterID, AssignmentOptions{IfNoneMatch: `"a1"`})
+	require.NoError(t, err)
+	assert.True(t, at.Add(time.Second).Equal(got.RegistryTime), "a 304 too")
+	for _, what := range []string{"malformed", "absent"} {
+		got, err = c.GetAssignment(ctx, clusterID, AssignmentOptions{IfNoneMatch: `"a1"`})
+		require.NoError(t, err)
+		assert.True(t, got.RegistryTime.IsZero(), "%s: the zero time", what)
+	}
+}
+
+func TestFreezeCalls(t *testing.T) {
+	until := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	var bodies []map[string]any
+	var requests []string
+	srv := newFakeServer(t, func(w http.ResponseWriter, r *http.Request) {
+		requests = append(requests, r.Method+" "+r.URL.RequestURI())
+		switch r.Method {
+		case http.MethodPost:
+			var b map[string]any
+			require.NoError(t, json.NewDecoder(r.Body).Decode(&b))
+			bodies = append(bodies, b)
+			jsonAnswer(http.StatusCreated, `"f1"`, api.Freeze{ID: "0123456789abcdef", Reason: "cyber week", Channel: "stable", Until: until})(w, r)
+		case http.MethodDelete:
+			assert.Equal(t, `"f1"`, r.Header.Get("If-Match"))
+			w.WriteHeader(http.StatusNoContent)
+		case http.MethodGet:
+			if r.URL.Path == "/api/v1/freezes" {
+				jsonAnswer(http.StatusOK, "", api.List[api.Freeze]{Items: []api.Freeze{{ID: "0123456789abcdef"}}})(w, r)
+				return
+			}
+			jsonAnswer(http.StatusOK, `"f1"`, api.Freeze{ID: "0123456789abcdef"})(w, r)
+		}
+	})
+	c := newTestClient(t, srv.URL)
+	ctx := context.Background()
+
+	f, etag, err := c.CreateFreeze(ctx, &api.Freeze{Reason: "cyber week", Channel: "stable", Until: until, By: "ignored", ID: "ignored"})
+	require.NoError(t, err)
+	assert.Equal(t, "0123456789abcdef", f.ID)
+	assert.Equal(t, `"f1"`, etag)
+	since := until.Add(-time.Hour)
+	_, _, err = c.CreateFreeze(ctx, &api.Freeze{Reason: "r", All: true, Since: since, Until: until})
+	require.NoError(t, err)
+	assert.Equal(t, []map[string]any{
+		{"reason": "cyber week", "channel": "stable", "until": "2026-12-01T00:00:00Z"},
+		{"reason": "r", "all": true, "since": "2026-11-30T23:00:00Z", "until": "2026-12-01T00:00:00Z"},
+	}, bodies, "only what a user sets is sent; since only when set")
+
+	l, err := c.ListFreezes(ctx, FreezeFilter{Active: true}, Page{Limit: 5})
+	require.NoError(t, err)
+	assert.Len(t, l.Items, 1)
+	_, err = c.ListFreezes(ctx, FreezeFilter{}, Page{})
+	require.NoError(t, err)
+	got, etag, err := c.GetFreeze(ctx, "0123456789abcdef")
+	require.NoError(t, err)
+	assert.Equal(t, "0123456789abcdef", got.ID)
+	require.NoError(t, c.DeleteFreeze(ctx, got.ID, etag))
+	assert.Equal(t, []string{
+		"POST /api/v1/freezes", "POST /api/v1/freezes",
+		"GET /api/v1/freezes?active=true&limit=5", "GET /api/v1/freezes",
+		"GET /api/v1/freezes/0123456789abcdef", "DELETE /api/v1/freezes/0123456789abcdef",
+	}, requests)
+}

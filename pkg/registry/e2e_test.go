@@ -112,3 +112,59 @@ func TestE2EDecommission(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, api.LifecycleDecommissioned, c.LifecycleStatus)
 }
+
+func TestE2EFreezes(t *testing.T) {
+	srv, admin := seed(t)
+	agent, err := registry.New(srv.URL, srv.Token(t, api.RoleAgent, clusterID))
+	require.NoError(t, err)
+	reader, err := registry.New(srv.URL, srv.Token(t, api.RoleReader, ""))
+	require.NoError(t, err)
+	ctx := context.Background()
+
+	before := time.Now()
+	first, err := agent.GetAssignment(ctx, clusterID, registry.AssignmentOptions{})
+	require.NoError(t, err)
+	assert.False(t, first.RegistryTime.Before(before.Add(-time.Millisecond)), "the registry's time: %s", first.RegistryTime)
+	assert.False(t, first.RegistryTime.After(time.Now()))
+	assert.Empty(t, first.Assignment.Freezes)
+
+	until := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	_, _, err = reader.CreateFreeze(ctx, &api.Freeze{Reason: "r", All: true, Until: until})
+	assert.Equal(t, 403, registry.StatusCode(err), "readers do not freeze: %v", err)
+	_, _, err = admin.CreateFreeze(ctx, &api.Freeze{Reason: "r", Channel: "nope", Until: until})
+	assert.Equal(t, 422, registry.StatusCode(err), "an unknown channel: %v", err)
+
+	f, etag, err := admin.CreateFreeze(ctx, &api.Freeze{Reason: "cyber week", Channel: "dev", Until: until})
+	require.NoError(t, err)
+	require.NotEmpty(t, etag)
+	assert.True(t, until.Equal(f.Until))
+	assert.NotEmpty(t, f.By)
+
+	changed, err := agent.GetAssignment(ctx, clusterID, registry.AssignmentOptions{IfNoneMatch: first.ETag, Wait: 10 * time.Second})
+	require.NoError(t, err)
+	require.False(t, changed.NotModified)
+	require.Len(t, changed.Assignment.Freezes, 1)
+	assert.Equal(t, f.ID, changed.Assignment.Freezes[0].ID)
+	same, err := agent.GetAssignment(ctx, clusterID, registry.AssignmentOptions{IfNoneMatch: changed.ETag})
+	require.NoError(t, err)
+	assert.True(t, same.NotModified)
+	assert.False(t, same.RegistryTime.IsZero(), "a 304 carries the registry's time too")
+
+	l, err := reader.ListFreezes(ctx, registry.FreezeFilter{Active: true}, registry.Page{})
+	require.NoError(t, err)
+	require.Len(t, l.Items, 1)
+	got, getETag, err := reader.GetFreeze(ctx, f.ID)
+	require.NoError(t, err)
+	assert.Equal(t, f.Reason, got.Reason)
+	assert.Equal(t, etag, getETag)
+
+	c, _, err := reader.GetCluster(ctx, clusterID)
+	require.NoError(t, err)
+	require.NotNil(t, c.Schedule)
+	assert.False(t, c.Schedule.Open)
+	require.Len(t, c.Schedule.Freezes, 1)
+
+	require.NoError(t, admin.DeleteFreeze(ctx, f.ID, getETag))
+	_, _, err = admin.GetFreeze(ctx, f.ID)
+	assert.True(t, registry.IsNotFound(err), "%v", err)
+}

@@ -252,3 +252,57 @@ func mergePatch[T any](ctx context.Context, c *Client, path string, patch any, i
 func (c *Client) remove(ctx context.Context, path, ifMatch string) error {
 	return c.callNoContent(ctx, request{method: http.MethodDelete, path: path, ifMatch: ifMatch})
 }
+
+// FreezeFilter narrows a list of freezes: Active lists only those in force now.
+type FreezeFilter struct {
+	Active bool
+}
+
+func (f FreezeFilter) query() url.Values {
+	q := url.Values{}
+	if f.Active {
+		q.Set("active", "true")
+	}
+	return q
+}
+
+// ListFreezes returns one page of the freezes that match f, newest first.
+func (c *Client) ListFreezes(ctx context.Context, f FreezeFilter, p Page) (*api.List[api.Freeze], error) {
+	return list[api.Freeze](ctx, c, resourcePath("freezes"), f.query(), p)
+}
+
+// GetFreeze returns the freeze with the id.
+func (c *Client) GetFreeze(ctx context.Context, id string) (*api.Freeze, string, error) {
+	return get[api.Freeze](ctx, c, resourcePath("freezes", id))
+}
+
+// CreateFreeze freezes a channel, an environment (or both) or, with All,
+// the whole fleet until f.Until; from f.Since, or from now when it is zero.
+// The registry sets the id, By (the token's name) and the timestamps.
+func (c *Client) CreateFreeze(ctx context.Context, f *api.Freeze) (*api.Freeze, string, error) {
+	return send[api.Freeze](ctx, c, http.MethodPost, resourcePath("freezes"), freezeRequest(f), "")
+}
+
+// DeleteFreeze ends the freeze with the id and removes it.
+func (c *Client) DeleteFreeze(ctx context.Context, id, ifMatch string) error {
+	return c.remove(ctx, resourcePath("freezes", id), ifMatch)
+}
+
+// freezeCreate is the body of POST /api/v1/freezes: what a user sets.
+type freezeCreate struct {
+	Reason      string     `json:"reason"`
+	All         bool       `json:"all,omitempty"`
+	Channel     string     `json:"channel,omitempty"`
+	Environment string     `json:"environment,omitempty"`
+	Since       *time.Time `json:"since,omitempty"`
+	Until       time.Time  `json:"until"`
+}
+
+func freezeRequest(f *api.Freeze) freezeCreate {
+	r := freezeCreate{Reason: f.Reason, All: f.All, Channel: f.Channel, Environment: f.Environment, Until: f.Until}
+	if !f.Since.IsZero() {
+		since := f.Since
+		r.Since = &since
+	}
+	return r
+}

@@ -305,7 +305,7 @@ func (b *bench) steadySteps(ctx context.Context, l *agentLoop, runs int) error {
 		}
 		head = append(head, time.Since(t))
 		t = time.Now()
-		if d := reconciler.Decide(cc.Spec, l.a, sha, cc.Status); d.Action != reconciler.Nothing {
+		if d := reconciler.Decide(cc.Spec, l.a, sha, cc.Status, time.Now()); d.Action != reconciler.Nothing {
 			return fmt.Errorf("nothing changed, yet Decide says %q", d.Reason)
 		}
 		decide = append(decide, time.Since(t))

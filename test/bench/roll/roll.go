@@ -197,7 +197,7 @@ func (w *world) roll(ctx context.Context) (*rollResult, error) {
 			lastReport = time.Now()
 			host.Progress("%d of %d nodes outdated", outdated, len(res.oldNodes))
 		}
-		trigger.Wait(ctx, nodes.EarliestForce(out.Progress), settings.Poll())
+		trigger.Wait(ctx, nodes.NextWake(out.Progress), settings.Poll())
 	}
 	res.end = time.Now()
 	host.Progress("rolled in %s (%d passes)", res.wall().Round(100*time.Millisecond), len(res.passes))
