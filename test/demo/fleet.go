@@ -43,7 +43,9 @@ var livePools = map[string][]api.NodePool{
 // test-dev, a test cluster, also gets a short drain SLA and poll interval,
 // so that a pool change (caravan nodepools patch ... instance_types) rolls
 // its nodes in a few minutes while you watch; production-stable keeps the
-// production SLA.
+// production SLA. Its nodes are drained only inside a node update window,
+// open but for the last half hour of each UTC day, so that its status and
+// `caravan clusters list -o wide` show a window.
 var liveItems = map[string]map[string]string{
 	"test-dev": {
 		nodes.ConfigCheckSpot:                      "false",
@@ -53,6 +55,7 @@ var liveItems = map[string]map[string]string{
 		api.ConfigDrainForceEvictInterval:          "30s",
 		api.ConfigDrainMinHealthySiblingLifetime:   "1m",
 		api.ConfigDrainMinUnhealthySiblingLifetime: "1m",
+		api.ConfigNodeUpdateWindows:                "daily 00:00-23:30 UTC",
 	},
 	"production-stable": {
 		nodes.ConfigCheckSpot: "false",
