@@ -459,7 +459,7 @@ func scheduleText(sc *api.ClusterSchedule, now time.Time) string {
 	case sc.Open:
 		return "now (open)"
 	}
-	until, frozen := frozenUntil(sc.Freezes, now)
+	until, frozen := api.FrozenUntil(sc.Freezes, now)
 	switch {
 	case sc.NextOpening == nil && frozen:
 		return "frozen until " + clock(until) + ", and no opening of the update window found after"

@@ -155,22 +155,6 @@ func freezeState(f api.Freeze, now time.Time) string {
 	}
 }
 
-// frozenUntil is when the freezes that hold a change now let go: the end of
-// the chain of freezes in force, one taking over where another ends. ok is
-// false when none is in force at now.
-func frozenUntil(freezes []api.Freeze, now time.Time) (until time.Time, ok bool) {
-	until = now
-	for moved := true; moved; {
-		moved = false
-		for _, f := range freezes {
-			if f.ActiveAt(until) {
-				until, ok, moved = f.Until, true, true
-			}
-		}
-	}
-	return until, ok
-}
-
 // Texts of a cluster's NEXT WINDOW.
 const (
 	windowOpen    = "open"
@@ -192,7 +176,7 @@ func nextWindow(s *api.ClusterSchedule, now time.Time) string {
 	case s.Open:
 		return windowOpen
 	}
-	if until, ok := frozenUntil(s.Freezes, now); ok {
+	if until, ok := api.FrozenUntil(s.Freezes, now); ok {
 		return "frozen until " + clock(until)
 	}
 	if s.NextOpening != nil {

@@ -226,7 +226,7 @@ func startText(c *api.Cluster, blocks []api.Block, now time.Time) string {
 		}
 		return "would start now: the update window " + sc.UpdateWindows + " is open and no freeze holds the cluster"
 	}
-	if until, ok := frozenUntil(sc.Freezes, now); ok {
+	if until, ok := api.FrozenUntil(sc.Freezes, now); ok {
 		var by []string
 		for _, f := range sc.Freezes {
 			if f.ActiveAt(now) {

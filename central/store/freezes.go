@@ -71,20 +71,7 @@ func freezeClusters(ctx context.Context, s *Store, q querier, ref Ref) ([]string
 	if len(where) > 0 {
 		query += ` WHERE ` + strings.Join(where, " AND ")
 	}
-	rows, err := q.QueryContext(ctx, s.rebind(query), args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		ids = append(ids, id)
-	}
-	return ids, rows.Err()
+	return clusterIDs(ctx, s, q, query, args...)
 }
 
 // FreezeFilter selects a page of freezes, newest first: with Active only

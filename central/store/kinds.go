@@ -154,7 +154,12 @@ func parentCluster(_ context.Context, _ *Store, _ querier, ref Ref) ([]string, e
 }
 
 func clusterIDsWhere(ctx context.Context, s *Store, q querier, column, value string) ([]string, error) {
-	rows, err := q.QueryContext(ctx, s.rebind(`SELECT key FROM clusters WHERE `+column+` = ?`), value)
+	return clusterIDs(ctx, s, q, `SELECT key FROM clusters WHERE `+column+` = ?`, value)
+}
+
+// clusterIDs runs a query of cluster keys.
+func clusterIDs(ctx context.Context, s *Store, q querier, query string, args ...any) ([]string, error) {
+	rows, err := q.QueryContext(ctx, s.rebind(query), args...)
 	if err != nil {
 		return nil, err
 	}

@@ -31,7 +31,7 @@ func windowOf(s *api.ClusterSchedule, now time.Time) windowView {
 	case s.Open:
 		return windowView{Class: "window-open", Text: "open", Title: windows}
 	}
-	if until, ok := frozenUntil(s.Freezes, now); ok {
+	if until, ok := api.FrozenUntil(s.Freezes, now); ok {
 		var why []string
 		for _, f := range s.Freezes {
 			if f.ActiveAt(now) {
@@ -52,22 +52,6 @@ func windowsText(w string) string {
 		return "always (none set)"
 	}
 	return w
-}
-
-// frozenUntil is when the freezes in force at now let go: the end of the
-// chain of freezes, one taking over where another ends; ok is false when
-// none is in force.
-func frozenUntil(freezes []api.Freeze, now time.Time) (until time.Time, ok bool) {
-	until = now
-	for moved := true; moved; {
-		moved = false
-		for _, f := range freezes {
-			if f.ActiveAt(until) {
-				until, ok, moved = f.Until, true, true
-			}
-		}
-	}
-	return until, ok
 }
 
 // freezeView is a freeze as the pages list it.

@@ -155,3 +155,19 @@ func NextStart(windows window.Schedule, freezes []Freeze, now time.Time) (time.T
 	}
 	return time.Time{}, false
 }
+
+// FrozenUntil is when the freezes in force at now let go: the end of the
+// chain of freezes, one taking over where another ends; ok is false when
+// none is in force.
+func FrozenUntil(freezes []Freeze, now time.Time) (until time.Time, ok bool) {
+	until = now
+	for moved := true; moved; {
+		moved = false
+		for _, f := range freezes {
+			if f.ActiveAt(until) {
+				until, ok, moved = f.Until, true, true
+			}
+		}
+	}
+	return until, ok
+}
