@@ -34,7 +34,10 @@ CloudFormation stacks (the cluster stack, then one per node pool), applies the m
 with server-side apply, prunes what left the config, waits for health, retires node pools
 that left the registry (drain, then stack deletion), replaces outdated nodes one at a time
 under the drain SLA, and reports: to the registry, in the ClusterConfig object "cluster",
-as Events and as metrics. With the registry down it goes
+as Events and as metrics. A new version starts only inside the registry's
+update_windows, a node is drained only inside its pool's node_update_windows, and a
+freeze holds the cluster like a block; windows are evaluated with this agent's clock,
+and a clock over a minute off the registry's is reported. With the registry down it goes
 on with the last good assignment, kept in a Secret.
 Every flag can also be set as CARAVAN_<FLAG>, dashes written as underscores.
 The Go garbage collector runs with GOGC=50 unless GOGC is set: a smaller peak heap
