@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -30,6 +31,7 @@ import (
 	"github.com/caravan-gitops/caravan/agent/assignment"
 	"github.com/caravan-gitops/caravan/agent/cloud"
 	"github.com/caravan-gitops/caravan/agent/clusterconfig"
+	"github.com/caravan-gitops/caravan/agent/drift"
 	"github.com/caravan-gitops/caravan/agent/nodes"
 	"github.com/caravan-gitops/caravan/agent/reconciler"
 	"github.com/caravan-gitops/caravan/agent/source"
@@ -145,12 +147,28 @@ func lead(ctx context.Context, cfg Config, s *runtime.Scheme, recorder events.Re
 	if err != nil {
 		return err
 	}
+	tracker, err := driftTracker(ctx, cfg, kube, applier, recorder, m)
+	if err != nil {
+		return err
+	}
 	keeper := assignment.New(reg, kube, cfg.ClusterID, cfg.Namespace)
 	rc := reconciler.New(reconciler.Config{ClusterID: cfg.ClusterID, AgentVersion: cfg.Version, Interval: cfg.Interval,
 		HealthTimeout: cfg.HealthTimeout, Git: creds}, keeper, reg, kube, applier, recorder, cfg.Log, m).
-		WithInfrastructure(reconciler.Infrastructure{AWS: aws, Trigger: nodes.NewTrigger(watcher, cfg.Log.WithName("trigger"))})
+		WithInfrastructure(reconciler.Infrastructure{AWS: aws, Trigger: nodes.NewTrigger(watcher, cfg.Log.WithName("trigger"))}).
+		WithDrift(tracker)
 	cfg.Log.Info("leading: reconciling", "cluster", cfg.ClusterID)
 	return rc.Run(ctx)
+}
+
+// driftTracker watches the managed objects' metadata; it runs as long as
+// this replica leads.
+func driftTracker(ctx context.Context, cfg Config, kube client.Client, applier *apply.Applier, recorder events.Recorder, m *reconciler.Metrics) (*drift.Tracker, error) {
+	meta, err := metadata.NewForConfig(cfg.Kube)
+	if err != nil {
+		return nil, fmt.Errorf("building the metadata client: %w", err)
+	}
+	return drift.New(ctx, drift.Options{Applier: applier, Metadata: meta, Mapper: kube.RESTMapper(), Kube: kube,
+		Recorder: recorder, Log: cfg.Log.WithName("drift"), Metrics: m.Drift()}), nil
 }
 
 func ensureNamespace(ctx context.Context, kube client.Client, name string) error {

@@ -100,6 +100,11 @@ type runningAgent struct {
 }
 
 func (f *fleet) startAgent(version string, leaderElection bool) *runningAgent {
+	return f.startAgentWithMetrics(version, leaderElection, "0")
+}
+
+// startAgentWithMetrics starts an agent that serves its metrics at addr.
+func (f *fleet) startAgentWithMetrics(version string, leaderElection bool, metricsAddr string) *runningAgent {
 	le := leaderelection.Options{}
 	if leaderElection {
 		le = leaderelection.Options{Enable: true, ReleaseOnCancel: true, LeaseDuration: 4 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: time.Second}
@@ -109,12 +114,22 @@ func (f *fleet) startAgent(version string, leaderElection bool) *runningAgent {
 	go func() {
 		a.done <- agent.Run(ctx, agent.Config{
 			ClusterID: clusterID, RegistryURL: f.central.URL, RegistryToken: f.token, Kube: f.cp.Config, Namespace: "caravan-system",
-			GitSecret: "git", Interval: 2 * time.Second, HealthTimeout: time.Minute, MetricsAddr: "0", HealthAddr: "0", AWSEndpoint: f.awsEndpoint,
-			LeaderElection: le, Version: version, Log: logr.FromSlogHandler(slog.NewTextHandler(io.Discard, nil)),
+			GitSecret: "git", Interval: 2 * time.Second, HealthTimeout: time.Minute, MetricsAddr: metricsAddr, HealthAddr: "0", AWSEndpoint: f.awsEndpoint,
+			LeaderElection: le, Version: version, Log: testLog(),
 		})
 	}()
 	f.t.Cleanup(a.stop)
 	return a
+}
+
+// testLog discards the agent's log unless CARAVAN_TEST_LOG is set, for
+// a developer reading one test's run.
+func testLog() logr.Logger {
+	out := io.Discard
+	if os.Getenv("CARAVAN_TEST_LOG") != "" {
+		out = os.Stderr
+	}
+	return logr.FromSlogHandler(slog.NewTextHandler(out, nil))
 }
 
 // stop ends the agent, as a pod's termination would; safe to call twice.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fluxcd/cli-utils/pkg/kstatus/polling"
+	"github.com/fluxcd/cli-utils/pkg/object"
 	"github.com/fluxcd/cli-utils/pkg/kstatus/polling/engine"
 	"github.com/fluxcd/cli-utils/pkg/kstatus/polling/statusreaders"
 	"github.com/fluxcd/cli-utils/pkg/kstatus/status"
@@ -45,6 +46,9 @@ const (
 
 // Applier applies revisions to one cluster.
 type Applier struct {
+	// live, when set, lets an apply skip the objects that are in the
+	// cluster as the last apply left them.
+	live      LiveState
 	client    client.Client
 	manager   *ssa.ResourceManager
 	mapper    meta.RESTMapper
@@ -86,6 +90,10 @@ func New(cfg *rest.Config) (*Applier, error) {
 	return &Applier{client: c, manager: manager, mapper: mapper, discovery: disco, rest: restClient}, nil
 }
 
+// UseLiveState makes every later apply skip the objects whose rendered
+// content is as last applied and that live says are unchanged since.
+func (a *Applier) UseLiveState(live LiveState) { a.live = live }
+
 // rawClient sends requests whose status code matters, such as an apply
 // that tells created from configured.
 func rawClient(cfg *rest.Config, httpClient *http.Client) (rest.Interface, error) {
@@ -100,10 +108,30 @@ func rawClient(cfg *rest.Config, httpClient *http.Client) (rest.Interface, error
 
 // Result is what one apply changed.
 type Result struct {
+	// Applied are the objects the apply sent; Unchanged counts those it
+	// skipped, as last applied and unchanged in the cluster since.
 	Applied   *ssa.ChangeSet
+	Unchanged int
 	Deleted   []string
 	Pruned    *ssa.ChangeSet
 	Inventory Inventory
+}
+
+// AppliedInventory lists the entries of the objects this apply sent.
+func (r *Result) AppliedInventory() Inventory {
+	sent := map[string]bool{}
+	if r.Applied != nil {
+		for _, e := range r.Applied.Entries {
+			sent[e.ObjMetadata.String()] = true
+		}
+	}
+	var out Inventory
+	for _, e := range r.Inventory {
+		if sent[e.ID] {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // ObjectError is an apply failure of the revision's content (an invalid
@@ -115,23 +143,22 @@ func (e *ObjectError) Error() string { return e.Err.Error() }
 func (e *ObjectError) Unwrap() error { return e.Err }
 
 // Apply runs pre-apply deletions, the staged apply, the prune of what the
-// previous inventory has and this revision does not, and post-apply deletions.
+// previous inventory has and this revision does not, and post-apply
+// deletions. An object rendered as the previous revision applied it, and
+// unchanged in the cluster since, costs no request.
 func (a *Applier) Apply(ctx context.Context, r *render.Result, previous Inventory) (*Result, error) {
-	for _, o := range r.Objects {
-		labels := o.GetLabels()
-		if labels == nil {
-			labels = map[string]string{}
-		}
-		labels[ManagedLabel] = ManagedValue
-		o.SetLabels(labels)
+	Label(r.Objects)
+	res := &Result{}
+	changed, err := a.plan(r.Objects, previous, res)
+	if err != nil {
+		return res, err
 	}
-	res := &Result{Inventory: InventoryOf(r.Objects)}
 	deleted, err := a.deleteRefs(ctx, r.Deletions.PreApply)
 	res.Deleted = append(res.Deleted, deleted...)
 	if err != nil {
 		return res, fmt.Errorf("pre-apply deletions: %w", err)
 	}
-	res.Applied, err = a.applyStaged(ctx, r.Objects, previous)
+	res.Applied, err = a.applyStaged(ctx, changed, res.Inventory)
 	if err != nil {
 		return res, applyError(err)
 	}
@@ -144,6 +171,46 @@ func (a *Applier) Apply(ctx context.Context, r *render.Result, previous Inventor
 		return res, fmt.Errorf("post-apply deletions: %w", err)
 	}
 	return res, nil
+}
+
+// Label marks objects as Caravan's, as every apply sends them.
+func Label(objects []*unstructured.Unstructured) {
+	for _, o := range objects {
+		labels := o.GetLabels()
+		if labels == nil {
+			labels = map[string]string{}
+		}
+		labels[ManagedLabel] = ManagedValue
+		o.SetLabels(labels)
+	}
+}
+
+// plan fills res.Inventory with the revision's objects, keeping the
+// records of those it skips, and returns the objects to apply.
+func (a *Applier) plan(objects []*unstructured.Unstructured, previous Inventory, res *Result) ([]*unstructured.Unstructured, error) {
+	res.Inventory = InventoryOf(objects)
+	before := previous.Index()
+	skip := map[string]Entry{}
+	var changed []*unstructured.Unstructured
+	for _, o := range objects {
+		id := object.UnstructuredToObjMetadata(o).String()
+		digest, err := ObjectDigest(o)
+		if err != nil {
+			return nil, &ObjectError{Err: err}
+		}
+		if e, ok := before[id]; ok && e.Digest == digest && a.live != nil && a.live.InSync(e) {
+			skip[id] = e
+			continue
+		}
+		changed = append(changed, o)
+	}
+	for i, e := range res.Inventory {
+		if kept, ok := skip[e.ID]; ok {
+			res.Inventory[i].Digest, res.Inventory[i].Fields = kept.Digest, kept.Fields
+		}
+	}
+	res.Unchanged = len(skip)
+	return changed, nil
 }
 
 func applyError(err error) error {

@@ -12,9 +12,18 @@ import (
 
 // Entry is one object a revision applied: its ID (namespace_name_group_kind)
 // and the API version it was applied with, needed to delete it later.
+// Digest and Fields, once the object was applied, are what lets the next
+// version skip it and the drift watch tell Caravan's writes from others'.
 type Entry struct {
 	ID      string `json:"id"`
 	Version string `json:"v"`
+	// Digest is the object as Caravan applied it (ObjectDigest); empty
+	// until its version became healthy, so that a version that failed
+	// its health wait applies and waits for the object again.
+	Digest string `json:"d,omitempty"`
+	// Fields is the digest of the fields Caravan owned in the object right
+	// after its own apply (OwnedFields).
+	Fields string `json:"f,omitempty"`
 }
 
 // Inventory is every object one revision applied, sorted by ID. Pruning is
@@ -45,6 +54,27 @@ func (old Inventory) Stale(next Inventory) Inventory {
 		}
 	}
 	return stale
+}
+
+// Index maps the entries by ID.
+func (inv Inventory) Index() map[string]Entry {
+	out := make(map[string]Entry, len(inv))
+	for _, e := range inv {
+		out[e.ID] = e
+	}
+	return out
+}
+
+// WithoutDigests forgets the digests of the entries that ids names, so the
+// next version applies those objects again.
+func (inv Inventory) WithoutDigests(ids map[string]bool) Inventory {
+	out := slices.Clone(inv)
+	for i := range out {
+		if ids[out[i].ID] {
+			out[i].Digest = ""
+		}
+	}
+	return out
 }
 
 // Objects turns entries back into objects that name what to delete.

@@ -12,6 +12,7 @@ import (
 	"github.com/fluxcd/pkg/ssa/utils"
 	"golang.org/x/sync/errgroup"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
@@ -48,51 +49,29 @@ func stages(objects []*unstructured.Unstructured) []stage {
 	return out
 }
 
-// partition splits a stage into objects the previous revision applied and
-// objects new to the inventory. Only the former can differ from what is
-// in the cluster in ways a diff must show (and an immutable field must
-// guard); the latter are created, and a dry-run first would only double
-// the requests of a first apply.
-func partition(objects []*unstructured.Unstructured, previous Inventory) (known, fresh []*unstructured.Unstructured) {
-	ids := make(map[string]bool, len(previous))
-	for _, e := range previous {
-		ids[e.ID] = true
-	}
-	for _, o := range objects {
-		if ids[object.UnstructuredToObjMetadata(o).String()] {
-			known = append(known, o)
-		} else {
-			fresh = append(fresh, o)
-		}
-	}
-	return known, fresh
-}
-
-// applyStaged applies stage by stage: what the previous revision applied
-// through ssa (dry-run diff, force-recreate of immutable changes), what is
-// new with one apply request each.
-func (a *Applier) applyStaged(ctx context.Context, objects []*unstructured.Unstructured, previous Inventory) (*ssa.ChangeSet, error) {
+// applyStaged applies stage by stage, each object with one apply request.
+// It records in inv what each apply left: the object's digest and the
+// fields Caravan owns in it.
+func (a *Applier) applyStaged(ctx context.Context, objects []*unstructured.Unstructured, inv Inventory) (*ssa.ChangeSet, error) {
 	opts := ssa.ApplyOptions{
 		ForceSelector: map[string]string{ForceAnnotation: "enabled"},
 		WaitInterval:  500 * time.Millisecond,
 		WaitTimeout:   2 * time.Minute,
+	}
+	index := make(map[string]int, len(inv))
+	for i, e := range inv {
+		index[e.ID] = i
 	}
 	all := ssa.NewChangeSet()
 	for _, st := range stages(objects) {
 		if len(st.objects) == 0 {
 			continue
 		}
-		known, fresh := partition(st.objects, previous)
-		cs := ssa.NewChangeSet()
-		if len(known) > 0 {
-			applied, err := a.manager.ApplyAll(ctx, known, opts)
-			if err != nil {
-				return all, err
+		cs, err := a.applyEach(ctx, st.objects, opts, func(id string, applied Entry) {
+			if i, ok := index[id]; ok {
+				inv[i].Digest, inv[i].Fields = applied.Digest, applied.Fields
 			}
-			cs.Append(applied.Entries)
-		}
-		created, err := a.applyFresh(ctx, fresh, opts)
-		cs.Append(created.Entries)
+		})
 		all.Append(cs.Entries)
 		if err != nil {
 			return all, err
@@ -106,31 +85,22 @@ func (a *Applier) applyStaged(ctx context.Context, objects []*unstructured.Unstr
 	return all, nil
 }
 
-// freshConcurrency bounds the apply requests in flight, as ssa's own
+// applyConcurrency bounds the apply requests in flight, as ssa's own
 // concurrency does for dry-runs.
-const freshConcurrency = 8
+const applyConcurrency = 8
 
-// applyFresh applies objects new to the inventory concurrently. An object
-// the API server refuses as invalid or conflicting goes through ssa.
-func (a *Applier) applyFresh(ctx context.Context, objects []*unstructured.Unstructured, opts ssa.ApplyOptions) (*ssa.ChangeSet, error) {
+// applyEach applies objects concurrently and hands each one's record to
+// done, which is called from one goroutine at a time.
+func (a *Applier) applyEach(ctx context.Context, objects []*unstructured.Unstructured, opts ssa.ApplyOptions, done func(id string, applied Entry)) (*ssa.ChangeSet, error) {
 	entries := make([]ssa.ChangeSetEntry, len(objects))
+	records := make([]Entry, len(objects))
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(freshConcurrency)
+	g.SetLimit(applyConcurrency)
 	for i, o := range objects {
 		g.Go(func() error {
-			action, err := a.applyOne(gctx, o)
-			// ssa's dry-run names an invalid object's fields best, and it
-			// recreates an immutable one when the annotation allows it.
-			if err != nil && ssaerrors.IsImmutableError(err) {
-				entry, err := a.manager.Apply(gctx, o, opts)
-				if err != nil {
-					return err
-				}
-				entries[i] = *entry
-				return nil
-			}
+			action, _, err := a.applyWithRecreate(gctx, o, opts, &records[i])
 			if err != nil {
-				return fmt.Errorf("%s apply failed: %w", utils.FmtUnstructured(o), err)
+				return err
 			}
 			entries[i] = ssa.ChangeSetEntry{ObjMetadata: object.UnstructuredToObjMetadata(o), GroupVersion: o.GroupVersionKind().Version, Subject: utils.FmtUnstructured(o), Action: action}
 			return nil
@@ -138,42 +108,96 @@ func (a *Applier) applyFresh(ctx context.Context, objects []*unstructured.Unstru
 	}
 	err := g.Wait()
 	cs := ssa.NewChangeSet()
-	for _, e := range entries {
+	for i, e := range entries {
 		if e.Subject != "" {
 			cs.Add(e)
+			done(e.ObjMetadata.String(), records[i])
 		}
 	}
 	return cs, err
 }
 
+// applyWithRecreate applies one object and returns it as the API server
+// holds it then; an immutable field change goes through ssa, which names
+// the field best and recreates the object when the force annotation
+// allows it.
+func (a *Applier) applyWithRecreate(ctx context.Context, o *unstructured.Unstructured, opts ssa.ApplyOptions, record *Entry) (ssa.Action, *unstructured.Unstructured, error) {
+	action, live, err := a.applyOne(ctx, o, false)
+	if err != nil && ssaerrors.IsImmutableError(err) {
+		entry, err := a.manager.Apply(ctx, o, opts)
+		if err != nil {
+			return ssa.UnknownAction, nil, err
+		}
+		// ssa keeps the object it applied to itself; a second apply, which
+		// changes nothing, reads back what Caravan owns in it.
+		if _, live, err = a.applyOne(ctx, o, false); err != nil {
+			return ssa.UnknownAction, nil, fmt.Errorf("%s apply failed: %w", utils.FmtUnstructured(o), err)
+		}
+		action = entry.Action
+	} else if err != nil {
+		return ssa.UnknownAction, nil, fmt.Errorf("%s apply failed: %w", utils.FmtUnstructured(o), err)
+	}
+	digest, err := ObjectDigest(o)
+	if err != nil {
+		return ssa.UnknownAction, nil, err
+	}
+	*record = Entry{Digest: digest, Fields: OwnedFields(live)}
+	return action, live, nil
+}
+
+// Reapply applies one object as a version apply does and returns the
+// object as the API server holds it after the apply.
+func (a *Applier) Reapply(ctx context.Context, o *unstructured.Unstructured) (*unstructured.Unstructured, error) {
+	opts := ssa.ApplyOptions{ForceSelector: map[string]string{ForceAnnotation: "enabled"}}
+	var record Entry
+	_, live, err := a.applyWithRecreate(ctx, o, opts, &record)
+	if err != nil {
+		return nil, applyError(err)
+	}
+	return live, nil
+}
+
+// DryRun is the object as an apply of it would leave it, changing nothing.
+func (a *Applier) DryRun(ctx context.Context, o *unstructured.Unstructured) (*unstructured.Unstructured, error) {
+	_, live, err := a.applyOne(ctx, o, true)
+	return live, err
+}
+
 // applyOne sends one server-side apply request, taking ownership of every
-// field Caravan sets. The status code tells a created object from one that
-// existed before Caravan applied it.
-func (a *Applier) applyOne(ctx context.Context, o *unstructured.Unstructured) (ssa.Action, error) {
+// field Caravan sets, and returns the object the API server answers with.
+// The status code tells a created object from one that existed before.
+func (a *Applier) applyOne(ctx context.Context, o *unstructured.Unstructured, dryRun bool) (ssa.Action, *unstructured.Unstructured, error) {
 	gvk := o.GroupVersionKind()
 	mapping, err := a.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
 	if err != nil {
-		return ssa.UnknownAction, err
+		return ssa.UnknownAction, nil, err
 	}
 	body, err := o.MarshalJSON()
 	if err != nil {
-		return ssa.UnknownAction, err
+		return ssa.UnknownAction, nil, err
 	}
 	prefix := "/apis/" + gvk.Group + "/" + gvk.Version
 	if gvk.Group == "" {
 		prefix = "/api/" + gvk.Version
 	}
-	var code int
-	err = a.rest.Patch(types.ApplyPatchType).AbsPath(prefix).
+	req := a.rest.Patch(types.ApplyPatchType).AbsPath(prefix).
 		NamespaceIfScoped(o.GetNamespace(), mapping.Scope.Name() == meta.RESTScopeNameNamespace).
 		Resource(mapping.Resource.Resource).Name(o.GetName()).
-		Param("fieldManager", FieldManager).Param("force", "true").
-		Body(body).Do(ctx).StatusCode(&code).Error()
+		Param("fieldManager", FieldManager).Param("force", "true")
+	if dryRun {
+		req = req.Param("dryRun", metav1.DryRunAll)
+	}
+	var code int
+	raw, err := req.Body(body).Do(ctx).StatusCode(&code).Raw()
 	if err != nil {
-		return ssa.UnknownAction, err
+		return ssa.UnknownAction, nil, err
+	}
+	live := &unstructured.Unstructured{}
+	if err := live.UnmarshalJSON(raw); err != nil {
+		return ssa.UnknownAction, nil, fmt.Errorf("reading the answer to the apply of %s: %w", utils.FmtUnstructured(o), err)
 	}
 	if code == http.StatusCreated {
-		return ssa.CreatedAction, nil
+		return ssa.CreatedAction, live, nil
 	}
-	return ssa.ConfiguredAction, nil
+	return ssa.ConfiguredAction, live, nil
 }

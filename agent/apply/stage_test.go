@@ -36,22 +36,50 @@ func TestStagesPutDefinitionsFirstAndWaitForThem(t *testing.T) {
 	assert.False(t, got[3].wait)
 }
 
-func TestPartitionSendsOnlyObjectsTheLastRevisionAppliedThroughTheDiff(t *testing.T) {
-	previous := InventoryOf([]*unstructured.Unstructured{
-		obj("v1", "ConfigMap", "default", "kept"),
-		obj("apps/v1", "Deployment", "default", "web"),
-	})
-	known, fresh := partition([]*unstructured.Unstructured{
-		obj("v1", "ConfigMap", "default", "kept"),
-		obj("v1", "ConfigMap", "default", "new"),
-		obj("apps/v1", "Deployment", "other", "web"),
-		obj("apps/v1beta1", "Deployment", "default", "web"),
-	}, previous)
-	assert.Equal(t, []string{"ConfigMap/kept", "Deployment/web"}, names(known), "the API version does not make an object new")
-	assert.Equal(t, []string{"ConfigMap/new", "Deployment/web"}, names(fresh))
-	assert.Equal(t, "other", fresh[1].GetNamespace())
+// liveFake answers InSync from a set of IDs.
+type liveFake map[string]bool
 
-	known, fresh = partition([]*unstructured.Unstructured{obj("v1", "ConfigMap", "default", "a")}, nil)
-	assert.Empty(t, known)
-	assert.Len(t, fresh, 1, "a first apply has no diff to make")
+func (l liveFake) InSync(e Entry) bool { return l[e.ID] }
+
+func TestPlanSkipsOnlyObjectsAsLastAppliedAndInSync(t *testing.T) {
+	kept, edited, drifted, fresh := obj("v1", "ConfigMap", "default", "kept"), obj("v1", "ConfigMap", "default", "edited"),
+		obj("apps/v1", "Deployment", "default", "web"), obj("v1", "ConfigMap", "default", "new")
+	previous := InventoryOf([]*unstructured.Unstructured{kept, edited, drifted})
+	for i, o := range []*unstructured.Unstructured{kept, edited, drifted} {
+		d, err := ObjectDigest(o)
+		assert.NoError(t, err)
+		previous[slicesIndex(previous, o)].Digest, previous[slicesIndex(previous, o)].Fields = d, "fields-"+string(rune('a'+i))
+	}
+	next := []*unstructured.Unstructured{kept.DeepCopy(), edited.DeepCopy(), drifted.DeepCopy(), fresh}
+	next[1].SetAnnotations(map[string]string{"changed": "in git"})
+	live := liveFake{previous[slicesIndex(previous, kept)].ID: true, previous[slicesIndex(previous, edited)].ID: true}
+
+	a := &Applier{live: live}
+	res := &Result{}
+	changed, err := a.plan(next, previous, res)
+	assert.NoError(t, err)
+	assert.Equal(t, []string{"ConfigMap/edited", "Deployment/web", "ConfigMap/new"}, names(changed),
+		"what git changed, what drifted and what is new are applied; the rest costs nothing")
+	assert.Equal(t, 1, res.Unchanged)
+	assert.Equal(t, previous[slicesIndex(previous, kept)], res.Inventory[slicesIndex(res.Inventory, kept)], "a skipped object keeps its record")
+	assert.Empty(t, res.Inventory[slicesIndex(res.Inventory, edited)].Digest, "an object to apply gets its record from the apply")
+
+	changed, err = (&Applier{}).plan(next, previous, &Result{})
+	assert.NoError(t, err)
+	assert.Len(t, changed, 4, "without a live state every object is applied")
+
+	previous[slicesIndex(previous, kept)].Digest = ""
+	changed, err = a.plan(next, previous, &Result{})
+	assert.NoError(t, err)
+	assert.Equal(t, "ConfigMap/kept", names(changed)[0], "an object whose version did not become healthy is applied again")
+}
+
+func slicesIndex(inv Inventory, o *unstructured.Unstructured) int {
+	id := InventoryOf([]*unstructured.Unstructured{o})[0].ID
+	for i, e := range inv {
+		if e.ID == id {
+			return i
+		}
+	}
+	return -1
 }

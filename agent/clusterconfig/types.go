@@ -76,6 +76,9 @@ type Status struct {
 	// NextWindow is when the update window opens, while a new version
 	// waits for it.
 	NextWindow *metav1.Time `json:"nextWindow,omitempty"`
+	// Drift is what the agent found and corrected between versions; the
+	// drift tracker writes it, the loop leaves it alone.
+	Drift *api.DriftStatus `json:"drift,omitempty"`
 }
 
 // GetConditions lets fluxcd/pkg/runtime/conditions read the conditions.

@@ -53,7 +53,11 @@ func New(kube client.Client, aws *cloud.AWS, git source.Credentials) *Previewer 
 // its assignment and the status the last reconcile left (the inventory,
 // each pool's revision). An error is a *Failure.
 func (p *Previewer) Preview(ctx context.Context, a api.Assignment, st clusterconfig.Status, plan api.AssignedPlan) (*api.PlanResult, error) {
-	files, err := fetchCommit(ctx, a.Channel.RepositoryURL, p.git, plan.Commit)
+	repo, err := source.New(a.Channel.RepositoryURL, p.git)
+	if err != nil {
+		return nil, &Failure{Kind: "source", Title: "The config repo cannot be read", Err: err}
+	}
+	files, err := repo.FetchCommit(ctx, plan.Commit)
 	if err != nil {
 		return nil, &Failure{Kind: "source", Title: "The commit cannot be fetched", Err: err}
 	}

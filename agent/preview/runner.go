@@ -30,6 +30,15 @@ type Runner struct {
 	// answered are the plans answered already that the assignment may
 	// still hold: the registry drops them from the next one.
 	answered map[string]bool
+	// drifted lists the objects that differ from the cluster's version
+	// now, when the agent watches them.
+	drifted func(context.Context) []api.DriftedObject
+}
+
+// WithDrifted makes every plan also list the objects drifted lists.
+func (r *Runner) WithDrifted(drifted func(context.Context) []api.DriftedObject) *Runner {
+	r.drifted = drifted
+	return r
 }
 
 // NewRunner returns a Runner of the cluster's plans.
@@ -66,6 +75,9 @@ func (r *Runner) answer(ctx context.Context, a api.Assignment, st clusterconfig.
 	result, err := r.previewer.Preview(planCtx, a, st, plan)
 	cancel()
 	report := &api.PlanReport{State: api.PlanDone, Result: result}
+	if err == nil && result != nil && r.drifted != nil {
+		result.Drifted = r.drifted(ctx)
+	}
 	if err != nil {
 		var f *Failure
 		if !errors.As(err, &f) {

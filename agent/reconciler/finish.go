@@ -66,6 +66,9 @@ func (r *Reconciler) finish(ctx context.Context, cc *clusterconfig.ClusterConfig
 		problems = append(problems, api.StatusProblem{Type: api.ProblemTypeBase + "blocked", Title: o.blockReason, Since: now})
 	}
 	problems = append(problems, r.clock.problems()...)
+	if r.drift != nil {
+		problems = append(problems, r.drift.Problems()...)
+	}
 	r.report(ctx, cc.Status, o.phase, problems, o.pools...)
 	r.wakeAt = nodes.NextWake(o.pools)
 	r.windowAt = time.Time{}
@@ -164,9 +167,14 @@ func (r *Reconciler) report(ctx context.Context, st clusterconfig.Status, phase 
 	if st.NextWindow != nil {
 		next = &st.NextWindow.Time
 	}
+	var drifted *api.DriftStatus
+	if r.drift != nil {
+		drifted = r.drift.Status()
+	}
 	err := r.registry.PutClusterStatus(ctx, r.cfg.ClusterID, &api.ClusterStatus{
 		CurrentVersion: st.CurrentVersion, NextVersion: st.NextVersion, LastVersion: st.LastVersion, Phase: phase,
 		Problems: problems, NodePools: pools, AgentVersion: r.cfg.AgentVersion, Heartbeat: r.now().UTC(), NextWindow: next,
+		Drift: drifted,
 	})
 	if err != nil && ctx.Err() == nil {
 		r.log.Info("reporting status to the registry failed", "error", err.Error())

@@ -3,6 +3,7 @@ package reconciler
 import (
 	"time"
 
+	"github.com/caravan-gitops/caravan/agent/drift"
 	"github.com/caravan-gitops/caravan/agent/nodes"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,7 +19,11 @@ type Metrics struct {
 	registryErrors prometheus.Counter
 	stacks         *prometheus.CounterVec
 	nodes          *nodes.Metrics
+	drift          *drift.Metrics
 }
+
+// Drift are the metrics of drift correction.
+func (m *Metrics) Drift() *drift.Metrics { return m.drift }
 
 // NewMetrics registers the metrics with reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
@@ -40,6 +45,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(m.duration, m.lastApplied, m.applied, m.pruned, m.problems, m.registryErrors, m.stacks)
 	m.nodes = nodes.NewMetrics(reg)
+	m.drift = drift.NewMetrics(reg)
 	return m
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/caravan-gitops/caravan/agent/apply"
 	"github.com/caravan-gitops/caravan/agent/assignment"
 	"github.com/caravan-gitops/caravan/agent/cloud"
+	"github.com/caravan-gitops/caravan/agent/drift"
 	"github.com/caravan-gitops/caravan/agent/clusterconfig"
 	"github.com/caravan-gitops/caravan/agent/nodes"
 	"github.com/caravan-gitops/caravan/agent/preview"
@@ -70,6 +71,8 @@ type Reconciler struct {
 	clock clockSkew
 	// previews answers the assignment's plans; made at the first plan.
 	previews *preview.Runner
+	// drift keeps the cluster as its version left it between versions.
+	drift *drift.Tracker
 	// rollers holds the Roller of the cluster's account and region.
 	rollers struct {
 		key    string
@@ -124,6 +127,10 @@ func (r *Reconciler) reconcile(ctx context.Context, a *api.Assignment, listHead 
 		return
 	}
 	d := Decide(cc.Spec, a, head, cc.Status, r.now())
+	r.holdDrift(d)
+	if d.Action != Converge && d.Action != Decommission {
+		r.adoptVersion(ctx, cc, repo, a)
+	}
 	switch d.Action {
 	case Nothing:
 		out.keepProblems = true
@@ -186,6 +193,9 @@ func (r *Reconciler) answerPlans(ctx context.Context, a api.Assignment, plans []
 	}
 	if r.previews == nil {
 		r.previews = preview.NewRunner(preview.New(r.kube, r.infra.AWS, r.cfg.Git), r.registry, r.cfg.ClusterID, r.log.WithName("plans"))
+		if r.drift != nil {
+			r.previews.WithDrifted(r.drift.Drifted)
+		}
 	}
 	r.previews.Answer(ctx, a, cc.Status, plans)
 }
@@ -219,6 +229,7 @@ func (r *Reconciler) converge(ctx context.Context, cc *clusterconfig.ClusterConf
 		out.fail("source", "The commit cannot be fetched", err)
 		return
 	}
+	r.log.Info("fetched the commit", "commit", snap.Commit)
 	version := Version(snap.Commit, a)
 	out.status.NextVersion = version
 	inputs, err := render.InputDigest(snap.Files, *a, r.cfg.AgentVersion)
@@ -264,6 +275,10 @@ func (r *Reconciler) converge(ctx context.Context, cc *clusterconfig.ClusterConf
 		out.status.NodeUpdate = &settings
 	}
 	if objects == out.status.AppliedObjects && out.status.CurrentVersion != "" {
+		if r.drift != nil {
+			apply.Label(rendered.Objects)
+			r.drift.Track(rendered.Objects, out.status.Inventory, rendered.ConfigItems)
+		}
 		out.sameObjects = true
 		out.applied(version, snap.Commit, r.now())
 		out.status.AppliedInputs = inputs
@@ -276,7 +291,7 @@ func (r *Reconciler) converge(ctx context.Context, cc *clusterconfig.ClusterConf
 		out.fail("apply", "The ClusterConfig status cannot be written before applying; nothing was applied", err)
 		return
 	}
-	res, err := r.applier.Apply(ctx, rendered, previous)
+	res, err := r.applyVersion(ctx, rendered, previous)
 	if res != nil {
 		out.status.Inventory = mergeInventory(out.status.Inventory, res, err == nil)
 		out.changes = res
@@ -290,10 +305,12 @@ func (r *Reconciler) converge(ctx context.Context, cc *clusterconfig.ClusterConf
 		out.fail("apply", "Applying failed", err)
 		return
 	}
-	if err := r.waitHealthy(ctx, repo, a, version, rendered, res.Inventory); err != nil {
+	if err := r.waitHealthy(ctx, repo, a, version, rendered, res.AppliedInventory()); err != nil {
+		out.status.Inventory = out.status.Inventory.WithoutDigests(ids(res.AppliedInventory()))
 		out.fail("health", "Applied objects did not become healthy", err)
 		return
 	}
+	r.log.Info("version applied and healthy", "version", version, "applied", len(res.Applied.Entries), "unchanged", res.Unchanged)
 	out.applied(version, snap.Commit, r.now())
 	out.status.AppliedInputs, out.status.AppliedObjects = inputs, objects
 	r.nodeWork(ctx, cc, plain, out)

@@ -91,7 +91,10 @@ type PlanResult struct {
 	Stacks    []StackPlan    `json:"stacks"`
 	Objects   []ObjectPlan   `json:"objects"`
 	NodePools []NodePoolPlan `json:"node_pools"`
-	Problem   *StatusProblem `json:"problem,omitempty"`
+	// Drifted are objects whose live state differs from the cluster's
+	// current version now, which the agent has not corrected (yet).
+	Drifted []DriftedObject `json:"drifted,omitempty"`
+	Problem *StatusProblem  `json:"problem,omitempty"`
 }
 
 // StackPlan is what the commit would do to one CloudFormation stack; for

@@ -209,6 +209,8 @@ type ClusterStatus struct {
 	// NextWindow is when the update window next opens, while the phase is
 	// waiting-for-window.
 	NextWindow *time.Time `json:"next_window,omitempty"`
+	// Drift is what the agent found and corrected between versions.
+	Drift *DriftStatus `json:"drift,omitempty"`
 }
 
 // NodePoolProgress is the rolling update progress of one node pool.

@@ -284,6 +284,36 @@ func (cp *ControlPlane) Stop() {
 	}
 }
 
+// RestartAPIServer stops kube-apiserver and starts it again on the same
+// port and etcd, as an upgrade or a crash of the API server would: every
+// watch breaks, and clients must list again or resume.
+func (cp *ControlPlane) RestartAPIServer(ctx context.Context) error {
+	cp.mu.Lock()
+	var old *process
+	for i, p := range cp.procs {
+		if p.name == "kube-apiserver" {
+			old = p
+			cp.procs = append(cp.procs[:i:i], cp.procs[i+1:]...)
+			break
+		}
+	}
+	cp.mu.Unlock()
+	if old == nil {
+		return fmt.Errorf("kube-apiserver is not running")
+	}
+	_ = old.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-old.done:
+	case <-time.After(10 * time.Second):
+		_ = old.cmd.Process.Kill()
+		<-old.done
+	}
+	if err := cp.run("kube-apiserver", old.cmd.Args[1:]...); err != nil {
+		return err
+	}
+	return cp.waitReady(ctx)
+}
+
 // Node describes a fake node for AddNode.
 type Node struct {
 	Name       string

@@ -1,4 +1,4 @@
-package preview
+package source
 
 import (
 	"context"
@@ -11,26 +11,22 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/storage/memory"
-
-	"github.com/caravan-gitops/caravan/agent/source"
 )
 
-// searchDepth is how many commits of each branch a plan's commit is looked
-// for among: a preview is of a commit about to travel, near a branch's head.
+// searchDepth is how many commits of each branch a commit is looked for
+// among: a preview is of a commit about to travel, and the current version
+// of a cluster one that travelled not long ago, near a branch's head.
 const searchDepth = 200
 
-// errCommitNotFound means no branch has the commit within searchDepth.
-var errCommitNotFound = errors.New("commit not found")
+// ErrCommitNotFound means no branch has the commit within searchDepth.
+var ErrCommitNotFound = errors.New("commit not found")
 
-// fetchCommit reads the files of a commit of the repo, whichever branch
+// FetchCommit reads the files of a commit of the repo, whichever branch
 // holds it: a branch head is fetched alone, one commit deep, as a
 // reconcile does; any other commit is looked for among the newest
 // searchDepth commits of every branch.
-func fetchCommit(ctx context.Context, url string, creds source.Credentials, commit string) (fs.FS, error) {
-	auth, err := creds.Method()
-	if err != nil {
-		return nil, err
-	}
+func (r *Repo) FetchCommit(ctx context.Context, commit string) (fs.FS, error) {
+	url, auth := r.URL, r.auth
 	refs, err := git.NewRemote(memory.NewStorage(), &config.RemoteConfig{Name: "origin", URLs: []string{url}}).
 		ListContext(ctx, &git.ListOptions{Auth: auth})
 	if err != nil {
@@ -48,7 +44,7 @@ func fetchCommit(ctx context.Context, url string, creds source.Credentials, comm
 		heads = append(heads, spec)
 	}
 	if len(heads) == 0 {
-		return nil, fmt.Errorf("%s has no branches: %w", url, errCommitNotFound)
+		return nil, fmt.Errorf("%s has no branches: %w", url, ErrCommitNotFound)
 	}
 	return fetchFiles(ctx, url, auth, heads, searchDepth, commit)
 }
@@ -70,10 +66,10 @@ func fetchFiles(ctx context.Context, url string, auth transport.AuthMethod, bran
 	}
 	c, err := repo.CommitObject(plumbing.NewHash(commit))
 	if errors.Is(err, plumbing.ErrObjectNotFound) {
-		return nil, fmt.Errorf("%s is not among the newest %d commits of any branch of %s: %w", commit, depth, url, errCommitNotFound)
+		return nil, fmt.Errorf("%s is not among the newest %d commits of any branch of %s: %w", commit, depth, url, ErrCommitNotFound)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading commit %s: %w", commit, err)
 	}
-	return source.TreeFiles(c)
+	return TreeFiles(c)
 }

@@ -1,4 +1,4 @@
-package preview
+package source
 
 import (
 	"context"
@@ -10,8 +10,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/caravan-gitops/caravan/agent/source"
 	"github.com/caravan-gitops/caravan/test/gitserver"
 )
 
@@ -28,8 +26,13 @@ func TestFetchCommitFindsTheCommitOnAnyBranch(t *testing.T) {
 	require.NoError(t, err)
 	head, err := git.Commit("config", "dev", "head", map[string][]byte{"note.txt": []byte("head\n")})
 	require.NoError(t, err)
-	url, creds := git.RepoURL("config"), source.Credentials{Username: git.User, Password: git.Password}
+	url, creds := git.RepoURL("config"), Credentials{Username: git.User, Password: git.Password}
 
+	fetchCommit := func(ctx context.Context, url string, creds Credentials, commit string) (fs.FS, error) {
+		repo, err := New(url, creds)
+		require.NoError(t, err)
+		return repo.FetchCommit(ctx, commit)
+	}
 	for commit, want := range map[string]string{head: "head\n", older: "older\n"} {
 		files, err := fetchCommit(ctx, url, creds, commit)
 		require.NoError(t, err, commit)
@@ -43,9 +46,9 @@ func TestFetchCommitFindsTheCommitOnAnyBranch(t *testing.T) {
 	assert.ErrorIs(t, err, fs.ErrNotExist, "the first commit, head of stable, has no note")
 
 	_, err = fetchCommit(ctx, url, creds, "0123456789abcdef0123456789abcdef01234567")
-	assert.ErrorIs(t, err, errCommitNotFound)
+	assert.ErrorIs(t, err, ErrCommitNotFound)
 	assert.ErrorContains(t, err, "0123456789abcdef0123456789abcdef01234567 is not among the newest 200 commits of any branch of "+url)
 
-	_, err = fetchCommit(ctx, url, source.Credentials{Username: git.User, Password: "wrong"}, head)
+	_, err = fetchCommit(ctx, url, Credentials{Username: git.User, Password: "wrong"}, head)
 	assert.ErrorContains(t, err, "listing "+url)
 }

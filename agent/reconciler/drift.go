@@ -1,0 +1,94 @@
+package reconciler
+
+import (
+	"context"
+
+	"github.com/caravan-gitops/caravan/agent/apply"
+	"github.com/caravan-gitops/caravan/agent/cloud"
+	"github.com/caravan-gitops/caravan/agent/clusterconfig"
+	"github.com/caravan-gitops/caravan/agent/drift"
+	"github.com/caravan-gitops/caravan/agent/render"
+	"github.com/caravan-gitops/caravan/agent/source"
+	"github.com/caravan-gitops/caravan/pkg/api"
+)
+
+// WithDrift makes the loop keep the cluster as each version left it, and
+// apply only what a version changed.
+func (r *Reconciler) WithDrift(t *drift.Tracker) *Reconciler {
+	r.drift = t
+	r.applier.UseLiveState(t)
+	return r
+}
+
+// holdDrift holds corrections while a suspension or block holds changes;
+// a closed window or a freeze holds new versions, not the current one.
+func (r *Reconciler) holdDrift(d Decision) {
+	if r.drift == nil {
+		return
+	}
+	switch d.Action {
+	case Suspended, Blocked:
+		r.drift.Hold(d.Reason)
+	default:
+		r.drift.Hold("")
+	}
+}
+
+// applyVersion applies a version while drift corrections wait, and hands
+// the tracker what it applied. After a failed apply the cluster holds a
+// mix of two versions, and nothing is corrected until one is whole.
+func (r *Reconciler) applyVersion(ctx context.Context, rendered *render.Result, previous apply.Inventory) (*apply.Result, error) {
+	if r.drift == nil {
+		return r.applier.Apply(ctx, rendered, previous)
+	}
+	r.drift.Pause(ctx, previous)
+	defer r.drift.Unpause()
+	res, err := r.applier.Apply(ctx, rendered, previous)
+	switch {
+	case err != nil && res != nil:
+		r.drift.Track(nil, mergeInventory(previous, res, false), rendered.ConfigItems)
+	case err == nil:
+		r.drift.Track(rendered.Objects, res.Inventory, rendered.ConfigItems)
+	}
+	return res, err
+}
+
+// adoptVersion starts keeping the current version when the tracker has
+// none, as after the agent started: it renders the commit the version was
+// applied from, and keeps it when it renders the objects applied.
+func (r *Reconciler) adoptVersion(ctx context.Context, cc *clusterconfig.ClusterConfig, repo *source.Repo, a *api.Assignment) {
+	st := cc.Status
+	if r.drift == nil || r.drift.Tracking() || st.CurrentVersion == "" || st.AppliedObjects == "" || st.LastAppliedRevision == "" {
+		return
+	}
+	files, err := repo.FetchCommit(ctx, st.LastAppliedRevision)
+	if err != nil {
+		r.log.Error(err, "fetching the current version's commit to keep it")
+		return
+	}
+	plain, err := cloud.DecryptAssignment(ctx, r.kms(a.Cluster.Region), *a)
+	if err != nil {
+		r.log.Error(err, "decrypting the config items to keep the current version")
+		return
+	}
+	rendered, err := render.Render(files, plain)
+	if err != nil {
+		r.log.Error(err, "rendering the current version to keep it")
+		return
+	}
+	if digest, err := rendered.Digest(); err != nil || digest != st.AppliedObjects {
+		r.log.Info("the assignment no longer renders the current version's objects; drift is corrected from the next version on")
+		return
+	}
+	apply.Label(rendered.Objects)
+	r.drift.Track(rendered.Objects, st.Inventory, rendered.ConfigItems)
+	r.log.Info("keeping the current version", "version", st.CurrentVersion, "objects", len(rendered.Objects))
+}
+
+func ids(inv apply.Inventory) map[string]bool {
+	out := make(map[string]bool, len(inv))
+	for _, e := range inv {
+		out[e.ID] = true
+	}
+	return out
+}
