@@ -30,11 +30,15 @@ func Command() *cobra.Command {
 registry, lists its channel's branch, and when either changed it fetches that one
 commit, renders it (config defaults, KMS-encrypted config items decrypted in memory,
 CloudFormation templates, kustomize, ${VAR} substitution), updates the cluster's
-CloudFormation stacks (the cluster stack, then one per node pool), applies the manifests
-with server-side apply, prunes what left the config, waits for health, retires node pools
-that left the registry (drain, then stack deletion), replaces outdated nodes one at a time
+CloudFormation stacks (the cluster stack, then one per node pool), applies the objects
+that changed with server-side apply, prunes what left the config, waits for health,
+retires node pools that left the registry (drain, then stack deletion), replaces
+outdated nodes one at a time
 under the drain SLA, and reports: to the registry, in the ClusterConfig object "cluster",
-as Events and as metrics. A new version starts only inside the registry's
+as Events and as metrics. Between versions it watches the metadata of what it applied
+and puts back what someone else changed or deleted (config item drift_correction:
+enabled, report or disabled), and leaves alone an object another field manager keeps
+changing back, reporting the fight. A new version starts only inside the registry's
 update_windows, a node is drained only inside its pool's node_update_windows, and a
 freeze holds the cluster like a block; windows are evaluated with this agent's clock,
 and a clock over a minute off the registry's is reported. With the registry down it goes

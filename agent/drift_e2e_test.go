@@ -301,6 +301,20 @@ func TestReportModeAndBlocksHoldCorrections(t *testing.T) {
 	assert.True(t, f.dataIs("drift-a", "by-hand")(), "report mode changes nothing")
 	assert.EqualValues(t, 0, f.drift().Corrected)
 
+	// A plan lists the object that differs from the version now.
+	plan, err := f.reg.CreatePlan(f.ctx, clusterID, strings.SplitN(f.status().CurrentVersion, "#", 2)[0])
+	require.NoError(t, err)
+	f.eventually("the agent answers the plan", func() bool {
+		got, err := f.reg.GetPlan(f.ctx, clusterID, plan.ID)
+		if err == nil && got.Final() {
+			plan = got
+		}
+		return err == nil && got.Final()
+	})
+	require.Equal(t, api.PlanDone, plan.State)
+	assert.Equal(t, []api.DriftedObject{{Object: "ConfigMap default/drift-a", Fields: []string{"data.mode"}, Manager: "kubectl-edit", Held: api.DriftReport}},
+		plan.Result.Drifted)
+
 	// Back to enabled: the new version applies the drifted object too.
 	_, _, err = f.reg.PatchCluster(f.ctx, clusterID, map[string]any{"config_items": map[string]string{drift.ItemMode: api.DriftEnabled}}, "")
 	require.NoError(t, err)

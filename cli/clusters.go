@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -77,13 +78,21 @@ config commit and of the assignment hash, or - when it never converged.
 STATUS is "blocked" when updates are blocked, else the title of the first
 problem the agent reports, else its phase; "unknown" until the agent reports.
 -o wide adds REGION, ACCOUNT, LIFECYCLE, PHASE, HEARTBEAT (time since the
-agent's last report), NODEPOOLS and NEXT WINDOW: when a new version may start
-on the cluster, as the registry computes it from its update windows and the
-freezes: "open" (now), the next opening in UTC ("2026-12-07 08:00 UTC (in
-3h)"), "frozen until ..." while a freeze holds it, or "invalid window" when
-its update_windows do not parse (no version starts until they are fixed;
-'caravan clusters status ID' says why). -o json and -o yaml print the full
-clusters as a JSON array or a YAML list.`,
+agent's last report), DRIFT, NODEPOOLS and NEXT WINDOW.
+
+DRIFT is what the agent found between versions, after the config item
+drift_correction: "3 corrected" (objects someone else changed or deleted
+that it set back since it became the leader), "report: 2" (drifted objects
+it saw and left as they are) or "disabled"; "1 fight, ..." comes first while
+another field manager keeps changing objects back ('caravan clusters status
+ID' names them); "-" when the agent reports no drift.
+
+NEXT WINDOW is when a new version may start on the cluster, as the registry
+computes it from its update windows and the freezes: "open" (now), the next
+opening in UTC ("2026-12-07 08:00 UTC (in 3h)"), "frozen until ..." while a
+freeze holds it, or "invalid window" when its update_windows do not parse (no
+version starts until they are fixed; 'caravan clusters status ID' says why).
+-o json and -o yaml print the full clusters as a JSON array or a YAML list.`,
 		Example: `  caravan clusters list
   caravan clusters list --channel stable --environment production -o wide
   caravan clusters list --lifecycle-status ready -o json | jq -r '.[].id'`,
@@ -328,6 +337,15 @@ update, and its problems. In phase waiting-for-window a new version waits for
 the cluster's update window: "Window opens" says when. A node pool's roll
 that paused outside its node update window shows when it goes on.
 
+Under "Drift" the agent says what it found between versions: the mode (the
+config item drift_correction: enabled corrects, report only reports,
+disabled does not watch), how many drifted objects it saw and corrected since
+it became the leader, the fights (objects whose fields another field manager
+keeps changing back: the agent leaves them alone until UNTIL, unless a new
+version changes them first) and its last detections (up to 20), newest
+first: when, which object, what it did (corrected, recreated or reported),
+the fields that had been changed and the field manager that changed them.
+
 Under "Schedule" the registry says when the cluster may change: its update
 windows and node update windows (the config items update_windows and
 node_update_windows, the cluster's over its account's; none set means
@@ -410,6 +428,9 @@ func writeStatus(w io.Writer, c *api.Cluster, now time.Time) error {
 			return err
 		}
 	}
+	if err := writeDrift(w, s.Drift, now); err != nil {
+		return err
+	}
 	if len(s.Problems) > 0 {
 		rows := make([][]string, len(s.Problems))
 		for i, p := range s.Problems {
@@ -428,16 +449,11 @@ func writeSchedule(w io.Writer, sc *api.ClusterSchedule, now time.Time) error {
 	if sc == nil {
 		return nil
 	}
-	fmt.Fprintln(w, "\nSchedule:")
-	var fields bytes.Buffer
-	if err := writeFields(&fields, [][2]string{
+	if err := writeSection(w, "Schedule", [][2]string{
 		{"Update windows", windowsText(sc.UpdateWindows)},
 		{"Node update windows", windowsText(sc.NodeUpdateWindows)},
 		{"Next version starts", scheduleText(sc, now)},
 	}); err != nil {
-		return err
-	}
-	if _, err := io.WriteString(w, indent(fields.String(), "  ")); err != nil {
 		return err
 	}
 	if len(sc.Freezes) == 0 {
@@ -449,6 +465,64 @@ func writeSchedule(w io.Writer, sc *api.ClusterSchedule, now time.Time) error {
 		rows[i] = []string{f.ID, freezeState(f, now), f.Scope(), formatTime(f.Since), formatTime(f.Until), f.By, f.Reason}
 	}
 	return writeTable(w, []string{"ID", "STATE", "SCOPE", "SINCE", "UNTIL", "BY", "REASON"}, rows)
+}
+
+// writeSection prints a block of a status: its title, then its fields
+// indented under it.
+func writeSection(w io.Writer, title string, fields [][2]string) error {
+	fmt.Fprintf(w, "\n%s:\n", title)
+	var b bytes.Buffer
+	if err := writeFields(&b, fields); err != nil {
+		return err
+	}
+	_, err := io.WriteString(w, indent(b.String(), "  "))
+	return err
+}
+
+// driftModes says what each drift_correction does, after the mode.
+var driftModes = map[string]string{
+	api.DriftEnabled:  "drift is corrected",
+	api.DriftReport:   "drift is reported, not corrected",
+	api.DriftDisabled: "drift is not watched",
+}
+
+// writeDrift prints what the agent found and corrected between versions:
+// the mode and counts, the fights, and the last detections. An agent that
+// reports no drift gets nothing printed.
+func writeDrift(w io.Writer, d *api.DriftStatus, now time.Time) error {
+	if d == nil {
+		return nil
+	}
+	mode := d.Mode
+	if what, ok := driftModes[d.Mode]; ok {
+		mode += " (" + what + ")"
+	}
+	if err := writeSection(w, "Drift", [][2]string{
+		{"Mode", mode},
+		{"Detected", strconv.FormatInt(d.Detected, 10)},
+		{"Corrected", strconv.FormatInt(d.Corrected, 10)},
+	}); err != nil {
+		return err
+	}
+	if len(d.Fights) > 0 {
+		rows := make([][]string, len(d.Fights))
+		for i, f := range d.Fights {
+			rows[i] = []string{f.Object, strings.Join(f.Fields, ", "), f.Manager, strconv.Itoa(f.Corrections), formatTime(f.Since), ahead(f.Until, now)}
+		}
+		fmt.Fprintln(w, "\nDrift fights (another manager keeps changing these back; left alone until UNTIL):")
+		if err := writeTable(w, []string{"OBJECT", "FIELDS", "MANAGER", "CORRECTIONS", "SINCE", "UNTIL"}, rows); err != nil {
+			return err
+		}
+	}
+	if len(d.Recent) == 0 {
+		return nil
+	}
+	rows := make([][]string, len(d.Recent))
+	for i, c := range d.Recent {
+		rows[i] = []string{formatTime(c.At), c.Object, c.Action, strings.Join(c.Fields, ", "), c.Manager}
+	}
+	fmt.Fprintln(w, "\nRecent drift:")
+	return writeTable(w, []string{"TIME", "OBJECT", "ACTION", "FIELDS", "MANAGER"}, rows)
 }
 
 // scheduleText says in words when a new version may start on a cluster.

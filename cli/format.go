@@ -17,7 +17,7 @@ const (
 
 var (
 	clusterColumns     = []string{"ID", "ALIAS", "ENVIRONMENT", "CHANNEL", "VERSION", "STATUS"}
-	clusterWideColumns = []string{"REGION", "ACCOUNT", "LIFECYCLE", "PHASE", "HEARTBEAT", "NODEPOOLS", "NEXT WINDOW"}
+	clusterWideColumns = []string{"REGION", "ACCOUNT", "LIFECYCLE", "PHASE", "HEARTBEAT", "DRIFT", "NODEPOOLS", "NEXT WINDOW"}
 )
 
 // shortVersion shortens a version "<commit sha>#<assignment hash>" the way
@@ -89,7 +89,17 @@ func clusterRow(c api.Cluster, wide bool, now time.Time) []string {
 	for i, p := range c.NodePools {
 		pools[i] = p.Name
 	}
-	return append(row, c.Region, c.InfrastructureAccount, c.LifecycleStatus, phase, heartbeat, strings.Join(pools, ","), nextWindow(c.Schedule, now))
+	return append(row, c.Region, c.InfrastructureAccount, c.LifecycleStatus, phase, heartbeat, driftText(c.Status),
+		strings.Join(pools, ","), nextWindow(c.Schedule, now))
+}
+
+// driftText sums up in one cell what the agent found between versions;
+// an agent that reports no drift gives "-".
+func driftText(s *api.ClusterStatus) string {
+	if s == nil || s.Drift == nil {
+		return ""
+	}
+	return s.Drift.Summary()
 }
 
 // age says how long ago t was, in the largest unit that keeps it readable;

@@ -78,7 +78,8 @@ func TestAge(t *testing.T) {
 }
 
 // fixtureClusters covers every kind of row: converged, failing, blocked,
-// never reported, and unusual versions.
+// never reported, and unusual versions; their drift corrected, fought
+// over, only reported, and not reported.
 func fixtureClusters() []api.Cluster {
 	created := time.Date(2029, 12, 1, 8, 0, 0, 0, time.UTC)
 	base := func(local, env, channel string) api.Cluster {
@@ -94,6 +95,7 @@ func fixtureClusters() []api.Cluster {
 	converged.Status = &api.ClusterStatus{
 		CurrentVersion: sha + "#" + hash, NextVersion: sha + "#" + hash, LastVersion: sha + "#" + hash,
 		Phase: api.PhaseIdle, Heartbeat: now.Add(-42 * time.Second), ReceivedAt: now.Add(-41 * time.Second),
+		Drift: &api.DriftStatus{Mode: api.DriftEnabled, Detected: 3, Corrected: 3},
 	}
 	failing := base("kube-2", "test", "dev")
 	failing.NodePools = []api.NodePool{{Name: "default"}}
@@ -101,10 +103,14 @@ func fixtureClusters() []api.Cluster {
 		NextVersion: "89abcdef89abcdef89abcdef89abcdef89abcdef#0011223344556677", Phase: api.PhaseFailed,
 		Problems:  []api.StatusProblem{{Type: api.ProblemTypeBase + "render", Title: "Render failed", Detail: "missing key", Since: now.Add(-time.Hour)}},
 		Heartbeat: now.Add(-3 * time.Hour),
+		Drift: &api.DriftStatus{Mode: api.DriftEnabled, Detected: 4, Corrected: 2, Fights: []api.DriftFight{
+			{Object: "Deployment default/web", Since: now.Add(-time.Hour), Until: now.Add(time.Hour)},
+		}},
 	}
 	blocked := base("kube-3", "test", "dev")
 	blocked.LifecycleStatus = api.LifecycleDecommissionRequested
-	blocked.Status = &api.ClusterStatus{CurrentVersion: "abc", Phase: api.PhaseBlocked, Heartbeat: now.Add(-50 * time.Hour)}
+	blocked.Status = &api.ClusterStatus{CurrentVersion: "abc", Phase: api.PhaseBlocked, Heartbeat: now.Add(-50 * time.Hour),
+		Drift: &api.DriftStatus{Mode: api.DriftReport, Detected: 2}}
 	never := base("kube-4", "test", "alpha")
 	never.Alias = "edge"
 	never.LifecycleStatus = api.LifecycleRequested
@@ -135,11 +141,11 @@ func TestClusterTableWide(t *testing.T) {
 	var out bytes.Buffer
 	require.NoError(t, writeClusters(&out, formatWide, fixtureClusters(), now))
 
-	want := `ID                                     ALIAS    ENVIRONMENT   CHANNEL   VERSION           STATUS          REGION         ACCOUNT            LIFECYCLE                PHASE     HEARTBEAT   NODEPOOLS         NEXT WINDOW
-aws:123456789012:eu-central-1:kube-1   kube-1   production    stable    0123456#fedcba9   idle            eu-central-1   aws:123456789012   ready                    idle      42s         default,workers   open
-aws:123456789012:eu-central-1:kube-2   kube-2   test          dev       -                 Render failed   eu-central-1   aws:123456789012   ready                    failed    3h          default           2030-01-07 08:00 UTC (in 20h)
-aws:123456789012:eu-central-1:kube-3   kube-3   test          dev       abc               blocked         eu-central-1   aws:123456789012   decommission-requested   blocked   2d          -                 frozen until 2030-01-07 08:00 UTC
-aws:123456789012:eu-central-1:kube-4   edge     test          alpha     -                 unknown         eu-central-1   aws:123456789012   requested                -         -           -                 -
+	want := `ID                                     ALIAS    ENVIRONMENT   CHANNEL   VERSION           STATUS          REGION         ACCOUNT            LIFECYCLE                PHASE     HEARTBEAT   DRIFT                  NODEPOOLS         NEXT WINDOW
+aws:123456789012:eu-central-1:kube-1   kube-1   production    stable    0123456#fedcba9   idle            eu-central-1   aws:123456789012   ready                    idle      42s         3 corrected            default,workers   open
+aws:123456789012:eu-central-1:kube-2   kube-2   test          dev       -                 Render failed   eu-central-1   aws:123456789012   ready                    failed    3h          1 fight, 2 corrected   default           2030-01-07 08:00 UTC (in 20h)
+aws:123456789012:eu-central-1:kube-3   kube-3   test          dev       abc               blocked         eu-central-1   aws:123456789012   decommission-requested   blocked   2d          report: 2              -                 frozen until 2030-01-07 08:00 UTC
+aws:123456789012:eu-central-1:kube-4   edge     test          alpha     -                 unknown         eu-central-1   aws:123456789012   requested                -         -           -                      -                 -
 `
 	assert.Equal(t, want, out.String())
 }

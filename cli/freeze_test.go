@@ -271,6 +271,11 @@ ID     STATE       SCOPE                    SINCE                  UNTIL        
 Node pools:
 NAME      NODES   OUTDATED   DRAINING   ROLL PAUSED UNTIL
 workers   4       4          0          2030-01-06 22:00 UTC (in 10h)
+
+Drift:
+  Mode:       enabled (drift is corrected)
+  Detected:   3
+  Corrected:  3
 `, out.String())
 
 	c.Schedule = &api.ClusterSchedule{Error: `update_windows: position 1: unknown day "Someday"`}

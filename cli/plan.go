@@ -45,7 +45,16 @@ assignment, as a reconcile would, and answers with:
     the paths of the changed fields), to prune (they left the config) and to
     delete (deletions.yaml);
   - the nodes that would be replaced, per node pool, with its revision now and
-    with the commit.
+    with the commit;
+  - when there are any, the objects whose live state differs from the
+    cluster's current version right now (drift the agent has not corrected):
+    "~" for changed fields, "-" for a deleted object, with the field manager
+    that changed them and why the drift is held: report (drift_correction is
+    report), fight (another manager keeps changing it back), disabled
+    (drift_correction is disabled, or the object is annotated
+    caravan.io/reconcile: disabled) or blocked (a block or a suspension
+    holds corrections); "not corrected yet" when the agent is about to
+    correct it.
 A commit that cannot be fetched or rendered is the answer too: the plan fails
 with the problem a reconcile would report.
 
@@ -268,8 +277,36 @@ func writePlan(w io.Writer, plan *api.Plan, start string) error {
 	}
 	writeStacks(w, res.Stacks)
 	writeObjects(w, res.Objects)
+	writeDrifted(w, res.Drifted)
 	writeNodePools(w, res.NodePools)
 	return nil
+}
+
+// writeDrifted lists the objects that differ from the cluster's current
+// version now, with why the agent leaves them so; nothing when none does.
+func writeDrifted(w io.Writer, drifted []api.DriftedObject) {
+	if len(drifted) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\nDrift: %s whose live state differs from the cluster's current version\n", plural(len(drifted), "object"))
+	for _, d := range drifted {
+		line := "~ " + d.Object
+		switch {
+		case d.Deleted:
+			line = "- " + d.Object + " (deleted)"
+		case len(d.Fields) > 0:
+			line += " (" + strings.Join(d.Fields, ", ") + ")"
+		}
+		if d.Manager != "" {
+			line += " by " + d.Manager
+		}
+		if d.Held != "" {
+			line += "; held: " + d.Held
+		} else {
+			line += "; not corrected yet"
+		}
+		fmt.Fprintln(w, "  "+line)
+	}
 }
 
 func writeStacks(w io.Writer, stacks []api.StackPlan) {

@@ -143,11 +143,13 @@ func (t *Tracker) correct(ctx context.Context, id string, o *unstructured.Unstru
 	t.recorder.Eventf(t.clusterConfigRef(), nil, corev1.EventTypeNormal, ReasonDriftCorrected, "Correct", "%s: %s", c.Object, note)
 }
 
-// report records a drift once per state of the object, without changing it.
+// report records a drift once per state of Caravan's fields in the
+// object, without changing it: the controllers' status writes that follow
+// a hand edit are no new drift.
 func (t *Tracker) report(ctx context.Context, id string, o *unstructured.Unstructured, live metav1.Object, held string) {
 	state := "deleted"
 	if live != nil {
-		state = live.GetResourceVersion()
+		state = "fields " + apply.OwnedFields(live)
 	}
 	t.mu.Lock()
 	seen := t.reported[id] == state
@@ -323,16 +325,15 @@ func heldBy(v Verdict, c Case) string {
 	switch v {
 	case LeftAlone:
 		if c.Live.Disabled {
-			return "disabled"
+			return api.DriftHeldAnnotation
 		}
-		return api.DriftDisabled
+		return api.DriftHeldDisabled
 	case Fought:
-		return "fight"
+		return api.DriftHeldFight
 	case Report:
-		return api.DriftReport
+		return api.DriftHeldReport
 	case Hold:
-		return "blocked"
+		return api.DriftHeldBlocked
 	}
 	return ""
 }
-

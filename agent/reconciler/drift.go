@@ -20,8 +20,9 @@ func (r *Reconciler) WithDrift(t *drift.Tracker) *Reconciler {
 	return r
 }
 
-// holdDrift holds corrections while a suspension or block holds changes;
-// a closed window or a freeze holds new versions, not the current one.
+// holdDrift holds corrections while a suspension, block or freeze holds
+// changes: a hand fix made during an incident or a freeze stays until it
+// ends. A closed update window holds new versions, not the current one.
 func (r *Reconciler) holdDrift(d Decision) {
 	if r.drift == nil {
 		return
@@ -58,9 +59,12 @@ func (r *Reconciler) applyVersion(ctx context.Context, rendered *render.Result, 
 // applied from, and keeps it when it renders the objects applied.
 func (r *Reconciler) adoptVersion(ctx context.Context, cc *clusterconfig.ClusterConfig, repo *source.Repo, a *api.Assignment) {
 	st := cc.Status
-	if r.drift == nil || r.drift.Tracking() || st.CurrentVersion == "" || st.AppliedObjects == "" || st.LastAppliedRevision == "" {
+	if r.drift == nil || r.drift.Tracking() || st.CurrentVersion == "" || st.AppliedObjects == "" || st.LastAppliedRevision == "" ||
+		r.adoptTried == st.CurrentVersion {
 		return
 	}
+	// One try per version: a render costs seconds of CPU for a large config.
+	r.adoptTried = st.CurrentVersion
 	files, err := repo.FetchCommit(ctx, st.LastAppliedRevision)
 	if err != nil {
 		r.log.Error(err, "fetching the current version's commit to keep it")

@@ -33,7 +33,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		lastApplied: prometheus.NewGauge(prometheus.GaugeOpts{Name: "caravan_agent_last_applied_timestamp_seconds",
 			Help: "When a version was last applied and became healthy."}),
 		applied: prometheus.NewCounter(prometheus.CounterOpts{Name: "caravan_agent_objects_applied_total",
-			Help: "Objects created, configured or unchanged by applies."}),
+			Help: "Objects version applies sent to the API server (created or configured); an unchanged object costs no request and is not counted."}),
 		pruned: prometheus.NewCounter(prometheus.CounterOpts{Name: "caravan_agent_objects_pruned_total",
 			Help: "Objects pruned because they left the config."}),
 		problems: prometheus.NewGauge(prometheus.GaugeOpts{Name: "caravan_agent_problems",

@@ -16,8 +16,8 @@ import (
 	"github.com/caravan-gitops/caravan/agent/apply"
 	"github.com/caravan-gitops/caravan/agent/assignment"
 	"github.com/caravan-gitops/caravan/agent/cloud"
-	"github.com/caravan-gitops/caravan/agent/drift"
 	"github.com/caravan-gitops/caravan/agent/clusterconfig"
+	"github.com/caravan-gitops/caravan/agent/drift"
 	"github.com/caravan-gitops/caravan/agent/nodes"
 	"github.com/caravan-gitops/caravan/agent/preview"
 	"github.com/caravan-gitops/caravan/agent/render"
@@ -71,8 +71,10 @@ type Reconciler struct {
 	clock clockSkew
 	// previews answers the assignment's plans; made at the first plan.
 	previews *preview.Runner
-	// drift keeps the cluster as its version left it between versions.
-	drift *drift.Tracker
+	// drift keeps the cluster as its version left it between versions;
+	// adoptTried is the version it last tried to take up after a start.
+	drift      *drift.Tracker
+	adoptTried string
 	// rollers holds the Roller of the cluster's account and region.
 	rollers struct {
 		key    string
@@ -263,6 +265,7 @@ func (r *Reconciler) converge(ctx context.Context, cc *clusterconfig.ClusterConf
 		out.fail("render", "The rendered objects cannot be encoded", err)
 		return
 	}
+	r.log.Info("rendered the commit", "commit", snap.Commit, "objects", len(rendered.Objects))
 	if cluster != nil {
 		r.report(ctx, out.status, api.PhaseUpdatingInfrastructure, nil)
 		converged, err := r.updateStacks(ctx, cc, snap.Files, plain, rendered.ConfigItems, cluster, version)

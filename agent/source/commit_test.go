@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caravan-gitops/caravan/test/gitserver"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"github.com/caravan-gitops/caravan/test/gitserver"
 )
 
 // A plan's commit is found on any branch: a head, or a commit behind one.

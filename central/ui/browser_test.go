@@ -164,6 +164,12 @@ func TestInChromium(t *testing.T) {
 		colour, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`getComputedStyle(document.querySelector("td.window-frozen")).color`))
 		require.NoError(t, err)
 		assert.Equal(t, "rgb(2, 119, 189)", colour, "a frozen window is blue")
+		assert.Equal(t, 1, b.count("table.clusters td.drift-fight"), "test-dev fights the autoscaler")
+		assert.Contains(t, b.text("table.clusters td.drift-fight"), "1 fight, 4 corrected")
+		fight, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`(() => { const s = getComputedStyle(document.querySelector("td.drift-fight")); return s.color + " " + s.fontWeight })()`))
+		require.NoError(t, err)
+		assert.Equal(t, "rgb(198, 40, 40) 600", fight, "a fight stands out: red and bold")
+		assert.Equal(t, 1, b.count("table.clusters td.drift-report"))
 
 		require.NoError(t, chromedp.Do(b.ctx, chromedp.SetValue(chromedp.CSS(`select[name="phase"]`), "waiting-for-window")))
 		require.Equal(t, http.StatusOK, b.click("form.filters button"))
@@ -197,6 +203,13 @@ func TestInChromium(t *testing.T) {
 		assert.Contains(t, b.text("table.pools"), "roll paused until", "the system pool waits for its node update window")
 		assert.NotContains(t, main, "AQICAH", "the ciphertext is masked")
 		assert.Equal(t, 4, b.count(`svg.bar rect`), "the bars of the workers pool (up to date, draining, waiting) and the system pool (waiting)")
+		drift := b.text("section.drift")
+		for _, want := range []string{"Mode\nenabled", "Detected\n5", "Corrected\n4", "Fights", "hpa-controller", "ConfigMap kube-system/coredns-custom", "recreated"} {
+			assert.Contains(t, drift, want)
+		}
+		assert.Equal(t, 1, b.count("table.drift-fights tbody tr.drift-fight"))
+		assert.Contains(t, b.text("table.drift-fights"), "Deployment kube-system/coredns\tspec.replicas\thpa-controller\t3\t")
+		assert.Equal(t, 2, b.count("table.drift-recent tbody tr"), "the recent detections, newest first")
 	})
 
 	t.Run("block and unblock", func(t *testing.T) {

@@ -62,6 +62,8 @@ type fleet struct {
 	opens  time.Time
 	// alphaFreeze is in force; productionFreeze is to come.
 	alphaFreeze, productionFreeze api.Freeze
+	// fightUntil is when test-dev's agent corrects the object it fights over again.
+	fightUntil time.Time
 }
 
 func startFleet(t *testing.T) *fleet {
@@ -174,7 +176,10 @@ func (f *fleet) encryptConfigItems(t *testing.T) {
 // update window opens), production-dev failed on it, the beta clusters have
 // run the first commit for two days, production-stable runs it and waits
 // for its update window to take a new version, and the alpha clusters never
-// reported.
+// reported. Their drift: test-dev corrected some and fights
+// the autoscaler over coredns' replicas, test-beta only reports it,
+// production-beta does not watch it, production-stable saw none, and
+// production-dev's agent does not report drift.
 func (f *fleet) reportStatus(t *testing.T) {
 	t.Helper()
 	ctx := context.Background()
@@ -192,16 +197,19 @@ func (f *fleet) reportStatus(t *testing.T) {
 			{time.Minute, api.ClusterStatus{Phase: api.PhaseRollingNodes, CurrentVersion: f.devHead + "#bbbb2222", NodePools: []api.NodePoolProgress{
 				{Name: "workers", NodesTotal: 5, Outdated: 2, Draining: 1, NextForcedEviction: &forced, HeldBy: "drain_grace_period"},
 				{Name: "system", NodesTotal: 2, Outdated: 2, NextWindow: &paused},
-			}}},
+			}, Drift: f.testDevDrift(now)}},
 		},
 		productionDev.ID: {{time.Minute, api.ClusterStatus{Phase: api.PhaseFailed, CurrentVersion: f.devHead + "#cccc3333", Problems: []api.StatusProblem{
 			{Type: "https://caravan.io/problems/stack-failed", Title: "Stack nodepool-workers rolled back", Detail: "LaunchTemplate: instance type not offered", Since: now},
 		}}}},
-		demoCluster("test-beta").ID:       {{48 * time.Hour, api.ClusterStatus{Phase: api.PhaseIdle, CurrentVersion: f.first + "#eeee5555"}}},
-		demoCluster("production-beta").ID: {{48 * time.Hour, api.ClusterStatus{Phase: api.PhaseIdle, CurrentVersion: f.first + "#ffff6666"}}},
+		demoCluster("test-beta").ID: {{48 * time.Hour, api.ClusterStatus{Phase: api.PhaseIdle, CurrentVersion: f.first + "#eeee5555",
+			Drift: &api.DriftStatus{Mode: api.DriftReport, Detected: 2}}}},
+		demoCluster("production-beta").ID: {{48 * time.Hour, api.ClusterStatus{Phase: api.PhaseIdle, CurrentVersion: f.first + "#ffff6666",
+			Drift: &api.DriftStatus{Mode: api.DriftDisabled}}}},
 		productionProd.ID: {
 			{time.Hour, api.ClusterStatus{Phase: api.PhaseIdle, CurrentVersion: f.first + "#dddd4444"}},
-			{time.Minute, api.ClusterStatus{Phase: api.PhaseWaitingForWindow, CurrentVersion: f.first + "#dddd4444", NextVersion: f.first + "#99998888", NextWindow: &f.opens}},
+			{time.Minute, api.ClusterStatus{Phase: api.PhaseWaitingForWindow, CurrentVersion: f.first + "#dddd4444", NextVersion: f.first + "#99998888", NextWindow: &f.opens,
+				Drift: &api.DriftStatus{Mode: api.DriftEnabled}}},
 		},
 	}
 	for id, rs := range reports {
@@ -210,6 +218,21 @@ func (f *fleet) reportStatus(t *testing.T) {
 			st.AgentVersion, st.Heartbeat, st.ReceivedAt = "v0.test", now, now.Add(-r.ago)
 			require.NoError(t, f.store.PutStatus(ctx, id, st, "ui-agent"))
 		}
+	}
+}
+
+// testDevDrift is test-dev's drift: a fight with the autoscaler, which the
+// agent corrected three times before it stopped, and a re-created object.
+func (f *fleet) testDevDrift(now time.Time) *api.DriftStatus {
+	f.fightUntil = now.Add(time.Hour)
+	return &api.DriftStatus{
+		Mode: api.DriftEnabled, Detected: 5, Corrected: 4,
+		Recent: []api.DriftCorrection{
+			{Object: "Deployment kube-system/coredns", Action: api.DriftCorrected, Fields: []string{"spec.replicas"}, Manager: "hpa-controller", At: now.Add(-2 * time.Minute)},
+			{Object: "ConfigMap kube-system/coredns-custom", Action: api.DriftRecreated, At: now.Add(-time.Hour)},
+		},
+		Fights: []api.DriftFight{{Object: "Deployment kube-system/coredns", Fields: []string{"spec.replicas"}, Manager: "hpa-controller", Corrections: 3,
+			Since: now.Add(-10 * time.Minute), Until: f.fightUntil}},
 	}
 }
 

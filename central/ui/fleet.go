@@ -85,10 +85,11 @@ func clusterPhase(c api.Cluster) string {
 	return c.Status.Phase
 }
 
-// fleetRow is a cluster of the fleet page with its window state.
+// fleetRow is a cluster of the fleet page with its window state and drift.
 type fleetRow struct {
 	api.Cluster
 	Window windowView
+	Drift  driftView
 }
 
 type fleetPage struct {
@@ -136,7 +137,7 @@ func (u *UI) fleet(w http.ResponseWriter, r *http.Request, viewer *session) {
 	now := u.now()
 	rows := make([]fleetRow, len(clusters))
 	for i, c := range clusters {
-		rows[i] = fleetRow{Cluster: c, Window: windowOf(c.Schedule, now)}
+		rows[i] = fleetRow{Cluster: c, Window: windowOf(c.Schedule, now), Drift: driftOf(c.Status)}
 	}
 	page := fleetPage{
 		frame:  frame{Title: "Fleet", Nav: "fleet", Viewer: viewer},

@@ -309,3 +309,49 @@ func TestUIStaysOutOfTheAPI(t *testing.T) {
 	assert.Contains(t, p.Header.Get("Content-Security-Policy"), "default-src 'none'")
 	assert.Equal(t, "no-store", p.Header.Get("Cache-Control"))
 }
+
+func TestFleetShowsDrift(t *testing.T) {
+	f := startFleet(t)
+	p := signedIn(t, f, f.reader).get("/")
+	require.Equal(t, http.StatusOK, p.Status)
+	assert.Contains(t, p.Body, "<th>Problems</th><th>Drift</th><th>Heartbeat</th>")
+	for alias, want := range map[string]string{
+		"test-dev": `<td class="drift drift-fight" title="left alone, another manager keeps changing them back: Deployment kube-system/coredns (with hpa-controller); ` +
+			`drift_correction enabled: 5 detected, 4 corrected">1 fight, 4 corrected</td>`,
+		"test-beta":         `<td class="drift drift-report" title="drift_correction report: 2 detected, 0 corrected">report: 2</td>`,
+		"production-beta":   `<td class="drift drift-disabled" title="drift_correction disabled: 0 detected, 0 corrected">disabled</td>`,
+		"production-stable": `<td class="drift drift-enabled" title="drift_correction enabled: 0 detected, 0 corrected">0 corrected</td>`,
+		"production-dev":    `<td class="drift drift-unknown" title="the agent reports no drift">–</td>`,
+		"test-alpha":        `<td class="drift drift-unknown">–</td><td>never reported</td>`,
+	} {
+		assert.Contains(t, rowOf(t, p.Body, alias), want, alias)
+	}
+}
+
+func TestClusterPageShowsDrift(t *testing.T) {
+	f := startFleet(t)
+	b := signedIn(t, f, f.reader)
+	section := func(body string) string {
+		t.Helper()
+		start := strings.Index(body, `<section class="drift">`)
+		require.GreaterOrEqual(t, start, 0, "a drift section")
+		return body[start : start+strings.Index(body[start:], "</section>")]
+	}
+
+	dev := b.get(clusterPath(testDev.ID))
+	require.Equal(t, http.StatusOK, dev.Status)
+	drift := section(dev.Body)
+	assert.Contains(t, drift, `<dt>Mode</dt><dd>enabled <span class="legend">config item drift_correction`)
+	assert.Contains(t, drift, `<dt>Detected</dt><dd>5 <span class="legend">`)
+	assert.Contains(t, drift, `<dt>Corrected</dt><dd>4 <span class="legend">`)
+	assert.Regexp(t, `<tr class="drift-fight"><td>Deployment kube-system/coredns</td><td>spec.replicas</td><td>hpa-controller</td><td>3</td><td>[^<]+</td><td>`+ts(f.fightUntil)+`</td></tr>`, drift)
+	assert.Regexp(t, `<tr><td>[^<]+</td><td>Deployment kube-system/coredns</td><td>corrected</td><td>spec.replicas</td><td>hpa-controller</td></tr>\s*`+
+		`<tr><td>[^<]+</td><td>ConfigMap kube-system/coredns-custom</td><td>recreated</td><td></td><td></td></tr>`, drift, "newest first")
+
+	beta := section(b.get(clusterPath(demoCluster("test-beta").ID)).Body)
+	assert.Contains(t, beta, `<dt>Mode</dt><dd>report `)
+	assert.NotContains(t, beta, "Fights", "no fight, no table of fights")
+	assert.Contains(t, beta, "No drift seen.")
+	assert.Contains(t, section(b.get(clusterPath(productionDev.ID)).Body), "The agent reports no drift.")
+	assert.Contains(t, section(b.get(clusterPath(demoCluster("test-alpha").ID)).Body), "The agent has not reported yet.")
+}

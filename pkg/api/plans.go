@@ -205,6 +205,7 @@ func (r *PlanReport) Validate() error {
 	}
 	if r.Result != nil {
 		r.Result.validate(v, r.State == PlanFailed)
+		validateDrifted(v, r.Result.Drifted)
 	}
 	return v.err()
 }

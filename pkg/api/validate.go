@@ -302,6 +302,9 @@ func (s *ClusterStatus) Validate() error {
 			v.add("problems["+strconv.Itoa(i)+"].title", "must not be empty")
 		}
 	}
+	if s.Drift != nil {
+		s.Drift.validate(v)
+	}
 	seen := map[string]bool{}
 	for i, p := range s.NodePools {
 		field := "node_pools[" + strconv.Itoa(i) + "]"
