@@ -192,4 +192,3 @@ func validateDriftObject(v *ValidationError, field, object string, fields []stri
 		}
 	}
 }
-
