@@ -57,19 +57,23 @@ func (t *Tracker) process(ctx context.Context, id string) {
 		t.metrics.fights.Set(float64(len(t.fights)))
 	}
 	_, fighting := t.fights[id]
-	c := Case{Entry: e, Live: Observe(live), Settings: t.settings, Held: t.held != "", Fighting: fighting, Corrections: t.history[id], Now: now}
-	if wait := t.lastFix[id].Add(minInterval).Sub(now); wait > 0 && Judge(c) == Correct {
+	verdict := Judge(Case{Entry: e, Live: Observe(live), Settings: t.settings, Held: t.held != "", Fighting: fighting, Corrections: t.history[id], Now: now})
+	if wait := t.lastFix[id].Add(minInterval).Sub(now); wait > 0 && verdict == Correct {
 		t.mu.Unlock()
 		t.queue.AddAfter(id, wait)
 		return
 	}
 	t.mu.Unlock()
-
+	if verdict == InSync || verdict == LeftAlone || verdict == Fought {
+		return
+	}
+	// Decoded only now: after a version, every object is looked at again,
+	// and nearly all are in sync.
 	o := &unstructured.Unstructured{}
 	if err := json.Unmarshal(desired, &o.Object); err != nil {
 		return
 	}
-	switch Judge(c) {
+	switch verdict {
 	case Report:
 		t.report(ctx, id, o, live, "")
 	case Hold:

@@ -2,6 +2,7 @@ package drift
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/fluxcd/cli-utils/pkg/object"
@@ -57,6 +58,9 @@ func (t *Tracker) startWatch(gk schema.GroupKind, version string) (*kindWatch, e
 	}
 	informer := metadatainformer.NewFilteredMetadataInformer(t.meta, mapping.Resource, metav1.NamespaceAll, 0, cache.Indexers{},
 		func(o *metav1.ListOptions) { o.LabelSelector = apply.ManagedLabel + "=" + apply.ManagedValue }).Informer()
+	if err := informer.SetTransform(slim); err != nil {
+		return nil, err
+	}
 	_, err = informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(o any) { t.observed(gk, o) },
 		UpdateFunc: func(_, o any) { t.observed(gk, o) },
@@ -89,6 +93,21 @@ func (t *Tracker) startWatch(gk schema.GroupKind, version string) (*kindWatch, e
 	}()
 	return &kindWatch{informer: informer, stop: stop}, nil
 }
+
+// slim drops from the cached metadata what drift is never about: the
+// managedFields entries of the status subresource (controllers' frequent
+// status writes) and kubectl's client-side copy of the whole object.
+func slim(o any) (any, error) {
+	m, ok := o.(*metav1.PartialObjectMetadata)
+	if !ok {
+		return o, nil
+	}
+	m.ManagedFields = slices.DeleteFunc(m.ManagedFields, func(e metav1.ManagedFieldsEntry) bool { return e.Subresource == "status" })
+	delete(m.Annotations, lastApplied)
+	return m, nil
+}
+
+const lastApplied = "kubectl.kubernetes.io/last-applied-configuration"
 
 // observed queues an object whose event may be drift; the worker decides.
 func (t *Tracker) observed(gk schema.GroupKind, o any) {

@@ -272,15 +272,20 @@ func (cp *ControlPlane) Stop() {
 	cp.procs = nil
 	cp.mu.Unlock()
 	for i := len(procs) - 1; i >= 0; i-- {
-		p := procs[i]
-		_ = p.cmd.Process.Signal(os.Interrupt)
-		select {
-		case err := <-p.done:
-			p.done <- err
-		case <-time.After(10 * time.Second):
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
+		procs[i].stop()
+	}
+}
+
+// stop interrupts the process, kills it when it has not ended within ten
+// seconds, and waits for it.
+func (p *process) stop() {
+	_ = p.cmd.Process.Signal(os.Interrupt)
+	select {
+	case err := <-p.done:
+		p.done <- err
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
 	}
 }
 
@@ -301,13 +306,7 @@ func (cp *ControlPlane) RestartAPIServer(ctx context.Context) error {
 	if old == nil {
 		return fmt.Errorf("kube-apiserver is not running")
 	}
-	_ = old.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-old.done:
-	case <-time.After(10 * time.Second):
-		_ = old.cmd.Process.Kill()
-		<-old.done
-	}
+	old.stop()
 	if err := cp.run("kube-apiserver", old.cmd.Args[1:]...); err != nil {
 		return err
 	}
