@@ -11,10 +11,12 @@ CACHE     := $(ROOT)/.cache
 VENV      := $(CACHE)/venv
 STATICCHECK_VERSION := v0.8.2
 
-# The test control plane's commands, built once per pinned version into a
-# folder of the machine's cache (shared by every clone, CI's included) and
-# linked as .cache/tools.
-TOOLS_HASH  := $(shell cat test/tools/go.mod test/tools/go.sum test/tools/etcd/main.go test/tools/stages.sh | sha256sum | cut -c1-16)
+# The test control plane's commands and Flux's kustomize-controller (the
+# benchmarks' peer), built once per pinned version into a folder of the
+# machine's cache (shared by every clone, CI's included) and linked as
+# .cache/tools.
+TOOLS_HASH  := $(shell cat test/tools/go.mod test/tools/go.sum test/tools/etcd/main.go test/tools/stages.sh \
+	test/flux/controller/go.mod test/flux/controller/go.sum test/flux/controller/build.sh | sha256sum | cut -c1-16)
 TOOLS_DIR   := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/caravan/tools-$(TOOLS_HASH)
 
 .PHONY: all build images run test test-go test-api-schema test-deps tools bench lint clean
@@ -63,7 +65,7 @@ test-go:
 test-api-schema: build
 	CARAVAN_VENV="$(VENV)" bash test/schemathesis/with-server.sh "$(BIN)/caravan-central"
 
-## tools: build etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and kwok (once per version)
+## tools: build etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok and kustomize-controller with its CRDs (once per version)
 tools: $(TOOLS_DIR)/.complete
 	mkdir -p $(CACHE)
 	ln -sfn $(TOOLS_DIR) $(CACHE)/tools
@@ -74,9 +76,10 @@ $(TOOLS_DIR)/.complete:
 		k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
 		k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl sigs.k8s.io/kwok/cmd/kwok ./etcd
 	bash test/tools/stages.sh $(TOOLS_DIR)/kwok-stages.yaml
+	bash test/flux/controller/build.sh $(TOOLS_DIR)
 	touch $@
 
-## bench: measure the registry, the agent's stacks (on moto) and the agent and write BENCHMARKS.md
+## bench: measure the registry, the agent's stacks (on moto), the agent and its drift correction beside Flux, and write BENCHMARKS.md
 bench: tools test-deps
 	go run ./test/bench/registry -out BENCHMARKS.md
 	go run ./test/bench/stacks -out BENCHMARKS.md

@@ -61,14 +61,22 @@ func renderFor(dir string, a *api.Assignment) (*render.Result, error) {
 // render's output with the label the agent adds, in the render's order
 // (Namespaces first, as kustomize sorts them).
 func writeKubectlFile(path string, r *render.Result) error {
-	var b bytes.Buffer
-	for i, o := range r.Objects {
+	for _, o := range r.Objects {
 		labels := o.GetLabels()
 		if labels == nil {
 			labels = map[string]string{}
 		}
 		labels[apply.ManagedLabel] = apply.ManagedValue
 		o.SetLabels(labels)
+	}
+	return writeObjects(path, r)
+}
+
+// writeObjects writes the rendered objects as they are, one YAML document
+// each, in the render's order.
+func writeObjects(path string, r *render.Result) error {
+	var b bytes.Buffer
+	for i, o := range r.Objects {
 		doc, err := yaml.Marshal(o.Object)
 		if err != nil {
 			return err

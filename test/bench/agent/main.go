@@ -14,8 +14,14 @@
 //  4. caravan-agent's peak RSS, as its own process, up to its first version;
 //  5. the render of manifests/ beside `kustomize build`.
 //
-// The figures go to stdout and, with -out, into the agent's marked section
-// of BENCHMARKS.md.
+// Then its drift part, on a control plane of its own: the caravan-agent
+// process beside Flux's kustomize-controller (test/flux) and kubectl, each
+// with its own copy of the objects, through counting proxies
+// (test/apicount): hand edits to correction, a commit that changes one
+// object, -quiet minutes in which nothing changes, and the agent's peak RSS.
+//
+// The figures go to stdout and, with -out, into the agent's and the drift
+// part's marked sections of BENCHMARKS.md.
 //
 //	go run ./test/bench/agent -out BENCHMARKS.md
 package main
@@ -51,6 +57,8 @@ type options struct {
 	keep       bool
 	cpuProfile string
 	agentEnv   host.EnvList
+	quiet      time.Duration
+	driftOnly  bool
 }
 
 func parseOptions() (options, error) {
@@ -62,9 +70,11 @@ func parseOptions() (options, error) {
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary folder with the logs of every part")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (the in-process agent's client side) to this file")
 	flag.Var(&o.agentEnv, "agent-env", "KEY=VALUE added to the caravan-agent process's environment, such as GOMEMLIMIT=64MiB (repeatable)")
+	flag.DurationVar(&o.quiet, "quiet", defaultQuiet, "the drift part's period in which nothing changes (its goal 3); shorter for a quick run")
+	flag.BoolVar(&o.driftOnly, "drift-only", false, "measure the drift part alone; -out's agent section is left as it is")
 	flag.Parse()
-	if o.commits < 1 || o.steadyRuns < 1 || o.renderRuns < 1 {
-		return o, errors.New("-commits, -steady-runs and -render-runs must be positive")
+	if o.commits < 1 || o.steadyRuns < 1 || o.renderRuns < 1 || o.quiet <= 0 {
+		return o, errors.New("-commits, -steady-runs, -render-runs and -quiet must be positive")
 	}
 	return o, nil
 }
@@ -92,12 +102,17 @@ type bench struct {
 	applier  *apply.Applier // the agent's, long-lived as in the agent
 	counter  *requestCounter
 	rep      *report
+	// agentDone is set once the agent section's figures are all in rep.
+	agentDone bool
+	drift     driftReport
 }
 
 func run(o options) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Minute)
+	// About 8 minutes for the agent section, 12 for the drift part besides
+	// its quiet period, with room for a slow machine.
+	ctx, cancel := context.WithTimeout(ctx, 35*time.Minute+o.quiet)
 	defer cancel()
 	// The agent's parts log through controller-runtime; this process
 	// keeps their logs out of the figures.
@@ -136,23 +151,34 @@ func run(o options) error {
 	}
 
 	b := &bench{opts: o, root: root, dir: dir, toolsDir: toolsDir, rep: newReport(o)}
-	if err := b.measure(ctx); err != nil {
+	err = b.measure(ctx)
+	if b.agentDone {
+		// The agent's figures stand even when the drift part failed.
+		b.rep.elapsed = b.drift.started.Sub(b.rep.started)
+		err = errors.Join(err, writeSection(o.out, sectionName, b.rep.markdown()))
+	}
+	if err != nil {
 		return err
 	}
-	b.rep.elapsed = host.Elapsed()
+	b.drift.elapsed = time.Since(b.drift.started)
+	return writeSection(o.out, driftSectionName, b.drift.markdown(o))
+}
 
-	section := b.rep.markdown()
+// writeSection prints a section and, with -out, writes it into that file.
+func writeSection(out, name, section string) error {
 	fmt.Print(section)
-	if o.out != "" {
-		if err := host.WriteSection(o.out, sectionName, section); err != nil {
-			return err
-		}
-		host.Progress("wrote %s", o.out)
+	if out == "" {
+		return nil
 	}
+	if err := host.WriteSection(out, name, section); err != nil {
+		return err
+	}
+	host.Progress("wrote the %s section of %s", name, out)
 	return nil
 }
 
-// measure runs the five measurements; everything it starts it stops.
+// measure runs the agent section's five measurements, then the drift
+// part; everything it starts it stops.
 func (b *bench) measure(ctx context.Context) (err error) {
 	host.Progress("building caravan-agent")
 	if b.agentBin, err = buildAgent(ctx, b.root, b.dir); err != nil {
@@ -163,7 +189,19 @@ func (b *bench) measure(ctx context.Context) (err error) {
 		return err
 	}
 	defer func() { err = errors.Join(err, b.fleet.stop()) }()
+	if !b.opts.driftOnly {
+		if err := b.measureAgent(ctx); err != nil {
+			return err
+		}
+		b.agentDone = true
+	}
+	// The drift part starts once the agent section's clusters are stopped.
+	b.drift.started = time.Now().UTC()
+	return b.measureDrift(ctx)
+}
 
+// measureAgent is the agent section; it stops the clusters it starts.
+func (b *bench) measureAgent(ctx context.Context) error {
 	// Render first, with no control plane running: it is CPU alone.
 	if err := b.measureRenders(ctx, b.opts.renderRuns); err != nil {
 		return err

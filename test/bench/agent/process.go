@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -65,55 +66,23 @@ func (b *bench) measureProcess(ctx context.Context, c *cluster) error {
 	if err := c.prepareAgentNamespace(ctx, agentNamespace, b.fleet.git); err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	metricsAddr := ln.Addr().String()
-	ln.Close()
-	logPath := filepath.Join(b.dir, "caravan-agent.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		return err
-	}
-	defer logFile.Close()
 	if fi, err := os.Stat(b.agentBin); err == nil {
 		r.binarySize = fi.Size()
 	}
-	cmd := exec.Command(b.agentBin, "--cluster-id", processID, "--registry-url", b.fleet.url, "--namespace", agentNamespace,
-		"--git-secret", "git", "--interval", "10s", "--health-timeout", "5m", "--metrics-addr", metricsAddr, "--health-addr", "0")
-	// KUBECONFIG rather than --kubeconfig: the agent then builds its
-	// rest.Config with controller-runtime's GetConfig, as it does in a pod.
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+c.cp.Kubeconfig, "CARAVAN_REGISTRY_TOKEN="+b.fleet.tokens[processID])
-	cmd.Env = append(cmd.Env, b.opts.agentEnv...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting caravan-agent: %w", err)
+	logPath := filepath.Join(b.dir, "caravan-agent.log")
+	agent, err := b.startAgentProcess(processID, c.cp.Kubeconfig, logPath)
+	if err != nil {
+		return err
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	stop := func() error {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-			return nil
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-			return errors.New("caravan-agent did not stop within 30 s of SIGTERM; killed")
-		}
-	}
-	pid := cmd.Process.Pid
+	stop, pid := agent.stop, agent.pid()
 	host.Progress("4. caravan-agent as a process: its first version, %s objects, into the second, empty cluster", thousands(appliedObjects))
 
 	deadline := time.After(4 * time.Minute)
 	lastPhase, maxRSS := "starting", int64(0)
 	for {
 		select {
-		case err := <-exited:
-			return fmt.Errorf("caravan-agent exited (%v):\n%s", err, tailFile(logPath, 3000))
+		case <-agent.done:
+			return fmt.Errorf("caravan-agent exited (%v):\n%s", agent.waitErr, tailFile(logPath, 3000))
 		case <-deadline:
 			return errors.Join(fmt.Errorf("caravan-agent did not report its first version within 4 minutes; last phase %q:\n%s", lastPhase, tailFile(logPath, 3000)), stop())
 		case <-ctx.Done():
@@ -129,13 +98,13 @@ func (b *bench) measureProcess(ctx context.Context, c *cluster) error {
 		}
 		if st.Phase != "" && st.Phase != lastPhase {
 			lastPhase = st.Phase
-			r.phases = append(r.phases, phaseSeen{phase: st.Phase, at: time.Since(start)})
+			r.phases = append(r.phases, phaseSeen{phase: st.Phase, at: time.Since(agent.started)})
 		}
 		if st.Phase == api.PhaseFailed {
 			return errors.Join(fmt.Errorf("caravan-agent failed: %+v", st.Problems), stop())
 		}
 		if st.CurrentVersion != "" && st.Phase == api.PhaseIdle {
-			r.total, r.version = time.Since(start), st.CurrentVersion
+			r.total, r.version = time.Since(agent.started), st.CurrentVersion
 			break
 		}
 	}
@@ -149,14 +118,75 @@ func (b *bench) measureProcess(ctx context.Context, c *cluster) error {
 	if m, err := readMemory(pid); err == nil {
 		r.rssAfter, r.anonAfter, r.fileAfter = m.rss, m.anon, m.file
 	}
-	if v, err := scrape(ctx, "http://"+metricsAddr+"/metrics", "go_memstats_heap_inuse_bytes", "go_memstats_sys_bytes"); err == nil {
+	if v, err := scrape(ctx, "http://"+agent.metricsAddr+"/metrics", "go_memstats_heap_inuse_bytes", "go_memstats_sys_bytes"); err == nil {
 		r.goHeap, r.goSys = int64(v["go_memstats_heap_inuse_bytes"]), int64(v["go_memstats_sys_bytes"])
 	}
 	host.Progress("   first version after %s; peak RSS %s", seconds(r.total), mib(r.peak))
 	return stop()
 }
 
-// scrape reads a few plain metrics from a Prometheus endpoint.
+// agentProcess is a running caravan-agent.
+type agentProcess struct {
+	cmd         *exec.Cmd
+	done        chan struct{} // closed when the process ended, with its error in waitErr
+	waitErr     error
+	started     time.Time
+	log         string
+	metricsAddr string
+}
+
+// startAgentProcess runs caravan-agent as the cluster clusterID, against
+// the API server of kubeconfig, with its log in logPath and the flags of
+// goal 4.
+func (b *bench) startAgentProcess(clusterID, kubeconfig, logPath string) (*agentProcess, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	p := &agentProcess{log: logPath, metricsAddr: ln.Addr().String(), done: make(chan struct{})}
+	ln.Close()
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	p.cmd = exec.Command(b.agentBin, "--cluster-id", clusterID, "--registry-url", b.fleet.url, "--namespace", agentNamespace,
+		"--git-secret", "git", "--interval", "10s", "--health-timeout", "5m", "--metrics-addr", p.metricsAddr, "--health-addr", "0")
+	// KUBECONFIG rather than --kubeconfig: the agent then builds its
+	// rest.Config with controller-runtime's GetConfig, as it does in a pod.
+	p.cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig, "CARAVAN_REGISTRY_TOKEN="+b.fleet.tokens[clusterID])
+	p.cmd.Env = append(p.cmd.Env, b.opts.agentEnv...)
+	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	p.started = time.Now()
+	if err := p.cmd.Start(); err != nil {
+		logFile.Close()
+		return nil, fmt.Errorf("starting caravan-agent: %w", err)
+	}
+	go func() {
+		p.waitErr = p.cmd.Wait()
+		logFile.Close()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+func (p *agentProcess) pid() int { return p.cmd.Process.Pid }
+
+// stop ends the process with SIGTERM, as Kubernetes stops a pod.
+func (p *agentProcess) stop() error {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		return nil
+	case <-time.After(30 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		return errors.New("caravan-agent did not stop within 30 s of SIGTERM; killed")
+	}
+}
+
+// scrape reads a few metrics from a Prometheus endpoint, each summed over
+// its labels (a counter by kind gives its total).
 func scrape(ctx context.Context, url string, names ...string) (map[string]float64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
@@ -171,14 +201,18 @@ func scrape(ctx context.Context, url string, names ...string) (map[string]float6
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
-		name, value, ok := strings.Cut(sc.Text(), " ")
-		if !ok {
+		line := sc.Text()
+		i := strings.IndexAny(line, "{ ")
+		if i <= 0 || line[0] == '#' || !slices.Contains(names, line[:i]) {
 			continue
 		}
-		for _, n := range names {
-			if name == n {
-				out[n], _ = strconv.ParseFloat(strings.TrimSpace(value), 64)
-			}
+		rest := line[i:]
+		if strings.HasPrefix(rest, "{") {
+			rest = rest[strings.LastIndexByte(rest, '}')+1:]
+		}
+		if f := strings.Fields(rest); len(f) > 0 {
+			v, _ := strconv.ParseFloat(f[0], 64)
+			out[line[:i]] += v
 		}
 	}
 	return out, sc.Err()
