@@ -49,7 +49,7 @@ func OwnedFields(o metav1.Object) string {
 	if e == nil || e.FieldsV1 == nil {
 		return ""
 	}
-	return shortDigest(e.FieldsV1.Raw)
+	return shortDigest(e.FieldsV1.GetRawBytes())
 }
 
 // OwnedEntry is Caravan's apply entry of the object's managedFields.

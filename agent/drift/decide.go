@@ -156,7 +156,7 @@ func fieldSet(e *metav1.ManagedFieldsEntry) *fieldpath.Set {
 		return nil
 	}
 	s := &fieldpath.Set{}
-	if err := s.FromJSON(strings.NewReader(string(e.FieldsV1.Raw))); err != nil {
+	if err := s.FromJSON(strings.NewReader(e.FieldsV1.GetRawString())); err != nil {
 		return nil
 	}
 	return s

@@ -76,7 +76,7 @@ func TestSettingsOf(t *testing.T) {
 }
 
 func entry(manager string, op metav1.ManagedFieldsOperationType, subresource, fields string) metav1.ManagedFieldsEntry {
-	return metav1.ManagedFieldsEntry{Manager: manager, Operation: op, Subresource: subresource, FieldsV1: &metav1.FieldsV1{Raw: []byte(fields)}}
+	return metav1.ManagedFieldsEntry{Manager: manager, Operation: op, Subresource: subresource, FieldsV1: metav1.NewFieldsV1(fields)}
 }
 
 func TestTakenFieldsAndTheManagerThatTookThem(t *testing.T) {
