@@ -139,8 +139,8 @@ func (r *report) writeReconciles(b *strings.Builder) {
 		"Goal 2 pushes commits that change no object through the git server, then times one `Reconcile` each: "+
 		"first commits that change only the repo's README, which the digest of the render's inputs (every file the render reads, the assignment, the agent's version) "+
 		"shows needs no render; then commits that add a comment to the overlay's kustomization.yaml, rendered again, whose objects' digest shows they need no apply. "+
-		"A commit that changes an object is rendered, applied (only objects new to the inventory skip ssa's dry-run) and waited for; "+
-		"the step table shows what the apply and the health wait of the unchanged objects would add. "+
+		"A commit that changes an object is rendered, applied and waited for; in the agent only the objects that changed or drifted are applied (the Drift section measures that), while this process's applier has no drift watch to ask, so "+
+		"the step table shows what an apply and a health wait of all the unchanged objects cost. "+
 		"The reconciler's first version, on objects goal 1 had applied, took %s.\n\n", seconds2(rc.first.wall))
 	b.WriteString("| Reconcile | Wall time | Requests to kube-apiserver | CPU: this process | kube-apiserver | etcd |\n|---|---:|---|---:|---:|---:|\n")
 	for i, c := range rc.commits {
