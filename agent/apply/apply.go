@@ -149,7 +149,7 @@ func (e *ObjectError) Unwrap() error { return e.Err }
 func (a *Applier) Apply(ctx context.Context, r *render.Result, previous Inventory) (*Result, error) {
 	Label(r.Objects)
 	res := &Result{}
-	changed, err := a.plan(r.Objects, previous, res)
+	changed, digests, err := a.plan(r.Objects, previous, res)
 	if err != nil {
 		return res, err
 	}
@@ -158,7 +158,7 @@ func (a *Applier) Apply(ctx context.Context, r *render.Result, previous Inventor
 	if err != nil {
 		return res, fmt.Errorf("pre-apply deletions: %w", err)
 	}
-	res.Applied, err = a.applyStaged(ctx, changed, res.Inventory)
+	res.Applied, err = a.applyStaged(ctx, changed, digests, res.Inventory)
 	if err != nil {
 		return res, applyError(err)
 	}
@@ -186,23 +186,26 @@ func Label(objects []*unstructured.Unstructured) {
 }
 
 // plan fills res.Inventory with the revision's objects, keeping the
-// records of those it skips, and returns the objects to apply.
-func (a *Applier) plan(objects []*unstructured.Unstructured, previous Inventory, res *Result) ([]*unstructured.Unstructured, error) {
+// records of those it skips, and returns the objects to apply with their
+// digests, which their records get once applied.
+func (a *Applier) plan(objects []*unstructured.Unstructured, previous Inventory, res *Result) ([]*unstructured.Unstructured, map[string]string, error) {
 	res.Inventory = InventoryOf(objects)
 	before := previous.Index()
 	skip := map[string]Entry{}
+	digests := map[string]string{}
 	var changed []*unstructured.Unstructured
 	for _, o := range objects {
 		id := object.UnstructuredToObjMetadata(o).String()
 		digest, err := ObjectDigest(o)
 		if err != nil {
-			return nil, &ObjectError{Err: err}
+			return nil, nil, &ObjectError{Err: err}
 		}
 		if e, ok := before[id]; ok && e.Digest == digest && a.live != nil && a.live.InSync(e) {
 			skip[id] = e
 			continue
 		}
 		changed = append(changed, o)
+		digests[id] = digest
 	}
 	for i, e := range res.Inventory {
 		if kept, ok := skip[e.ID]; ok {
@@ -210,7 +213,7 @@ func (a *Applier) plan(objects []*unstructured.Unstructured, previous Inventory,
 		}
 	}
 	res.Unchanged = len(skip)
-	return changed, nil
+	return changed, digests, nil
 }
 
 func applyError(err error) error {
@@ -264,9 +267,9 @@ func (a *Applier) deleteRefs(ctx context.Context, refs []render.ObjectRef) ([]st
 		switch {
 		case apierrors.IsNotFound(err):
 		case err != nil:
-			return deleted, fmt.Errorf("deleting %s %s: %w", ref.Kind, strings.TrimPrefix(ref.Namespace+"/"+ref.Name, "/"), err)
+			return deleted, fmt.Errorf("deleting %s: %w", Subject(ref.Kind, ref.Namespace, ref.Name), err)
 		default:
-			deleted = append(deleted, ref.Kind+" "+strings.TrimPrefix(ref.Namespace+"/"+ref.Name, "/"))
+			deleted = append(deleted, Subject(ref.Kind, ref.Namespace, ref.Name))
 		}
 	}
 	return deleted, nil
@@ -337,7 +340,7 @@ func (a *Applier) unhealthy(inv Inventory) []string {
 			continue
 		}
 		if res, err := status.Compute(o); err == nil && res.Status != status.CurrentStatus {
-			names = append(names, fmt.Sprintf("%s %s (%s: %s)", o.GetKind(), strings.TrimPrefix(o.GetNamespace()+"/"+o.GetName(), "/"), res.Status, res.Message))
+			names = append(names, fmt.Sprintf("%s (%s: %s)", Subject(o.GetKind(), o.GetNamespace(), o.GetName()), res.Status, res.Message))
 		}
 	}
 	return names

@@ -65,12 +65,13 @@ func (inv Inventory) Index() map[string]Entry {
 	return out
 }
 
-// WithoutDigests forgets the digests of the entries that ids names, so the
+// WithoutDigests forgets the digests of the entries that of has, so the
 // next version applies those objects again.
-func (inv Inventory) WithoutDigests(ids map[string]bool) Inventory {
+func (inv Inventory) WithoutDigests(of Inventory) Inventory {
+	forget := of.Index()
 	out := slices.Clone(inv)
 	for i := range out {
-		if ids[out[i].ID] {
+		if _, ok := forget[out[i].ID]; ok {
 			out[i].Digest = ""
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/fluxcd/cli-utils/pkg/object"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -27,6 +28,12 @@ type LiveState interface {
 // IDOf is the inventory ID of an object.
 func IDOf(gk schema.GroupKind, namespace, name string) string {
 	return object.ObjMetadata{Namespace: namespace, Name: name, GroupKind: gk}.String()
+}
+
+// Subject names an object in messages and statuses: "Kind namespace/name",
+// or "Kind name" when it is cluster-scoped.
+func Subject(kind, namespace, name string) string {
+	return kind + " " + strings.TrimPrefix(namespace+"/"+name, "/")
 }
 
 // ObjectDigest is a digest of the object as applied: two objects with the

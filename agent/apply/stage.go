@@ -50,9 +50,9 @@ func stages(objects []*unstructured.Unstructured) []stage {
 }
 
 // applyStaged applies stage by stage, each object with one apply request.
-// It records in inv what each apply left: the object's digest and the
-// fields Caravan owns in it.
-func (a *Applier) applyStaged(ctx context.Context, objects []*unstructured.Unstructured, inv Inventory) (*ssa.ChangeSet, error) {
+// It records in inv what each apply left: the object's digest, as plan
+// computed it, and the fields Caravan owns in it.
+func (a *Applier) applyStaged(ctx context.Context, objects []*unstructured.Unstructured, digests map[string]string, inv Inventory) (*ssa.ChangeSet, error) {
 	opts := ssa.ApplyOptions{
 		ForceSelector: map[string]string{ForceAnnotation: "enabled"},
 		WaitInterval:  500 * time.Millisecond,
@@ -67,9 +67,9 @@ func (a *Applier) applyStaged(ctx context.Context, objects []*unstructured.Unstr
 		if len(st.objects) == 0 {
 			continue
 		}
-		cs, err := a.applyEach(ctx, st.objects, opts, func(id string, applied Entry) {
+		cs, err := a.applyEach(ctx, st.objects, opts, func(id, fields string) {
 			if i, ok := index[id]; ok {
-				inv[i].Digest, inv[i].Fields = applied.Digest, applied.Fields
+				inv[i].Digest, inv[i].Fields = digests[id], fields
 			}
 		})
 		all.Append(cs.Entries)
@@ -89,19 +89,20 @@ func (a *Applier) applyStaged(ctx context.Context, objects []*unstructured.Unstr
 // concurrency does for dry-runs.
 const applyConcurrency = 8
 
-// applyEach applies objects concurrently and hands each one's record to
-// done, which is called from one goroutine at a time.
-func (a *Applier) applyEach(ctx context.Context, objects []*unstructured.Unstructured, opts ssa.ApplyOptions, done func(id string, applied Entry)) (*ssa.ChangeSet, error) {
+// applyEach applies objects concurrently and hands each one's owned
+// fields (OwnedFields) to done, which is called from one goroutine at a time.
+func (a *Applier) applyEach(ctx context.Context, objects []*unstructured.Unstructured, opts ssa.ApplyOptions, done func(id, fields string)) (*ssa.ChangeSet, error) {
 	entries := make([]ssa.ChangeSetEntry, len(objects))
-	records := make([]Entry, len(objects))
+	owned := make([]string, len(objects))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(applyConcurrency)
 	for i, o := range objects {
 		g.Go(func() error {
-			action, _, err := a.applyWithRecreate(gctx, o, opts, &records[i])
+			action, live, err := a.applyWithRecreate(gctx, o, opts)
 			if err != nil {
 				return err
 			}
+			owned[i] = OwnedFields(live)
 			entries[i] = ssa.ChangeSetEntry{ObjMetadata: object.UnstructuredToObjMetadata(o), GroupVersion: o.GroupVersionKind().Version, Subject: utils.FmtUnstructured(o), Action: action}
 			return nil
 		})
@@ -111,7 +112,7 @@ func (a *Applier) applyEach(ctx context.Context, objects []*unstructured.Unstruc
 	for i, e := range entries {
 		if e.Subject != "" {
 			cs.Add(e)
-			done(e.ObjMetadata.String(), records[i])
+			done(e.ObjMetadata.String(), owned[i])
 		}
 	}
 	return cs, err
@@ -121,7 +122,7 @@ func (a *Applier) applyEach(ctx context.Context, objects []*unstructured.Unstruc
 // holds it then; an immutable field change goes through ssa, which names
 // the field best and recreates the object when the force annotation
 // allows it.
-func (a *Applier) applyWithRecreate(ctx context.Context, o *unstructured.Unstructured, opts ssa.ApplyOptions, record *Entry) (ssa.Action, *unstructured.Unstructured, error) {
+func (a *Applier) applyWithRecreate(ctx context.Context, o *unstructured.Unstructured, opts ssa.ApplyOptions) (ssa.Action, *unstructured.Unstructured, error) {
 	action, live, err := a.applyOne(ctx, o, false)
 	if err != nil && ssaerrors.IsImmutableError(err) {
 		entry, err := a.manager.Apply(ctx, o, opts)
@@ -137,11 +138,6 @@ func (a *Applier) applyWithRecreate(ctx context.Context, o *unstructured.Unstruc
 	} else if err != nil {
 		return ssa.UnknownAction, nil, fmt.Errorf("%s apply failed: %w", utils.FmtUnstructured(o), err)
 	}
-	digest, err := ObjectDigest(o)
-	if err != nil {
-		return ssa.UnknownAction, nil, err
-	}
-	*record = Entry{Digest: digest, Fields: OwnedFields(live)}
 	return action, live, nil
 }
 
@@ -149,8 +145,7 @@ func (a *Applier) applyWithRecreate(ctx context.Context, o *unstructured.Unstruc
 // object as the API server holds it after the apply.
 func (a *Applier) Reapply(ctx context.Context, o *unstructured.Unstructured) (*unstructured.Unstructured, error) {
 	opts := ssa.ApplyOptions{ForceSelector: map[string]string{ForceAnnotation: "enabled"}}
-	var record Entry
-	_, live, err := a.applyWithRecreate(ctx, o, opts, &record)
+	_, live, err := a.applyWithRecreate(ctx, o, opts)
 	if err != nil {
 		return nil, applyError(err)
 	}

@@ -56,20 +56,21 @@ func TestPlanSkipsOnlyObjectsAsLastAppliedAndInSync(t *testing.T) {
 
 	a := &Applier{live: live}
 	res := &Result{}
-	changed, err := a.plan(next, previous, res)
+	changed, digests, err := a.plan(next, previous, res)
 	assert.NoError(t, err)
 	assert.Equal(t, []string{"ConfigMap/edited", "Deployment/web", "ConfigMap/new"}, names(changed),
 		"what git changed, what drifted and what is new are applied; the rest costs nothing")
 	assert.Equal(t, 1, res.Unchanged)
+	assert.Len(t, digests, 3, "each object to apply has the digest its record gets")
 	assert.Equal(t, previous[slicesIndex(previous, kept)], res.Inventory[slicesIndex(res.Inventory, kept)], "a skipped object keeps its record")
 	assert.Empty(t, res.Inventory[slicesIndex(res.Inventory, edited)].Digest, "an object to apply gets its record from the apply")
 
-	changed, err = (&Applier{}).plan(next, previous, &Result{})
+	changed, _, err = (&Applier{}).plan(next, previous, &Result{})
 	assert.NoError(t, err)
 	assert.Len(t, changed, 4, "without a live state every object is applied")
 
 	previous[slicesIndex(previous, kept)].Digest = ""
-	changed, err = a.plan(next, previous, &Result{})
+	changed, _, err = a.plan(next, previous, &Result{})
 	assert.NoError(t, err)
 	assert.Equal(t, "ConfigMap/kept", names(changed)[0], "an object whose version did not become healthy is applied again")
 }

@@ -253,7 +253,7 @@ func describe(c api.DriftCorrection) string {
 
 // subject names an object as the status does: "Kind namespace/name".
 func subject(o *unstructured.Unstructured) string {
-	return strings.TrimSuffix(o.GetKind()+" "+strings.TrimPrefix(o.GetNamespace()+"/"+o.GetName(), "/"), " ")
+	return apply.Subject(o.GetKind(), o.GetNamespace(), o.GetName())
 }
 
 // eventSubject is what an Event is about: the live object, or the

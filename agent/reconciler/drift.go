@@ -45,10 +45,9 @@ func (r *Reconciler) applyVersion(ctx context.Context, rendered *render.Result, 
 	r.drift.Pause(ctx, previous)
 	defer r.drift.Unpause()
 	res, err := r.applier.Apply(ctx, rendered, previous)
-	switch {
-	case err != nil && res != nil:
-		r.drift.Track(nil, mergeInventory(previous, res, false), rendered.ConfigItems)
-	case err == nil:
+	if err != nil {
+		r.drift.Track(nil, previous, rendered.ConfigItems)
+	} else {
 		r.drift.Track(rendered.Objects, res.Inventory, rendered.ConfigItems)
 	}
 	return res, err
@@ -84,15 +83,16 @@ func (r *Reconciler) adoptVersion(ctx context.Context, cc *clusterconfig.Cluster
 		r.log.Info("the assignment no longer renders the current version's objects; drift is corrected from the next version on")
 		return
 	}
-	apply.Label(rendered.Objects)
-	r.drift.Track(rendered.Objects, st.Inventory, rendered.ConfigItems)
+	r.keepVersion(rendered, st.Inventory)
 	r.log.Info("keeping the current version", "version", st.CurrentVersion, "objects", len(rendered.Objects))
 }
 
-func ids(inv apply.Inventory) map[string]bool {
-	out := make(map[string]bool, len(inv))
-	for _, e := range inv {
-		out[e.ID] = true
+// keepVersion hands the tracker a version taken without an apply: its
+// objects as an apply would send them, and the records of inv.
+func (r *Reconciler) keepVersion(rendered *render.Result, inv apply.Inventory) {
+	if r.drift == nil {
+		return
 	}
-	return out
+	apply.Label(rendered.Objects)
+	r.drift.Track(rendered.Objects, inv, rendered.ConfigItems)
 }

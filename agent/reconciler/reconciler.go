@@ -278,10 +278,7 @@ func (r *Reconciler) converge(ctx context.Context, cc *clusterconfig.ClusterConf
 		out.status.NodeUpdate = &settings
 	}
 	if objects == out.status.AppliedObjects && out.status.CurrentVersion != "" {
-		if r.drift != nil {
-			apply.Label(rendered.Objects)
-			r.drift.Track(rendered.Objects, out.status.Inventory, rendered.ConfigItems)
-		}
+		r.keepVersion(rendered, out.status.Inventory)
 		out.sameObjects = true
 		out.applied(version, snap.Commit, r.now())
 		out.status.AppliedInputs = inputs
@@ -308,8 +305,9 @@ func (r *Reconciler) converge(ctx context.Context, cc *clusterconfig.ClusterConf
 		out.fail("apply", "Applying failed", err)
 		return
 	}
-	if err := r.waitHealthy(ctx, repo, a, version, rendered, res.AppliedInventory()); err != nil {
-		out.status.Inventory = out.status.Inventory.WithoutDigests(ids(res.AppliedInventory()))
+	sent := res.AppliedInventory()
+	if err := r.waitHealthy(ctx, repo, a, version, rendered, sent); err != nil {
+		out.status.Inventory = out.status.Inventory.WithoutDigests(sent)
 		out.fail("health", "Applied objects did not become healthy", err)
 		return
 	}
