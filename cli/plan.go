@@ -51,9 +51,9 @@ assignment, as a reconcile would, and answers with:
     "~" for changed fields, "-" for a deleted object, with the field manager
     that changed them and why the drift is held: report (drift_correction is
     report), fight (another manager keeps changing it back), disabled
-    (drift_correction is disabled, or the object is annotated
-    caravan.io/reconcile: disabled) or blocked (a block or a suspension
-    holds corrections); "not corrected yet" when the agent is about to
+    (drift_correction is disabled), annotation (the object is annotated
+    caravan.io/reconcile: disabled) or blocked (a block, a freeze or a
+    suspension holds corrections); "not corrected yet" when the agent is about to
     correct it.
 A commit that cannot be fetched or rendered is the answer too: the plan fails
 with the problem a reconcile would report.

@@ -13,7 +13,8 @@ const (
 	DriftEnabled = "enabled"
 	// DriftReport detects and reports drift and changes nothing.
 	DriftReport = "report"
-	// DriftDisabled neither watches nor corrects.
+	// DriftDisabled neither reports nor corrects; the watches stay, for
+	// the applies that skip what is unchanged.
 	DriftDisabled = "disabled"
 )
 
