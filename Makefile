@@ -19,7 +19,7 @@ TOOLS_HASH  := $(shell cat test/tools/go.mod test/tools/go.sum test/tools/etcd/m
 	test/flux/controller/go.mod test/flux/controller/go.sum test/flux/controller/build.sh | sha256sum | cut -c1-16)
 TOOLS_DIR   := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/caravan/tools-$(TOOLS_HASH)
 
-.PHONY: all build images run test test-go test-api-schema test-deps tools bench lint clean
+.PHONY: all build images images-docker run test test-go test-api-schema test-deps tools bench lint clean
 
 all: build
 
@@ -28,20 +28,24 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -X github.com/caravan-gitops/caravan/pkg/version.Version=$(VERSION)
 BINARIES  := caravan caravan-central caravan-agent
 IMAGE_REPO ?= ghcr.io/caravan-gitops
-# The first of docker and podman that answers; evaluated only by `make images`.
+# The first of docker and podman that answers; evaluated only by `make images-docker`.
 CONTAINER_ENGINE ?= $(shell for e in docker podman; do if $$e info >/dev/null 2>&1; then echo $$e; break; fi; done)
 
 ## build: compile caravan, caravan-central and caravan-agent into bin/ (static: no cgo), stamped with VERSION
 build:
 	CGO_ENABLED=0 go build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
 
-## images: build $(IMAGE_REPO)/<binary>:$(VERSION) from build/<binary>.Dockerfile with docker or podman;
-## without a working engine it says so and succeeds, unless IMAGES_REQUIRED=1
+## images: build the three images without a container daemon (build/imagebuild: static binary, CA certificates,
+## user 65532; linux/amd64 and linux/arm64) as OCI layouts in build/out/<binary>/; with IMAGE_REPO given
+## (make images IMAGE_REPO=localhost:5000/caravan), also push $(IMAGE_REPO)/<binary>:$(VERSION), failing if that fails
 images:
+	go run ./build/imagebuild -version "$(VERSION)" -out build/out$(if $(filter-out file default,$(origin IMAGE_REPO)), -push "$(IMAGE_REPO)")
+
+## images-docker: build $(IMAGE_REPO)/<binary>:$(VERSION) from build/<binary>.Dockerfile with docker or podman
+images-docker:
 	@if [ -z "$(CONTAINER_ENGINE)" ]; then \
-		echo "make images: no container engine available (neither 'docker info' nor 'podman info' succeeds); images not built" >&2; \
-		[ "$(IMAGES_REQUIRED)" != 1 ] || exit 1; \
-		exit 0; \
+		echo "make images-docker: neither 'docker info' nor 'podman info' succeeds; 'make images' needs neither" >&2; \
+		exit 1; \
 	fi; \
 	for b in $(BINARIES); do \
 		echo "$(CONTAINER_ENGINE) build $(IMAGE_REPO)/$$b:$(VERSION)"; \

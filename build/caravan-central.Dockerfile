@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # caravan-central, the registry. Its SQLite driver (modernc.org/sqlite) is pure Go, so the
 # static base serves SQLite as well as PostgreSQL.
-# Built from the repository root, as `make images` does:
+# Built from the repository root, as `make images-docker` does (`make images` needs no daemon):
 #   docker build -f build/caravan-central.Dockerfile --build-arg VERSION="$(git describe --tags --always --dirty)" -t caravan-central .
 
 # Any Go image will do: go.mod pins the toolchain and GOTOOLCHAIN=auto fetches it.

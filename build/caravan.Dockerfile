@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # caravan, the command line, for CI jobs that register clusters or promote channels.
-# Built from the repository root, as `make images` does:
+# Built from the repository root, as `make images-docker` does (`make images` needs no daemon):
 #   docker build -f build/caravan.Dockerfile --build-arg VERSION="$(git describe --tags --always --dirty)" -t caravan .
 
 # Any Go image will do: go.mod pins the toolchain and GOTOOLCHAIN=auto fetches it.
