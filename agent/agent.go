@@ -34,7 +34,7 @@ import (
 	"github.com/caravan-gitops/caravan/agent/drift"
 	"github.com/caravan-gitops/caravan/agent/nodes"
 	"github.com/caravan-gitops/caravan/agent/reconciler"
-	"github.com/caravan-gitops/caravan/agent/source"
+	"github.com/caravan-gitops/caravan/pkg/configrepo"
 	"github.com/caravan-gitops/caravan/pkg/registry"
 )
 
@@ -182,15 +182,15 @@ func ensureNamespace(ctx context.Context, kube client.Client, name string) error
 // gitCredentials reads the config repo's credentials from a Secret with the
 // keys username and password, or bearerToken, or identity (an SSH private
 // key) and known_hosts.
-func gitCredentials(ctx context.Context, kube client.Client, namespace, name string) (source.Credentials, error) {
+func gitCredentials(ctx context.Context, kube client.Client, namespace, name string) (configrepo.Credentials, error) {
 	if name == "" {
-		return source.Credentials{}, nil
+		return configrepo.Credentials{}, nil
 	}
 	s := &corev1.Secret{}
 	if err := kube.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, s); err != nil {
-		return source.Credentials{}, fmt.Errorf("reading the git credentials Secret %s/%s: %w", namespace, name, err)
+		return configrepo.Credentials{}, fmt.Errorf("reading the git credentials Secret %s/%s: %w", namespace, name, err)
 	}
-	return source.Credentials{
+	return configrepo.Credentials{
 		Username: string(s.Data["username"]), Password: string(s.Data["password"]), BearerToken: string(s.Data["bearerToken"]),
 		SSHKey: s.Data["identity"], KnownHosts: s.Data["known_hosts"],
 	}, nil

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/caravan-gitops/caravan/pkg/api"
+	"github.com/caravan-gitops/caravan/pkg/configrepo"
 )
 
 // GateInput is what the promotion gate decides on.
@@ -93,7 +94,7 @@ func evidence(c Cluster, commit string, soak time.Duration, now time.Time) api.G
 	case e.Version == "":
 		reasons = append(reasons, "has not reported a version")
 	case commit != "" && !runs:
-		reasons = append(reasons, fmt.Sprintf("runs %s, not %s", Short(CommitOf(e.Version)), Short(commit)))
+		reasons = append(reasons, fmt.Sprintf("runs %s, not %s", configrepo.Short(CommitOf(e.Version)), configrepo.Short(commit)))
 	}
 	if w := windowText(c); w != "" && !runs {
 		reasons = append(reasons, w)
@@ -150,10 +151,10 @@ func soakShortfall(since *time.Time, commit string, soak time.Duration, now time
 		return ""
 	}
 	if since == nil {
-		return fmt.Sprintf("its status history does not show since when it runs %s", Short(commit))
+		return fmt.Sprintf("its status history does not show since when it runs %s", configrepo.Short(commit))
 	}
 	if ran := now.Sub(*since); ran < soak {
-		return fmt.Sprintf("has run %s for %s, less than the soak of %s", Short(commit), FormatDuration(max(ran, 0)), FormatDuration(soak))
+		return fmt.Sprintf("has run %s for %s, less than the soak of %s", configrepo.Short(commit), FormatDuration(max(ran, 0)), FormatDuration(soak))
 	}
 	return ""
 }

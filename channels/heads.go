@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/caravan-gitops/caravan/pkg/api"
+	"github.com/caravan-gitops/caravan/pkg/configrepo"
 	"github.com/caravan-gitops/caravan/pkg/gitauth"
 )
 
@@ -46,8 +47,8 @@ type Heads struct {
 
 	mu      sync.Mutex
 	heads   map[branchRef]cachedHead
-	commits map[string]Commit
-	logs    map[logKey][]Commit
+	commits map[string]configrepo.Commit
+	logs    map[logKey][]configrepo.Commit
 }
 
 type branchRef struct{ repo, branch string }
@@ -79,7 +80,7 @@ func WithTimeout(d time.Duration) HeadsOption { return func(h *Heads) { h.timeou
 func NewHeads(creds gitauth.Credentials, interval time.Duration, opts ...HeadsOption) *Heads {
 	h := &Heads{
 		creds: creds, interval: interval, timeout: 10 * time.Second, now: time.Now, log: slog.Default(),
-		heads: map[branchRef]cachedHead{}, commits: map[string]Commit{}, logs: map[logKey][]Commit{},
+		heads: map[branchRef]cachedHead{}, commits: map[string]configrepo.Commit{}, logs: map[logKey][]configrepo.Commit{},
 	}
 	for _, o := range opts {
 		o(h)
@@ -215,7 +216,7 @@ func (h *Heads) read(ctx context.Context, repos map[string][]string) {
 // readRepo lists the repository's branches and describes the head commit
 // of each branch asked for, fetching only commits not described before.
 func (h *Heads) readRepo(ctx context.Context, repo string, branches []string) {
-	r, err := OpenRepo(repo, h.creds)
+	r, err := configrepo.Open(repo, h.creds)
 	if err != nil {
 		h.fail(repo, branches, err)
 		return
@@ -230,7 +231,7 @@ func (h *Heads) readRepo(ctx context.Context, repo string, branches []string) {
 		hash, ok := refs[b]
 		switch {
 		case !ok:
-			h.fail(repo, []string{b}, fmt.Errorf("%s has no branch %s: %w", repo, b, ErrBranchNotFound))
+			h.fail(repo, []string{b}, fmt.Errorf("%s has no branch %s: %w", repo, b, configrepo.ErrBranchNotFound))
 		case h.described(hash):
 			known = append(known, b)
 		default:
@@ -259,11 +260,11 @@ func (h *Heads) described(hash string) bool {
 
 // describe keeps the descriptions of fetched heads under the commit the
 // listing named; the fetch may have found the branch moved on since.
-func (h *Heads) describe(refs map[string]string, fetched map[string]Commit) {
+func (h *Heads) describe(refs map[string]string, fetched map[string]configrepo.Commit) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if len(h.commits) > maxCommits {
-		h.commits = map[string]Commit{}
+		h.commits = map[string]configrepo.Commit{}
 	}
 	for branch, c := range fetched {
 		h.commits[c.Hash] = c
@@ -300,9 +301,9 @@ func (h *Heads) fail(repo string, branches []string, err error) {
 }
 
 // Log returns up to limit commits of the channel's branch, newest first
-// (see Repo.Log), from its current head; the branch is fetched only when
+// (see configrepo.Repo.Log), from its current head; the branch is fetched only when
 // its head moved since the last log of that length.
-func (h *Heads) Log(ctx context.Context, ch api.Channel, limit int) ([]Commit, error) {
+func (h *Heads) Log(ctx context.Context, ch api.Channel, limit int) ([]configrepo.Commit, error) {
 	head := h.Head(ctx, ch)
 	if head.Error != "" {
 		return nil, errors.New(head.Error)
@@ -314,7 +315,7 @@ func (h *Heads) Log(ctx context.Context, ch api.Channel, limit int) ([]Commit, e
 	if ok {
 		return cached, nil
 	}
-	r, err := OpenRepo(ch.RepositoryURL, h.creds)
+	r, err := configrepo.Open(ch.RepositoryURL, h.creds)
 	if err != nil {
 		return nil, err
 	}
@@ -327,7 +328,7 @@ func (h *Heads) Log(ctx context.Context, ch api.Channel, limit int) ([]Commit, e
 	if len(log) > 0 {
 		h.mu.Lock()
 		if len(h.logs) >= maxLogs {
-			h.logs = map[logKey][]Commit{}
+			h.logs = map[logKey][]configrepo.Commit{}
 		}
 		h.logs[logKey{repo: ch.RepositoryURL, head: log[0].Hash, limit: limit}] = log
 		h.mu.Unlock()

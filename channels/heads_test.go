@@ -113,33 +113,6 @@ func TestHeadsOverSSHWithAKeyAndAPinnedHost(t *testing.T) {
 	assert.Equal(t, repo.first, head.Commit)
 }
 
-func TestLogFollowsFirstParents(t *testing.T) {
-	repo := newTestRepo(t)
-	one := repo.commit("dev", "one")
-	two := repo.commit("dev", "two")
-	repo.commit("alpha", "feature work")
-	merge := repo.merge("dev", "alpha")
-	r, err := OpenRepo(repo.url, repo.creds())
-	require.NoError(t, err)
-
-	log, err := r.Log(context.Background(), "dev", 10)
-	require.NoError(t, err)
-	var hashes, subjects []string
-	for _, c := range log {
-		hashes, subjects = append(hashes, c.Hash), append(subjects, c.Subject)
-	}
-	assert.Equal(t, []string{merge, two, one, repo.first}, hashes, "the merged branch's own commits are not the branch's heads")
-	assert.Equal(t, []string{"Merge alpha into dev", "two", "one", "Initial configuration"}, subjects)
-	assert.Equal(t, "Merger", log[0].Author)
-
-	short, err := r.Log(context.Background(), "dev", 2)
-	require.NoError(t, err)
-	assert.Len(t, short, 2)
-
-	_, err = r.Log(context.Background(), "nightly", 2)
-	assert.ErrorIs(t, err, ErrBranchNotFound)
-}
-
 func TestHeadsLogIsCachedPerHead(t *testing.T) {
 	repo := newTestRepo(t)
 	clock := &fakeClock{t: now}

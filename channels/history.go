@@ -4,16 +4,17 @@ import (
 	"time"
 
 	"github.com/caravan-gitops/caravan/pkg/api"
+	"github.com/caravan-gitops/caravan/pkg/configrepo"
 )
 
 // History describes each commit of a branch's log (newest first, as
-// Repo.Log returns it) with how far it travelled through the clusters in
+// configrepo.Repo.Log returns it) with how far it travelled through the clusters in
 // service: a cluster has reached a commit from the moment its status
 // history shows it running that commit or a newer one of the log. A
 // cluster that skipped a commit (it went from an older to a newer one
 // directly) reached it then too. Commits the log does not hold, and times
 // before a cluster's history begins, are not seen.
-func History(log []Commit, clusters []Cluster) []api.HistoryCommit {
+func History(log []configrepo.Commit, clusters []Cluster) []api.HistoryCommit {
 	inService := InService(clusters)
 	index := make(map[string]int, len(log))
 	for i, c := range log {

@@ -9,12 +9,13 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/caravan-gitops/caravan/pkg/api"
+	"github.com/caravan-gitops/caravan/pkg/configrepo"
 )
 
 func TestHistoryCountsWhenEachCommitReachedTheClusters(t *testing.T) {
 	commitC := strings.Repeat("c", 40)
 	commitX := strings.Repeat("f", 40)
-	log := []Commit{
+	log := []configrepo.Commit{
 		{Hash: commitC, Subject: "third", Author: "Ann", Time: ago(6 * time.Hour)},
 		{Hash: commitB, Subject: "second", Author: "Bob", Time: ago(7 * time.Hour)},
 		{Hash: commitA, Subject: "first", Author: "Ann", Time: ago(8 * time.Hour)},
@@ -46,7 +47,7 @@ func TestHistoryCountsWhenEachCommitReachedTheClusters(t *testing.T) {
 }
 
 func TestHistoryOfAnEmptyChannel(t *testing.T) {
-	h := History([]Commit{{Hash: commitA, Subject: "first"}}, nil)
+	h := History([]configrepo.Commit{{Hash: commitA, Subject: "first"}}, nil)
 	require.Len(t, h, 1)
 	assert.Zero(t, h[0].Clusters)
 	assert.Nil(t, h[0].FirstReachedAt)

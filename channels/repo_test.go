@@ -2,7 +2,6 @@ package channels
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -41,32 +40,4 @@ func (r *testRepo) commit(branch, message string) string {
 	c, err := r.srv.Commit("config", branch, message, map[string][]byte{"changes/" + strings.ReplaceAll(message, " ", "-"): []byte(message)})
 	require.NoError(r.t, err)
 	return c
-}
-
-// merge merges branch from into branch into with a merge commit, as a
-// merged pull request does, and returns the merge commit.
-func (r *testRepo) merge(into, from string) string {
-	r.t.Helper()
-	work := r.t.TempDir()
-	r.git(work, "clone", "--quiet", "--branch", into, r.srv.AuthURL("config"), ".")
-	r.git(work, "fetch", "--quiet", "origin", from)
-	r.git(work, "merge", "--quiet", "--no-ff", "-m", "Merge "+from+" into "+into, "FETCH_HEAD")
-	r.git(work, "push", "--quiet", "origin", into)
-	return strings.TrimSpace(r.git(work, "rev-parse", "HEAD"))
-}
-
-// head is the commit branch points to on the server.
-func (r *testRepo) head(branch string) string {
-	r.t.Helper()
-	return strings.TrimSpace(r.git("", "--git-dir", filepath.Join(r.srv.Root, "config.git"), "rev-parse", "refs/heads/"+branch))
-}
-
-func (r *testRepo) git(dir string, args ...string) string {
-	r.t.Helper()
-	cmd := exec.Command("git", append([]string{"-c", "user.name=Merger", "-c", "user.email=merger@caravan.invalid", "-c", "commit.gpgsign=false"}, args...)...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_CONFIG_NOSYSTEM=1")
-	out, err := cmd.CombinedOutput()
-	require.NoError(r.t, err, "git %s: %s", strings.Join(args, " "), out)
-	return string(out)
 }

@@ -10,8 +10,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/caravan-gitops/caravan/channels"
 	"github.com/caravan-gitops/caravan/pkg/api"
+	"github.com/caravan-gitops/caravan/pkg/configrepo"
 	"github.com/caravan-gitops/caravan/pkg/registry"
 )
 
@@ -136,7 +136,7 @@ func (a *app) awaitPlan(ctx context.Context, cl *registry.Client, plan *api.Plan
 	progress := newProgressLine(a.errOut)
 	defer progress.end()
 	for {
-		progress.show(fmt.Sprintf("plan %s of commit %s on %s: %s, %s", plan.ID, channels.Short(plan.Commit), plan.ClusterID, plan.State,
+		progress.show(fmt.Sprintf("plan %s of commit %s on %s: %s, %s", plan.ID, configrepo.Short(plan.Commit), plan.ClusterID, plan.State,
 			a.now().Sub(start).Round(time.Second)), plan.State)
 		if plan.Final() {
 			return plan, nil

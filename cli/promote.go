@@ -5,37 +5,23 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/caravan-gitops/caravan/channels"
 	"github.com/caravan-gitops/caravan/pkg/api"
-	"github.com/caravan-gitops/caravan/pkg/gitauth"
+	"github.com/caravan-gitops/caravan/pkg/configrepo"
 	"github.com/caravan-gitops/caravan/pkg/registry"
 )
 
-// Environment variables of the git credentials a promotion pushes with;
-// secrets are read from the environment only, never from a flag.
-const (
-	envGitUsername = "CARAVAN_GIT_USERNAME"
-	envGitPassword = "CARAVAN_GIT_PASSWORD"
-	envGitToken    = "CARAVAN_GIT_TOKEN"
-	envGitSSHKey   = "CARAVAN_GIT_SSH_KEY_FILE"
-	envKnownHosts  = "CARAVAN_GIT_KNOWN_HOSTS_FILE"
-)
-
 type promoteFlags struct {
-	commit         string
-	dryRun         bool
-	overrideGate   bool
-	reason         string
-	gitUsername    string
-	sshKeyFile     string
-	knownHostsFile string
-	output         *outputFlag
+	commit       string
+	dryRun       bool
+	overrideGate bool
+	reason       string
+	git          gitFlags
+	output       *outputFlag
 }
 
 // promotion is what promote prints with -o json or yaml.
@@ -91,9 +77,7 @@ A plain 'git merge --ff-only' and push promotes too; this is the checked path.`,
 	fs.BoolVar(&f.dryRun, "dry-run", false, "print the gate's evidence and verdict, and change nothing")
 	fs.BoolVar(&f.overrideGate, "override-gate", false, "promote even when the gate is not met (needs --reason)")
 	fs.StringVar(&f.reason, "reason", "", "why the gate is overridden, kept in the audit log")
-	fs.StringVar(&f.gitUsername, "git-username", "", "git user name for HTTPS (default $"+envGitUsername+"); the password comes from $"+envGitPassword)
-	fs.StringVar(&f.sshKeyFile, "git-ssh-key-file", "", "PEM private key for SSH (default $"+envGitSSHKey+")")
-	fs.StringVar(&f.knownHostsFile, "git-known-hosts-file", "", "known_hosts file pinning the SSH server's keys (default $"+envKnownHosts+")")
+	f.git.add(cmd)
 	f.output = addOutputFlag(cmd, formatText, formatJSON, formatYAML)
 	return cmd
 }
@@ -148,16 +132,16 @@ func (a *app) promote(ctx context.Context, from, to string, f *promoteFlags) err
 		return err
 	}
 	if ff.UpToDate {
-		return a.printResult(f, result, fmt.Sprintf("%s is at %s already: nothing to promote", to, channels.Short(gate.Commit)))
+		return a.printResult(f, result, fmt.Sprintf("%s is at %s already: nothing to promote", to, configrepo.Short(gate.Commit)))
 	}
 	result.Pushed = true
 	rec, err := cl.RecordPromotion(ctx, to, &api.PromotionRequest{From: from, Commit: gate.Commit, PreviousCommit: ff.Previous, OverrideReason: strings.TrimSpace(f.reason)})
 	if err != nil {
-		return fmt.Errorf("%s now points to %s, but recording the promotion in the registry failed: %w", to, channels.Short(gate.Commit), err)
+		return fmt.Errorf("%s now points to %s, but recording the promotion in the registry failed: %w", to, configrepo.Short(gate.Commit), err)
 	}
 	result.Promotion = rec
 	return a.printResult(f, result, fmt.Sprintf("promoted %s (%s) from %s to %s, which was at %s",
-		channels.Short(gate.Commit), ff.Commit.Subject, from, to, channels.Short(ff.Previous)))
+		configrepo.Short(gate.Commit), ff.Commit.Subject, from, to, configrepo.Short(ff.Previous)))
 }
 
 // gateMet reports whether the gate lets the promotion through: a freeze of
@@ -202,66 +186,33 @@ func (a *app) printText(f *promoteFlags, lines ...string) {
 }
 
 // fastForward pushes TO's branch to commit, which must be on FROM's.
-func (a *app) fastForward(ctx context.Context, cl *registry.Client, from, to, commit string, f *promoteFlags) (channels.FastForward, error) {
+func (a *app) fastForward(ctx context.Context, cl *registry.Client, from, to, commit string, f *promoteFlags) (configrepo.FastForward, error) {
 	source, _, err := cl.GetChannel(ctx, from)
 	if err != nil {
-		return channels.FastForward{}, err
+		return configrepo.FastForward{}, err
 	}
 	target, _, err := cl.GetChannel(ctx, to)
 	if err != nil {
-		return channels.FastForward{}, err
+		return configrepo.FastForward{}, err
 	}
 	if source.RepositoryURL != target.RepositoryURL {
-		return channels.FastForward{}, fmt.Errorf("%s follows %s and %s follows %s: a promotion moves a commit within one repository",
+		return configrepo.FastForward{}, fmt.Errorf("%s follows %s and %s follows %s: a promotion moves a commit within one repository",
 			from, source.RepositoryURL, to, target.RepositoryURL)
 	}
-	creds, err := f.credentials(a.getenv)
+	creds, err := f.git.credentials(a.getenv)
 	if err != nil {
-		return channels.FastForward{}, err
+		return configrepo.FastForward{}, err
 	}
-	repo, err := channels.OpenRepo(source.RepositoryURL, creds)
+	repo, err := configrepo.Open(source.RepositoryURL, creds)
 	if err != nil {
-		return channels.FastForward{}, err
+		return configrepo.FastForward{}, err
 	}
 	return repo.FastForward(ctx, source.Branch, target.Branch, commit)
 }
 
-// credentials are the operator's git credentials, from flags and environment.
-func (f *promoteFlags) credentials(getenv func(string) string) (gitauth.Credentials, error) {
-	c := gitauth.Credentials{
-		Username:    orEnv(f.gitUsername, getenv, envGitUsername),
-		Password:    getenv(envGitPassword),
-		BearerToken: getenv(envGitToken),
-	}
-	for _, file := range []struct {
-		path string
-		into *[]byte
-	}{
-		{orEnv(f.sshKeyFile, getenv, envGitSSHKey), &c.SSHKey},
-		{orEnv(f.knownHostsFile, getenv, envKnownHosts), &c.KnownHosts},
-	} {
-		if file.path == "" {
-			continue
-		}
-		content, err := os.ReadFile(file.path)
-		if err != nil {
-			return c, fmt.Errorf("reading git credentials: %w", err)
-		}
-		*file.into = content
-	}
-	return c, nil
-}
-
-func orEnv(flag string, getenv func(string) string, name string) string {
-	if flag != "" {
-		return flag
-	}
-	return getenv(name)
-}
-
 // writeGate prints the gate's evidence, one cluster a row, and its verdict.
 func writeGate(w io.Writer, g *api.PromotionGate, now func() time.Time) error {
-	commit := channels.Short(g.Commit)
+	commit := configrepo.Short(g.Commit)
 	if commit == "" {
 		commit = "unknown"
 	}

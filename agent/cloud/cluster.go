@@ -21,21 +21,6 @@ const (
 	StackConcurrency = 4
 )
 
-// RenderStacks renders the cluster stack and checks every node pool
-// template against the cluster template's outputs, so that no template
-// error is found after a stack changed. A repo without templates has none.
-func RenderStacks(files fs.FS, a api.Assignment, items map[string]string) (*render.Stack, error) {
-	cluster, err := render.ClusterStack(files, a, items)
-	if err != nil || cluster == nil {
-		return cluster, err
-	}
-	names, err := render.OutputNames(cluster)
-	if err != nil {
-		return nil, err
-	}
-	return cluster, render.CheckNodePoolStacks(files, a, items, names)
-}
-
 // StackOptions are the options of a version's stack operations, from its
 // effective config items.
 func StackOptions(version string, items map[string]string) Options {

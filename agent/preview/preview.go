@@ -18,9 +18,9 @@ import (
 	"github.com/caravan-gitops/caravan/agent/cloud"
 	"github.com/caravan-gitops/caravan/agent/clusterconfig"
 	"github.com/caravan-gitops/caravan/agent/nodes"
-	"github.com/caravan-gitops/caravan/agent/render"
-	"github.com/caravan-gitops/caravan/agent/source"
+	"github.com/caravan-gitops/caravan/agent/pipeline"
 	"github.com/caravan-gitops/caravan/pkg/api"
+	"github.com/caravan-gitops/caravan/pkg/configrepo"
 )
 
 // Failure is why a preview has no result, in the words a reconcile of the
@@ -40,12 +40,12 @@ type Previewer struct {
 	dryRun *ssa.ResourceManager
 	// aws is nil when the agent has no AWS access.
 	aws *cloud.AWS
-	git source.Credentials
+	git configrepo.Credentials
 }
 
 // New returns a Previewer that reads the cluster through kube, whose REST
 // mapper must know every kind (controller-runtime's dynamic one does).
-func New(kube client.Client, aws *cloud.AWS, git source.Credentials) *Previewer {
+func New(kube client.Client, aws *cloud.AWS, git configrepo.Credentials) *Previewer {
 	return &Previewer{kube: kube, dryRun: ssa.NewResourceManager(kube, nil, ssa.Owner{Field: apply.FieldManager, Group: "caravan.io"}), aws: aws, git: git}
 }
 
@@ -53,7 +53,7 @@ func New(kube client.Client, aws *cloud.AWS, git source.Credentials) *Previewer 
 // its assignment and the status the last reconcile left (the inventory,
 // each pool's revision). An error is a *Failure.
 func (p *Previewer) Preview(ctx context.Context, a api.Assignment, st clusterconfig.Status, plan api.AssignedPlan) (*api.PlanResult, error) {
-	repo, err := source.New(a.Channel.RepositoryURL, p.git)
+	repo, err := configrepo.Open(a.Channel.RepositoryURL, p.git)
 	if err != nil {
 		return nil, &Failure{Kind: "source", Title: "The config repo cannot be read", Err: err}
 	}
@@ -61,18 +61,14 @@ func (p *Previewer) Preview(ctx context.Context, a api.Assignment, st clustercon
 	if err != nil {
 		return nil, &Failure{Kind: "source", Title: "The commit cannot be fetched", Err: err}
 	}
-	plain, err := cloud.DecryptAssignment(ctx, p.kms(a.Cluster.Region), a)
-	if err != nil {
-		return nil, &Failure{Kind: "secrets", Title: "An encrypted config item cannot be decrypted", Err: err}
+	built, err := pipeline.Render(ctx, files, a, pipeline.Options{KMS: p.kms(a.Cluster.Region)})
+	switch pipeline.StepOf(err) {
+	case pipeline.StepSecrets:
+		return nil, &Failure{Kind: "secrets", Title: "An encrypted config item cannot be decrypted", Err: errors.Unwrap(err)}
+	case pipeline.StepRender:
+		return nil, &Failure{Kind: "render", Title: "The commit cannot be rendered", Err: errors.Unwrap(err)}
 	}
-	rendered, err := render.Render(files, plain)
-	var cluster *render.Stack
-	if err == nil {
-		cluster, err = cloud.RenderStacks(files, plain, rendered.ConfigItems)
-	}
-	if err != nil {
-		return nil, &Failure{Kind: "render", Title: "The commit cannot be rendered", Err: err}
-	}
+	plain, rendered, cluster := built.Assignment, built.Manifests, built.Cluster
 	result := &api.PlanResult{Stacks: []api.StackPlan{}, NodePools: []api.NodePoolPlan{}}
 	revisions := map[string]string{}
 	if cluster != nil {

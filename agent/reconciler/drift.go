@@ -4,12 +4,12 @@ import (
 	"context"
 
 	"github.com/caravan-gitops/caravan/agent/apply"
-	"github.com/caravan-gitops/caravan/agent/cloud"
 	"github.com/caravan-gitops/caravan/agent/clusterconfig"
 	"github.com/caravan-gitops/caravan/agent/drift"
+	"github.com/caravan-gitops/caravan/agent/pipeline"
 	"github.com/caravan-gitops/caravan/agent/render"
-	"github.com/caravan-gitops/caravan/agent/source"
 	"github.com/caravan-gitops/caravan/pkg/api"
+	"github.com/caravan-gitops/caravan/pkg/configrepo"
 )
 
 // WithDrift makes the loop keep the cluster as each version left it, and
@@ -56,7 +56,7 @@ func (r *Reconciler) applyVersion(ctx context.Context, rendered *render.Result, 
 // adoptVersion starts keeping the current version when the tracker has
 // none, as after the agent started: it renders the commit the version was
 // applied from, and keeps it when it renders the objects applied.
-func (r *Reconciler) adoptVersion(ctx context.Context, cc *clusterconfig.ClusterConfig, repo *source.Repo, a *api.Assignment) {
+func (r *Reconciler) adoptVersion(ctx context.Context, cc *clusterconfig.ClusterConfig, repo *configrepo.Repo, a *api.Assignment) {
 	st := cc.Status
 	if r.drift == nil || r.drift.Tracking() || st.CurrentVersion == "" || st.AppliedObjects == "" || st.LastAppliedRevision == "" ||
 		r.adoptTried == st.CurrentVersion {
@@ -69,16 +69,12 @@ func (r *Reconciler) adoptVersion(ctx context.Context, cc *clusterconfig.Cluster
 		r.log.Error(err, "fetching the current version's commit to keep it")
 		return
 	}
-	plain, err := cloud.DecryptAssignment(ctx, r.kms(a.Cluster.Region), *a)
-	if err != nil {
-		r.log.Error(err, "decrypting the config items to keep the current version")
-		return
-	}
-	rendered, err := render.Render(files, plain)
+	built, err := pipeline.Render(ctx, files, *a, pipeline.Options{KMS: r.kms(a.Cluster.Region)})
 	if err != nil {
 		r.log.Error(err, "rendering the current version to keep it")
 		return
 	}
+	rendered := built.Manifests
 	if digest, err := rendered.Digest(); err != nil || digest != st.AppliedObjects {
 		r.log.Info("the assignment no longer renders the current version's objects; drift is corrected from the next version on")
 		return

@@ -19,10 +19,11 @@ import (
 	"github.com/caravan-gitops/caravan/agent/clusterconfig"
 	"github.com/caravan-gitops/caravan/agent/drift"
 	"github.com/caravan-gitops/caravan/agent/nodes"
+	"github.com/caravan-gitops/caravan/agent/pipeline"
 	"github.com/caravan-gitops/caravan/agent/preview"
 	"github.com/caravan-gitops/caravan/agent/render"
-	"github.com/caravan-gitops/caravan/agent/source"
 	"github.com/caravan-gitops/caravan/pkg/api"
+	"github.com/caravan-gitops/caravan/pkg/configrepo"
 )
 
 // Config is how the loop runs.
@@ -35,7 +36,7 @@ type Config struct {
 	// HealthTimeout bounds the health wait unless the config item
 	// health_timeout says otherwise.
 	HealthTimeout time.Duration
-	Git           source.Credentials
+	Git           configrepo.Credentials
 }
 
 // StatusReporter sends status and the answers to plans to the registry.
@@ -118,7 +119,7 @@ func (r *Reconciler) reconcile(ctx context.Context, a *api.Assignment, listHead 
 	out.status.NextWindow = nil
 	defer func() { r.finish(ctx, cc, &out) }()
 
-	repo, err := source.New(a.Channel.RepositoryURL, r.cfg.Git)
+	repo, err := configrepo.Open(a.Channel.RepositoryURL, r.cfg.Git)
 	if err != nil {
 		out.fail("source", "The config repo cannot be read", err)
 		return
@@ -223,7 +224,7 @@ func (r *Reconciler) readClusterConfig(ctx context.Context) (*clusterconfig.Clus
 }
 
 // converge renders, applies and waits for one version.
-func (r *Reconciler) converge(ctx context.Context, cc *clusterconfig.ClusterConfig, repo *source.Repo, a *api.Assignment, d Decision, out *outcome) {
+func (r *Reconciler) converge(ctx context.Context, cc *clusterconfig.ClusterConfig, repo *configrepo.Repo, a *api.Assignment, d Decision, out *outcome) {
 	out.status.NextVersion = d.Version
 	r.report(ctx, out.status, api.PhaseRendering, nil)
 	snap, err := repo.Fetch(ctx, a.Channel.Branch)
@@ -244,22 +245,18 @@ func (r *Reconciler) converge(ctx context.Context, cc *clusterconfig.ClusterConf
 		out.applied(version, snap.Commit, r.now())
 		return
 	}
-	plain, err := cloud.DecryptAssignment(ctx, r.kms(a.Cluster.Region), *a)
-	if err != nil {
-		out.fail("secrets", "An encrypted config item cannot be decrypted; nothing was applied", err)
+	built, err := pipeline.Render(ctx, snap.Files, *a, pipeline.Options{KMS: r.kms(a.Cluster.Region)})
+	switch pipeline.StepOf(err) {
+	case pipeline.StepSecrets:
+		out.fail("secrets", "An encrypted config item cannot be decrypted; nothing was applied", errors.Unwrap(err))
 		return
-	}
-	rendered, err := render.Render(snap.Files, plain)
-	var cluster *render.Stack
-	if err == nil {
-		cluster, err = cloud.RenderStacks(snap.Files, plain, rendered.ConfigItems)
-	}
-	if err != nil {
+	case pipeline.StepRender:
 		out.status.FailedVersion = version
-		out.fail("render", "The commit cannot be rendered; nothing of it was applied", err)
+		out.fail("render", "The commit cannot be rendered; nothing of it was applied", errors.Unwrap(err))
 		out.stalled = true
 		return
 	}
+	plain, rendered, cluster := built.Assignment, built.Manifests, built.Cluster
 	objects, err := rendered.Digest()
 	if err != nil {
 		out.fail("render", "The rendered objects cannot be encoded", err)
@@ -371,7 +368,7 @@ func mergeInventory(old apply.Inventory, res *apply.Result, ok bool) apply.Inven
 
 // waitHealthy waits for the applied objects, and gives up as soon as a newer
 // version or a block arrives, so a slow wait never holds the next fix back.
-func (r *Reconciler) waitHealthy(ctx context.Context, repo *source.Repo, a *api.Assignment, version string, rendered *render.Result, inv apply.Inventory) error {
+func (r *Reconciler) waitHealthy(ctx context.Context, repo *configrepo.Repo, a *api.Assignment, version string, rendered *render.Result, inv apply.Inventory) error {
 	timeout := r.cfg.HealthTimeout
 	if d, err := time.ParseDuration(rendered.ConfigItems["health_timeout"]); err == nil && d > 0 {
 		timeout = d
@@ -389,7 +386,7 @@ func (r *Reconciler) waitHealthy(ctx context.Context, repo *source.Repo, a *api.
 // errSuperseded ends a health wait that a newer version made pointless.
 var errSuperseded = errors.New("superseded by a newer version before it became healthy")
 
-func (r *Reconciler) watchForNewer(ctx context.Context, cancel context.CancelCauseFunc, repo *source.Repo, a *api.Assignment, version string) {
+func (r *Reconciler) watchForNewer(ctx context.Context, cancel context.CancelCauseFunc, repo *configrepo.Repo, a *api.Assignment, version string) {
 	tick := time.NewTicker(max(r.cfg.Interval/6, time.Second))
 	defer tick.Stop()
 	for {

@@ -9,8 +9,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-
-	"sigs.k8s.io/yaml"
 )
 
 var yamlLine = regexp.MustCompile(`line (\d+)`)
@@ -52,16 +50,8 @@ func kustomizeError(err error) *Error {
 
 // substitutionError names the object and the source file where the failing
 // variable is written.
-func substitutionError(repo fs.FS, doc []byte, variable string, err error) *Error {
-	var meta struct {
-		Kind     string `json:"kind"`
-		Metadata struct {
-			Name      string `json:"name"`
-			Namespace string `json:"namespace"`
-		} `json:"metadata"`
-	}
-	_ = yaml.Unmarshal(doc, &meta)
-	object := meta.Kind + " " + strings.TrimPrefix(meta.Metadata.Namespace+"/"+meta.Metadata.Name, "/")
+func substitutionError(repo fs.FS, kind, namespace, name, variable string, err error) *Error {
+	object := kind + " " + strings.TrimPrefix(namespace+"/"+name, "/")
 	e := &Error{Reason: fmt.Sprintf("%s: %v", object, err)}
 	if variable != "" {
 		e.File, e.Line = findVariable(repo, variable)

@@ -5,7 +5,6 @@
 package render
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -14,10 +13,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
-	"github.com/fluxcd/pkg/envsubst"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/api/resource"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 
@@ -71,6 +71,59 @@ func (e *Error) Error() string {
 
 // Render renders the repo tree for the assignment.
 func Render(repo fs.FS, a api.Assignment) (*Result, error) {
+	return render(repo, a, func() ([]*resource.Resource, error) { return kustomize(repo, a.Cluster.Environment) })
+}
+
+// Renderer renders one commit for any number of clusters. The kustomize
+// build, the costly part, depends only on the files and the environment,
+// so it is built once per environment and shared: each cluster then gets
+// its own config items and substitution, into a copy of the build. Safe
+// for concurrent use.
+type Renderer struct {
+	repo   fs.FS
+	mu     sync.Mutex
+	builds map[string]*build
+}
+
+type build struct {
+	once      sync.Once
+	resources []*resource.Resource
+	err       error
+}
+
+// NewRenderer returns a Renderer of the repo tree.
+func NewRenderer(repo fs.FS) *Renderer {
+	return &Renderer{repo: repo, builds: map[string]*build{}}
+}
+
+// Render renders the commit for the assignment, as Render does.
+func (r *Renderer) Render(a api.Assignment) (*Result, error) {
+	return render(r.repo, a, func() ([]*resource.Resource, error) { return r.kustomized(a.Cluster.Environment) })
+}
+
+// kustomized is a copy of the environment's build, built at its first use.
+func (r *Renderer) kustomized(environment string) ([]*resource.Resource, error) {
+	r.mu.Lock()
+	b := r.builds[environment]
+	if b == nil {
+		b = &build{}
+		r.builds[environment] = b
+	}
+	r.mu.Unlock()
+	b.once.Do(func() { b.resources, b.err = kustomize(r.repo, environment) })
+	if b.err != nil {
+		return nil, b.err
+	}
+	copies := make([]*resource.Resource, len(b.resources))
+	for i, res := range b.resources {
+		copies[i] = res.DeepCopy()
+	}
+	return copies, nil
+}
+
+// render renders with resources from kustomized, which substitution may
+// change in place.
+func render(repo fs.FS, a api.Assignment, kustomized func() ([]*resource.Resource, error)) (*Result, error) {
 	items, err := ConfigItems(repo, a)
 	if err != nil {
 		return nil, err
@@ -79,11 +132,11 @@ func Render(repo fs.FS, a api.Assignment) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	yamlDocs, err := kustomize(repo, a.Cluster.Environment)
+	resources, err := kustomized()
 	if err != nil {
 		return nil, err
 	}
-	objects, err := substitute(repo, yamlDocs, Variables(a, items))
+	objects, err := substitute(repo, resources, Variables(a, items))
 	if err != nil {
 		return nil, err
 	}
@@ -155,7 +208,7 @@ func readDeletions(repo fs.FS) (Deletions, error) {
 
 // kustomize builds the environment's overlay in memory, with no plugins,
 // and refuses remote bases so that rendering never reaches the network.
-func kustomize(repo fs.FS, environment string) ([]byte, error) {
+func kustomize(repo fs.FS, environment string) ([]*resource.Resource, error) {
 	overlay := path.Join(OverlaysDir, environment)
 	if _, err := fs.Stat(repo, path.Join(overlay, "kustomization.yaml")); err != nil {
 		return nil, &Error{File: overlay, Reason: fmt.Sprintf("no overlay for environment %q: %v", environment, err)}
@@ -187,11 +240,7 @@ func kustomize(repo fs.FS, environment string) ([]byte, error) {
 	if err != nil {
 		return nil, kustomizeError(err)
 	}
-	out, err := resources.AsYaml()
-	if err != nil {
-		return nil, &Error{File: overlay, Reason: err.Error()}
-	}
-	return out, nil
+	return resources.Resources(), nil
 }
 
 // refuseRemote rejects kustomizations that load anything over the network.
@@ -210,35 +259,4 @@ func refuseRemote(file string, content []byte) error {
 		}
 	}
 	return nil
-}
-
-// substitute replaces ${VAR} and ${VAR:=default} in each object. An
-// unknown variable without a default is an error naming where it is used.
-func substitute(repo fs.FS, docs []byte, vars map[string]string) ([]*unstructured.Unstructured, error) {
-	var objects []*unstructured.Unstructured
-	for _, doc := range bytes.Split(docs, []byte("\n---\n")) {
-		if len(bytes.TrimSpace(doc)) == 0 {
-			continue
-		}
-		var missing string
-		out, err := envsubst.Eval(string(doc), func(name string) (string, bool) {
-			v, ok := vars[name]
-			if !ok && missing == "" {
-				missing = name
-			}
-			return v, ok
-		})
-		if missing != "" && (err != nil || strings.Contains(out, "${"+missing)) {
-			err = fmt.Errorf("variable %s is not set and has no default", missing)
-		}
-		obj := &unstructured.Unstructured{}
-		if err == nil {
-			err = yaml.Unmarshal([]byte(out), &obj.Object)
-		}
-		if err != nil {
-			return nil, substitutionError(repo, doc, missing, err)
-		}
-		objects = append(objects, obj)
-	}
-	return objects, nil
 }

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"text/template"
 
 	"sigs.k8s.io/yaml"
@@ -128,22 +129,46 @@ func OutputNames(cluster *Stack) ([]string, error) {
 	return slices.Sorted(maps.Keys(t.Outputs)), nil
 }
 
-// CheckNodePoolStacks renders every pool's template with placeholder
-// outputs (one per name of OutputNames), so that a broken pool template is
-// found before the cluster stack changes: the cluster stack is applied
-// first, and a pool template that fails only afterwards would leave the
-// cluster half updated.
-func CheckNodePoolStacks(repo fs.FS, a api.Assignment, items map[string]string, outputNames []string) error {
+// Stacks renders the cluster stack and every pool's stack with placeholder
+// outputs. A repo without a cluster template has no stacks.
+func Stacks(repo fs.FS, a api.Assignment, items map[string]string) (*Stack, []*Stack, error) {
+	cluster, err := ClusterStack(repo, a, items)
+	if err != nil || cluster == nil {
+		return nil, nil, err
+	}
+	names, err := OutputNames(cluster)
+	if err != nil {
+		return nil, nil, err
+	}
+	pools, err := PlaceholderNodePoolStacks(repo, a, items, names)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cluster, pools, nil
+}
+
+// PlaceholderNodePoolStacks renders every pool's template with placeholder
+// outputs (placeholder-<name> for each name of OutputNames), so that a
+// broken pool template is found before the cluster stack changes: the
+// cluster stack is applied first, and a pool template that failed only
+// afterwards would leave the cluster half updated. An agent renders each
+// pool's stack again with the real outputs when it applies it.
+func PlaceholderNodePoolStacks(repo fs.FS, a api.Assignment, items map[string]string, outputNames []string) ([]*Stack, error) {
 	outputs := map[string]string{}
 	for _, name := range outputNames {
 		outputs[name] = "placeholder-" + name
 	}
+	var stacks []*Stack
 	for _, pool := range a.NodePools {
-		if _, err := NodePoolStack(repo, a, items, pool, outputs); err != nil {
-			return err
+		s, err := NodePoolStack(repo, a, items, pool, outputs)
+		if err != nil {
+			return nil, err
+		}
+		if s != nil {
+			stacks = append(stacks, s)
 		}
 	}
-	return nil
+	return stacks, nil
 }
 
 func newStack(name, pool string, body []byte, revision string) *Stack {
@@ -289,10 +314,17 @@ func renderedError(file string, body []byte, err error) *Error {
 func poolError(pool string, err error) error {
 	var e *Error
 	if errors.As(err, &e) {
+		// A name the registry would refuse is quoted, and shortened: it may
+		// be what the template refused.
+		if !plainName.MatchString(pool) {
+			pool = shorten(pool)
+		}
 		return &Error{File: e.File, Line: e.Line, Reason: fmt.Sprintf("node pool %s: %s", pool, e.Reason)}
 	}
 	return err
 }
+
+var plainName = regexp.MustCompile(`^[a-z0-9-]{1,63}$`)
 
 // nodePoolRevision hashes the data of every launch template of a rendered
 // pool template, in resource-name order: the first 16 hex digits of the
@@ -343,6 +375,73 @@ var templateFuncs = template.FuncMap{
 		return value
 	},
 	"hasKey": fnHasKey,
+	// Encodings for values that must never become structure or code.
+	"shellQuote": fnShellQuote,
+	"number":     fnNumber,
+	"match":      fnMatch,
+}
+
+// fnShellQuote makes one POSIX shell word of s: in single quotes, inside
+// which the shell interprets nothing, with each single quote of s written
+// as: end the quotes, a backslash-escaped quote, open quotes again. So a
+// value in user data stays a value whatever it holds: $(...), backticks,
+// newlines, quotes. NUL is refused: no shell word can hold it (bash drops
+// it silently).
+func fnShellQuote(v any) (string, error) {
+	s := fmt.Sprint(v)
+	if strings.ContainsRune(s, 0) {
+		return "", fmt.Errorf("shellQuote: %s holds a NUL byte, which no shell word can", shorten(s))
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'", nil
+}
+
+// numberPattern is a decimal number as YAML and CloudFormation read it:
+// no exponent, no leading zero, no hex, no .inf.
+var numberPattern = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?$`)
+
+// fnNumber gives value, trimmed, when it is a decimal number, so that it
+// can stand unquoted where CloudFormation wants a number (VolumeSize);
+// anything else is an error naming the item, never YAML structure.
+func fnNumber(name string, value any) (string, error) {
+	s := strings.TrimSpace(fmt.Sprint(value))
+	if !numberPattern.MatchString(s) {
+		return "", fmt.Errorf("%s: %s is not a number", name, shorten(fmt.Sprint(value)))
+	}
+	return s, nil
+}
+
+// patterns caches match's compiled patterns: a template calls it once per
+// value, and the patterns are few.
+var patterns sync.Map // string -> *regexp.Regexp
+
+// fnMatch gives value when all of it matches pattern (anchored at both
+// ends), else an error naming the item. Templates check with it what goes
+// where a value could be read as more than a value: a logical ID, a file
+// of the node's.
+func fnMatch(name, pattern string, value any) (string, error) {
+	re, ok := patterns.Load(pattern)
+	if !ok {
+		compiled, err := regexp.Compile(`^(?:` + pattern + `)$`)
+		if err != nil {
+			return "", fmt.Errorf("match %s: the pattern %q: %w", name, pattern, err)
+		}
+		re, _ = patterns.LoadOrStore(pattern, compiled)
+	}
+	s := fmt.Sprint(value)
+	if !re.(*regexp.Regexp).MatchString(s) {
+		return "", fmt.Errorf("%s: %s does not match %s", name, shorten(s), pattern)
+	}
+	return s, nil
+}
+
+// shorten quotes a value for an error message, cut to 64 characters: a
+// value may be a megabyte.
+func shorten(s string) string {
+	const limit = 64
+	if r := []rune(s); len(r) > limit {
+		return fmt.Sprintf("%q... (%d bytes)", string(r[:limit]), len(s))
+	}
+	return strconv.Quote(s)
 }
 
 // fnIndent puts n spaces before every line of s, the first one included.

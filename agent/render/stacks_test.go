@@ -127,7 +127,10 @@ func TestReferenceStacksRender(t *testing.T) {
 	assert.Equal(t, "2", onDemand["MinSize"])
 	assert.Equal(t, "4", onDemand["MaxSize"])
 	assert.NotContains(t, onDemand, "MixedInstancesPolicy")
-	assert.Equal(t, map[string]any{"LaunchTemplateId": map[string]any{"Ref": "LaunchTemplate"}, "Version": "$Latest"}, onDemand["LaunchTemplate"])
+	// The launch template's latest version, as CloudFormation asks: it
+	// documents $Latest as unsupported in a group's LaunchTemplate.
+	latest := map[string]any{"Fn::GetAtt": []any{"LaunchTemplate", "LatestVersionNumber"}}
+	assert.Equal(t, map[string]any{"LaunchTemplateId": map[string]any{"Ref": "LaunchTemplate"}, "Version": latest}, onDemand["LaunchTemplate"])
 	assert.Contains(t, onDemand["Tags"], map[string]any{"Key": "k8s.io/cluster-autoscaler/kube-1", "Value": "owned", "PropagateAtLaunch": false})
 
 	spot := properties(t, workers, "AutoScalingGroup")
@@ -135,7 +138,7 @@ func TestReferenceStacksRender(t *testing.T) {
 	policy := spot["MixedInstancesPolicy"].(map[string]any)
 	assert.EqualValues(t, 0, policy["InstancesDistribution"].(map[string]any)["OnDemandPercentageAboveBaseCapacity"])
 	assert.Equal(t, map[string]any{
-		"LaunchTemplateSpecification": map[string]any{"LaunchTemplateId": map[string]any{"Ref": "LaunchTemplate"}, "Version": "$Latest"},
+		"LaunchTemplateSpecification": map[string]any{"LaunchTemplateId": map[string]any{"Ref": "LaunchTemplate"}, "Version": latest},
 		"Overrides":                   []any{map[string]any{"InstanceType": "m6i.xlarge"}, map[string]any{"InstanceType": "m5.xlarge"}},
 	}, policy["LaunchTemplate"])
 
@@ -143,9 +146,15 @@ func TestReferenceStacksRender(t *testing.T) {
 	assert.Equal(t, "m6i.large", data["InstanceType"])
 	userData, err := base64.StdEncoding.DecodeString(data["UserData"].(string))
 	require.NoError(t, err)
-	assert.Contains(t, string(userData), "CARAVAN_NODE_POOL=system\n")
-	assert.Contains(t, string(userData), "--node-labels=caravan.io/node-pool=system,caravan.io/profile=worker-default,caravan.io/role=system ")
-	assert.Contains(t, string(userData), "--register-with-taints=dedicated=system:NoSchedule")
+	assert.Equal(t, map[string]string{
+		"cluster_id":  "aws:123456789012:eu-central-1:kube-1",
+		"node_pool":   "system",
+		"node_labels": "caravan.io/node-pool=system,caravan.io/profile=worker-default,caravan.io/role=system",
+		"node_taints": "dedicated=system:NoSchedule",
+		"api_server":  "https://kube-1.example.org",
+		"kubelet_args": "--node-labels=caravan.io/node-pool=system,caravan.io/profile=worker-default,caravan.io/role=system" +
+			" --cluster-dns=10.0.0.10 --cluster-domain=cluster.local --register-with-taints=dedicated=system:NoSchedule",
+	}, bootVariables(t, string(userData)), "the pool's identity, as bash reads the boot script")
 	assert.EqualValues(t, 100, properties(t, workers, "LaunchTemplate")["LaunchTemplateData"].(map[string]any)["BlockDeviceMappings"].([]any)[0].(map[string]any)["Ebs"].(map[string]any)["VolumeSize"],
 		"a pool's own config item")
 }
@@ -309,7 +318,7 @@ func TestBrokenTemplatesNameTheFileAndLine(t *testing.T) {
 			if err == nil {
 				outputs, oerr := OutputNames(cluster)
 				require.NoError(t, oerr)
-				err = CheckNodePoolStacks(repo, a, items, outputs)
+				_, err = PlaceholderNodePoolStacks(repo, a, items, outputs)
 			} else {
 				assert.Nil(t, cluster, "nothing of a broken template is returned")
 			}
@@ -326,7 +335,7 @@ func TestBrokenTemplatesNameTheFileAndLine(t *testing.T) {
 	}
 }
 
-func TestCheckNodePoolStacksFindsABrokenPoolTemplateBeforeTheClusterStackChanges(t *testing.T) {
+func TestPlaceholderNodePoolStacksFindABrokenPoolTemplateBeforeTheClusterStackChanges(t *testing.T) {
 	repo := os.DirFS("../../manifests")
 	a := stackAssignment()
 	items, err := ConfigItems(repo, a)
@@ -335,18 +344,21 @@ func TestCheckNodePoolStacksFindsABrokenPoolTemplateBeforeTheClusterStackChanges
 	require.NoError(t, err)
 	names, err := OutputNames(cluster)
 	require.NoError(t, err)
-	require.NoError(t, CheckNodePoolStacks(repo, a, items, names), "the reference templates fit together")
+	pools, err := PlaceholderNodePoolStacks(repo, a, items, names)
+	require.NoError(t, err, "the reference templates fit together")
+	require.Len(t, pools, len(a.NodePools))
+	assert.Contains(t, string(pools[0].Body), "placeholder-NodeSecurityGroupId")
 
 	// A pool template that reads an output the cluster template dropped, or
 	// that fails for the second pool only.
 	dropped := slices.DeleteFunc(slices.Clone(names), func(n string) bool { return n == "PrivateSubnetIds" })
-	err = CheckNodePoolStacks(repo, a, items, dropped)
+	_, err = PlaceholderNodePoolStacks(repo, a, items, dropped)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `"PrivateSubnetIds"`)
 	assert.Contains(t, err.Error(), NodePoolTemplate)
 
 	broken := stackRepo(map[string]string{NodePoolTemplate: minimalPool + "{{ if .NodePool.Spot }}{{ .NodePool.ConfigItems.spot_price }}{{ end }}\n"})
-	err = CheckNodePoolStacks(broken, a, items, []string{"SubnetId"})
+	_, err = PlaceholderNodePoolStacks(broken, a, items, []string{"SubnetId"})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "node pool workers")
 	assert.Contains(t, err.Error(), "spot_price")
@@ -364,7 +376,9 @@ func TestNoCloudFormationMeansNoStacks(t *testing.T) {
 	names, err := OutputNames(cluster)
 	assert.NoError(t, err)
 	assert.Empty(t, names)
-	assert.NoError(t, CheckNodePoolStacks(repo, a, nil, names))
+	pools, err := PlaceholderNodePoolStacks(repo, a, nil, names)
+	assert.NoError(t, err)
+	assert.Empty(t, pools)
 
 	// A cluster stack without pool template is fine too.
 	cluster, err = ClusterStack(stackRepo(map[string]string{NodePoolTemplate: ""}), a, map[string]string{"vpc_cidr": "10.0.0.0/16"})
@@ -404,6 +418,9 @@ func TestTemplateFunctions(t *testing.T) {
 		"default of a set item":     {`{{ default "y" .Cluster.ConfigItems.b }}`, "x"},
 		"hasKey":                    {`{{ hasKey .Cluster.ConfigItems "a" }} {{ hasKey .Cluster.ConfigItems "c" }}`, "true false"},
 		"account id":                {`{{ .Cluster.AccountID }} {{ .Cluster.Channel }}`, "123456789012 dev"},
+		"shellQuote":                {`{{ shellQuote "it's $(x)" }}`, `'it'\''s $(x)'`},
+		"number":                    {`{{ .Cluster.ConfigItems.a | number "a" }}`, "1"},
+		"match":                     {`{{ .Cluster.ConfigItems.b | match "b" "[a-z]+" }}`, "x"},
 	}
 	a := stackAssignment()
 	for name, tc := range cases {

@@ -29,6 +29,13 @@ var (
 	maxChannelPosition   = 1000000
 )
 
+// profilePattern is a node pool's profile: the profiles the reference
+// node-pool.yaml knows, master or master-... (control plane) and worker or
+// worker-.... A profile reaches node labels and the node's boot script, so
+// it is a name of [a-z0-9-] parts, never "-" or anything a template could
+// read as more than a name.
+var profilePattern = regexp.MustCompile(`^(master|worker)(-[a-z0-9]+)*$`)
+
 // ParseClusterID splits a cluster id into its account, region and local id.
 func ParseClusterID(id string) (account, region, local string, ok bool) {
 	m := clusterIDPattern.FindStringSubmatch(id)
@@ -173,8 +180,8 @@ func (p *NodePool) validateInto(v *ValidationError, prefix string) {
 	if !dnsLabelPattern.MatchString(p.Name) {
 		v.add(prefix+"name", "must be a DNS label (lower case letters, digits, '-'), got %q", p.Name)
 	}
-	if strings.TrimSpace(p.Profile) == "" {
-		v.add(prefix+"profile", "must not be empty")
+	if !profilePattern.MatchString(p.Profile) {
+		v.add(prefix+"profile", "must be master, worker, or either followed by -name parts of lower case letters and digits (such as worker-default), got %q", p.Profile)
 	}
 	if len(p.InstanceTypes) == 0 {
 		v.add(prefix+"instance_types", "must name at least one instance type")

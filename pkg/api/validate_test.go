@@ -243,3 +243,25 @@ func TestFreezeValidation(t *testing.T) {
 		})
 	}
 }
+
+// A node pool's profile is one the reference templates know, a name of
+// [a-z0-9-] parts: node-pool.yaml puts it in node labels and in the node's
+// boot script, and picks control plane pools by it.
+func TestNodePoolProfileIsAKnownName(t *testing.T) {
+	for _, ok := range []string{"master", "worker", "master-default", "worker-default", "worker-gpu", "worker-gpu-a100", "master-etcd-2"} {
+		p := NodePool{Name: "default", Profile: ok, InstanceTypes: []string{"m6i.large"}, MinSize: 1, MaxSize: 1}
+		p.Normalize()
+		assert.NoError(t, p.Validate(), "%q", ok)
+	}
+	for _, bad := range []string{"", " ", "-", "worker-", "-worker", "worker--gpu", "Worker", "worker_gpu", "gpu", "default",
+		"worker default", "worker\n", "worker-$(reboot)", "worker'", "master-é", "workers"} {
+		p := NodePool{Name: "default", Profile: bad, InstanceTypes: []string{"m6i.large"}, MinSize: 1, MaxSize: 1}
+		p.Normalize()
+		err := p.Validate()
+		assert.Equal(t, []string{"profile"}, fields(t, err), "%q", bad)
+		assert.Contains(t, err.Error(), "worker-default", "the detail shows what a profile looks like")
+	}
+	c := validCluster()
+	c.NodePools[0].Profile = "-"
+	assert.Equal(t, []string{"node_pools[0].profile"}, fields(t, c.Validate()), "a cluster's pools too")
+}

@@ -452,7 +452,7 @@ func TestReferenceTemplates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cluster, err := cloud.RenderStacks(files, a, items)
+	cluster, _, err := render.Stacks(files, a, items)
 	if err != nil {
 		t.Fatal(err)
 	}

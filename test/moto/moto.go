@@ -47,9 +47,16 @@ type Server struct {
 	// finds the bucket of a CloudFormation TemplateURL in the path only when
 	// the URL contains "localhost"; otherwise it takes the first label of
 	// the host, "127" for an IP address, as the bucket's name.
+	//
+	// It is the front (launchtemplate.go), a proxy that passes every
+	// request to moto_server and fills where moto does not behave as AWS.
 	Endpoint string
-	// Port is the port moto listens on, at 127.0.0.1.
+	// Port is the port of Endpoint, at 127.0.0.1.
 	Port int
+
+	// motoEndpoint is moto_server's own, behind the front.
+	motoEndpoint string
+	front        *http.Server
 
 	dir  string
 	log  string
@@ -143,11 +150,12 @@ func launch(ctx context.Context, bin string) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		Endpoint: "http://localhost:" + strconv.Itoa(port),
-		Port:     port,
-		dir:      dir,
-		log:      filepath.Join(dir, "moto.log"),
-		done:     make(chan struct{}),
+		Endpoint:     "http://localhost:" + strconv.Itoa(port),
+		Port:         port,
+		motoEndpoint: "http://127.0.0.1:" + strconv.Itoa(port),
+		dir:          dir,
+		log:          filepath.Join(dir, "moto.log"),
+		done:         make(chan struct{}),
 	}
 	logFile, err := os.Create(s.log)
 	if err != nil {
@@ -174,6 +182,10 @@ func launch(ctx context.Context, bin string) (*Server, error) {
 		close(s.done)
 	}()
 	if err := s.waitReady(ctx); err != nil {
+		s.Stop()
+		return nil, err
+	}
+	if err := s.startFront(); err != nil {
 		s.Stop()
 		return nil, err
 	}
@@ -212,6 +224,9 @@ func (s *Server) waitReady(ctx context.Context) error {
 
 // Stop ends the server and removes its files. It may be called again.
 func (s *Server) Stop() {
+	if s.front != nil {
+		_ = s.front.Close()
+	}
 	select {
 	case <-s.done:
 	default:

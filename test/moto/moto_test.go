@@ -26,7 +26,7 @@ import (
 const region = "eu-west-1"
 
 // nodeGroupTemplate is a node group as CloudFormation makes it: a launch
-// template and an Auto Scaling group on its $Latest version, in a subnet.
+// template and an Auto Scaling group on its latest version, in a subnet.
 const nodeGroupTemplate = `
 AWSTemplateFormatVersion: "2010-09-09"
 Parameters:
@@ -60,7 +60,7 @@ Resources:
         - !Ref Subnet
       LaunchTemplate:
         LaunchTemplateId: !Ref LaunchTemplate
-        Version: $Latest
+        Version: !GetAtt LaunchTemplate.LatestVersionNumber
 Outputs:
   GroupName:
     Value: !Ref Group
@@ -130,7 +130,7 @@ func TestCreateStack(t *testing.T) {
 	group := groups.AutoScalingGroups[0]
 	require.NotNil(t, group.LaunchTemplate)
 	assert.Equal(t, out["LaunchTemplateId"], aws.ToString(group.LaunchTemplate.LaunchTemplateId))
-	assert.Equal(t, "$Latest", aws.ToString(group.LaunchTemplate.Version))
+	assert.Equal(t, "1", aws.ToString(group.LaunchTemplate.Version), "the GetAtt, resolved")
 	assert.Equal(t, out["SubnetId"], aws.ToString(group.VPCZoneIdentifier))
 	assert.Equal(t, int32(2), aws.ToInt32(group.DesiredCapacity))
 	assert.Len(t, group.Instances, 2)

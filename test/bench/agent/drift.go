@@ -19,8 +19,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/caravan-gitops/caravan/agent/clusterconfig"
-	"github.com/caravan-gitops/caravan/agent/source"
 	"github.com/caravan-gitops/caravan/pkg/api"
+	"github.com/caravan-gitops/caravan/pkg/configrepo"
 	"github.com/caravan-gitops/caravan/pkg/registry"
 	"github.com/caravan-gitops/caravan/test/apicount"
 	"github.com/caravan-gitops/caravan/test/bench/host"
@@ -122,7 +122,7 @@ func (d *driftRun) loadAssignment(ctx context.Context) error {
 		return fmt.Errorf("getting the assignment of %s: %w", processID, err)
 	}
 	d.assignment = res.Assignment
-	repo, err := source.New(b.fleet.git.RepoURL(processRepo), source.Credentials{Username: b.fleet.git.User, Password: b.fleet.git.Password})
+	repo, err := configrepo.Open(b.fleet.git.RepoURL(processRepo), configrepo.Credentials{Username: b.fleet.git.User, Password: b.fleet.git.Password})
 	if err != nil {
 		return err
 	}

@@ -31,8 +31,8 @@ import (
 	"github.com/caravan-gitops/caravan/agent/clusterconfig"
 	"github.com/caravan-gitops/caravan/agent/reconciler"
 	"github.com/caravan-gitops/caravan/agent/render"
-	"github.com/caravan-gitops/caravan/agent/source"
 	"github.com/caravan-gitops/caravan/pkg/api"
+	"github.com/caravan-gitops/caravan/pkg/configrepo"
 	"github.com/caravan-gitops/caravan/pkg/registry"
 	"github.com/caravan-gitops/caravan/test/bench/host"
 )
@@ -73,7 +73,7 @@ type agentLoop struct {
 	broadcaster record.EventBroadcaster
 	kube        client.Client
 	reg         *registry.Client
-	creds       source.Credentials
+	creds       configrepo.Credentials
 	a           *api.Assignment
 }
 
@@ -110,7 +110,7 @@ func (b *bench) newAgentLoop(ctx context.Context) (*agentLoop, error) {
 	if err != nil {
 		return nil, err
 	}
-	creds := source.Credentials{Username: b.fleet.git.User, Password: b.fleet.git.Password}
+	creds := configrepo.Credentials{Username: b.fleet.git.User, Password: b.fleet.git.Password}
 	keeper := assignment.New(reg, kube, inProcessID, agentNamespace)
 	upd, err := keeper.Poll(ctx, 0)
 	if err != nil || upd.Assignment == nil || upd.RegistryErr != nil {
@@ -150,7 +150,7 @@ func (b *bench) measureReconciles(ctx context.Context, commits, steadyRuns int) 
 		return err
 	}
 	defer l.broadcaster.Shutdown()
-	repo, err := source.New(l.a.Channel.RepositoryURL, l.creds)
+	repo, err := configrepo.Open(l.a.Channel.RepositoryURL, l.creds)
 	if err != nil {
 		return err
 	}
@@ -216,7 +216,7 @@ func (b *bench) measureReconciles(ctx context.Context, commits, steadyRuns int) 
 
 // commitSteps times the pieces of a reconcile of a new commit one by one,
 // to show where goal 2's time goes.
-func (b *bench) commitSteps(ctx context.Context, l *agentLoop, repo *source.Repo) error {
+func (b *bench) commitSteps(ctx context.Context, l *agentLoop, repo *configrepo.Repo) error {
 	r := &b.rep.reconciles
 	cc := &clusterconfig.ClusterConfig{}
 	if err := l.kube.Get(ctx, client.ObjectKey{Name: clusterconfig.Name}, cc); err != nil {
@@ -293,7 +293,7 @@ func (b *bench) steadySteps(ctx context.Context, l *agentLoop, runs int) error {
 			return err
 		}
 		t = time.Now()
-		repo, err := source.New(l.a.Channel.RepositoryURL, l.creds)
+		repo, err := configrepo.Open(l.a.Channel.RepositoryURL, l.creds)
 		if err != nil {
 			return err
 		}
@@ -339,7 +339,7 @@ func (b *bench) steadySteps(ctx context.Context, l *agentLoop, runs int) error {
 	}
 	r.steadyStep = []step{
 		{"read the ClusterConfig's metadata (GET as PartialObjectMetadata; the whole object only when its resourceVersion moved)", median(get), percentile(get, 0.99), ""},
-		{"`source.New`", median(src), percentile(src, 0.99), ""},
+		{"`configrepo.Open`", median(src), percentile(src, 0.99), ""},
 		{"branch head (`Repo.Head`: ref listing over smart HTTP, one `git http-backend` run)", median(head), percentile(head, 0.99), ""},
 		{"`Decide` (with `Version`)", median(decide), percentile(decide, 0.99), ""},
 		{"ClusterConfig status: copy and compare, no PATCH when nothing changed", median(status), percentile(status, 0.99), ""},

@@ -87,7 +87,7 @@ func (r *report) markdown() string {
 		"with static credentials, rather than `cloud.LoadAWS`'s default chain) and `Stacks.ConvergeAll`: one `Stacks.Describe`, "+
 		"the cluster stack's `Stacks.Converge`, then the 5 pool stacks rendered (`render.NodePoolStack`) with its outputs and converged in parallel, "+
 		"at most %d at once, and the orphaned pools (`cloud.Orphans`). "+
-		"The time is the step's, without `cloud.RenderStacks` (the cluster stack rendered and every pool template checked), which the reconcile runs before it "+
+		"The time is the step's, without `render.Stacks` (the cluster stack rendered and every pool template checked), which the reconcile runs before it "+
 		"and which is listed apart. Calls are counted by operation in the SDK's middleware (`moto.CountCalls`), each waiter poll included. "+
 		"`Stacks.PollMin`/`PollMax` are shortened from 5 s/30 s to %d ms/%d ms: moto completes each operation before it answers, and the SDK's waiters "+
 		"poll first at once, so no poll delay elapses and the times of creates and updates are moto's own work. "+
@@ -139,7 +139,7 @@ func (r *report) writeGoals(b *strings.Builder) {
 }
 
 func (r *report) writeReconciles(b *strings.Builder) {
-	b.WriteString("| Reconcile | Stack step | `cloud.RenderStacks` before it | AWS API calls | Calls per stack | Stacks changed |\n|---|---:|---:|---|---:|---|\n")
+	b.WriteString("| Reconcile | Stack step | `render.Stacks` before it | AWS API calls | Calls per stack | Stacks changed |\n|---|---:|---:|---|---:|---|\n")
 	row := func(name string, wall, render time.Duration, calls map[string]float64, changed string) {
 		total := 0.0
 		for _, n := range calls {

@@ -117,7 +117,7 @@ func (b *bench) reconcile(ctx context.Context, a api.Assignment, version string)
 		return run, err
 	}
 	start := time.Now()
-	cluster, err := cloud.RenderStacks(b.files, a, items)
+	cluster, _, err := render.Stacks(b.files, a, items)
 	if err != nil {
 		return run, err
 	}

@@ -3,7 +3,6 @@
 package main
 
 import (
-	"github.com/caravan-gitops/caravan/agent/cloud"
 	"os"
 	"path/filepath"
 	"testing"
@@ -42,7 +41,7 @@ func TestTheClusterRendersSixStacks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cluster, err := cloud.RenderStacks(files, a, items)
+	cluster, _, err := render.Stacks(files, a, items)
 	if err != nil || cluster == nil {
 		t.Fatalf("%v, %v", cluster, err)
 	}

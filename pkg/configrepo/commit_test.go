@@ -1,4 +1,4 @@
-package source
+package configrepo
 
 import (
 	"context"
@@ -29,7 +29,7 @@ func TestFetchCommitFindsTheCommitOnAnyBranch(t *testing.T) {
 	url, creds := git.RepoURL("config"), Credentials{Username: git.User, Password: git.Password}
 
 	fetchCommit := func(ctx context.Context, url string, creds Credentials, commit string) (fs.FS, error) {
-		repo, err := New(url, creds)
+		repo, err := Open(url, creds)
 		require.NoError(t, err)
 		return repo.FetchCommit(ctx, commit)
 	}

@@ -1,4 +1,4 @@
-package source
+package configrepo
 
 import (
 	"context"
@@ -22,7 +22,7 @@ func TestHeadAndFetchThroughARealGitServer(t *testing.T) {
 	require.NoError(t, err)
 	ctx := context.Background()
 
-	repo, err := New(srv.RepoURL("config"), Credentials{Username: srv.User, Password: srv.Password})
+	repo, err := Open(srv.RepoURL("config"), Credentials{Username: srv.User, Password: srv.Password})
 	require.NoError(t, err)
 	head, err := repo.Head(ctx, "dev")
 	require.NoError(t, err)
@@ -49,8 +49,10 @@ func TestHeadAndFetchThroughARealGitServer(t *testing.T) {
 
 	_, err = repo.Head(ctx, "nightly")
 	assert.ErrorIs(t, err, ErrBranchNotFound)
+	_, err = repo.Fetch(ctx, "nightly")
+	assert.ErrorIs(t, err, ErrBranchNotFound)
 
-	wrong, err := New(srv.RepoURL("config"), Credentials{Username: srv.User, Password: "nope"})
+	wrong, err := Open(srv.RepoURL("config"), Credentials{Username: srv.User, Password: "nope"})
 	require.NoError(t, err)
 	_, err = wrong.Head(ctx, "dev")
 	assert.Error(t, err, "a wrong password is refused")
@@ -65,7 +67,7 @@ func TestHeadAndFetchOverSSHWithAKeyAndAPinnedHost(t *testing.T) {
 	ssh := srv.StartSSH(t)
 	ctx := context.Background()
 
-	repo, err := New(ssh.URL("config"), Credentials{SSHKey: ssh.ClientKey, KnownHosts: ssh.KnownHosts})
+	repo, err := Open(ssh.URL("config"), Credentials{SSHKey: ssh.ClientKey, KnownHosts: ssh.KnownHosts})
 	require.NoError(t, err)
 	head, err := repo.Head(ctx, "dev")
 	require.NoError(t, err)
@@ -78,12 +80,12 @@ func TestHeadAndFetchOverSSHWithAKeyAndAPinnedHost(t *testing.T) {
 	assert.Equal(t, "config\n", string(b))
 
 	other := gitserver.Start(t).StartSSH(t)
-	stranger, err := New(ssh.URL("config"), Credentials{SSHKey: other.ClientKey, KnownHosts: ssh.KnownHosts})
+	stranger, err := Open(ssh.URL("config"), Credentials{SSHKey: other.ClientKey, KnownHosts: ssh.KnownHosts})
 	require.NoError(t, err)
 	_, err = stranger.Head(ctx, "dev")
 	assert.Error(t, err, "a key the server does not know is refused")
 
-	impostor, err := New(ssh.URL("config"), Credentials{SSHKey: ssh.ClientKey, KnownHosts: other.KnownHosts})
+	impostor, err := Open(ssh.URL("config"), Credentials{SSHKey: ssh.ClientKey, KnownHosts: other.KnownHosts})
 	require.NoError(t, err)
 	_, err = impostor.Head(ctx, "dev")
 	assert.Error(t, err, "a host whose key known_hosts does not pin is refused")

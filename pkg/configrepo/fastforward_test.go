@@ -1,4 +1,4 @@
-package channels
+package configrepo
 
 import (
 	"context"
@@ -14,7 +14,7 @@ func TestFastForwardPushesACommitOfTheSourceBranch(t *testing.T) {
 	repo := newTestRepo(t)
 	one := repo.commit("dev", "one")
 	two := repo.commit("dev", "two")
-	r, err := OpenRepo(repo.url, repo.creds())
+	r, err := Open(repo.url, repo.creds())
 	require.NoError(t, err)
 	ctx := context.Background()
 
@@ -40,7 +40,7 @@ func TestFastForwardRefusesWhatIsNotOne(t *testing.T) {
 	devCommit := repo.commit("dev", "dev work")
 	hotfix := repo.commit("alpha", "hotfix on alpha")
 	betaOnly := repo.commit("beta", "beta only")
-	r, err := OpenRepo(repo.url, repo.creds())
+	r, err := Open(repo.url, repo.creds())
 	require.NoError(t, err)
 	ctx := context.Background()
 
@@ -59,7 +59,7 @@ func TestFastForwardRefusesWhatIsNotOne(t *testing.T) {
 	_, err = r.FastForward(ctx, "dev", "stable", devCommit)
 	require.ErrorIs(t, err, ErrBranchNotFound)
 
-	wrong, err := OpenRepo(repo.url, gitauth.Credentials{Username: repo.srv.User, Password: "nope"})
+	wrong, err := Open(repo.url, gitauth.Credentials{Username: repo.srv.User, Password: "nope"})
 	require.NoError(t, err)
 	_, err = wrong.FastForward(ctx, "dev", "beta", devCommit)
 	assert.Error(t, err, "a wrong password is refused")

@@ -1,17 +1,16 @@
-// Package channels is the channel model and promotion: the channels'
-// branch heads and histories read from git, where a commit stands on a
-// channel's clusters (from the registry's status history), the promotion
-// gate, and the fast-forward of one channel's branch to a commit of another.
-// The computations over registry data are pure functions, shared by the
-// registry's API and its web UI.
-package channels
+// Package configrepo is Caravan's one way to the config repository, for
+// every part that reaches it: the agent lists a channel's branch and
+// fetches one commit's files shallowly into memory, caravan-central reads
+// the channels' heads and histories, and the command line fast-forwards a
+// branch to promote a commit. Everything is read and written in memory;
+// nothing touches the disk.
+package configrepo
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
@@ -23,25 +22,21 @@ import (
 	"github.com/caravan-gitops/caravan/pkg/gitauth"
 )
 
+// Credentials authenticate to the git server; set at most one kind.
+type Credentials = gitauth.Credentials
+
 // ErrBranchNotFound means the repository has no such branch.
 var ErrBranchNotFound = errors.New("branch not found")
 
-// Commit is what the registry and the command line show of a commit.
-type Commit struct {
-	Hash    string
-	Subject string
-	Author  string
-	Time    time.Time
-}
-
-// Repo is a config repository at a URL, read and written in memory.
+// Repo is a config repository at a URL.
 type Repo struct {
 	URL  string
 	auth transport.AuthMethod
 }
 
-// OpenRepo returns the repository at url, reached with creds.
-func OpenRepo(url string, creds gitauth.Credentials) (*Repo, error) {
+// Open returns the repository at url, reached with creds. It reaches
+// nothing yet.
+func Open(url string, creds Credentials) (*Repo, error) {
 	auth, err := creds.Method()
 	if err != nil {
 		return nil, err
@@ -66,7 +61,20 @@ func (r *Repo) Branches(ctx context.Context) (map[string]string, error) {
 	return out, nil
 }
 
-// fetch fetches branches into a new in-memory repository, as
+// Head returns the commit the branch points to, listing the remote's refs
+// without fetching anything: the cheap check of every steady-state poll.
+func (r *Repo) Head(ctx context.Context, branch string) (string, error) {
+	branches, err := r.Branches(ctx)
+	if err != nil {
+		return "", err
+	}
+	if hash, ok := branches[branch]; ok {
+		return hash, nil
+	}
+	return "", fmt.Errorf("%s in %s: %w", branch, r.URL, ErrBranchNotFound)
+}
+
+// fetch fetches branches (no tags) into a new in-memory repository, as
 // refs/remotes/origin/<branch>; depth 0 fetches their whole history.
 func (r *Repo) fetch(ctx context.Context, depth int, branches ...string) (*git.Repository, error) {
 	repo, err := git.Init(memory.NewStorage(), nil)
@@ -106,64 +114,4 @@ func fetchedHead(repo *git.Repository, branch string) (*object.Commit, error) {
 		return nil, fmt.Errorf("reading commit %s of %s: %w", ref.Hash(), branch, err)
 	}
 	return c, nil
-}
-
-// HeadCommits fetches the newest commit of each branch alone (depth 1, no
-// tags) and describes it.
-func (r *Repo) HeadCommits(ctx context.Context, branches []string) (map[string]Commit, error) {
-	repo, err := r.fetch(ctx, 1, branches...)
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]Commit{}
-	for _, b := range branches {
-		c, err := fetchedHead(repo, b)
-		if err != nil {
-			return nil, err
-		}
-		out[b] = describe(c)
-	}
-	return out, nil
-}
-
-// Log returns up to limit commits of the branch, newest first, following
-// first parents only: the commits that were the branch's head one after
-// the other when changes are merged into it. A fetch of depth limit holds
-// all of them.
-func (r *Repo) Log(ctx context.Context, branch string, limit int) ([]Commit, error) {
-	repo, err := r.fetch(ctx, limit, branch)
-	if err != nil {
-		return nil, err
-	}
-	c, err := fetchedHead(repo, branch)
-	if err != nil {
-		return nil, err
-	}
-	var out []Commit
-	for c != nil && len(out) < limit {
-		out = append(out, describe(c))
-		if c.NumParents() == 0 {
-			break
-		}
-		parent, err := c.Parent(0)
-		if err != nil {
-			// The fetch is shallow: the first parent beyond its depth is absent.
-			break
-		}
-		c = parent
-	}
-	return out, nil
-}
-
-func describe(c *object.Commit) Commit {
-	subject, _, _ := strings.Cut(strings.TrimSpace(c.Message), "\n")
-	return Commit{Hash: c.Hash.String(), Subject: strings.TrimSpace(subject), Author: c.Author.Name, Time: c.Committer.When.UTC()}
-}
-
-// Short is the first seven characters of a commit id, as git shows it.
-func Short(commit string) string {
-	if len(commit) > 7 {
-		return commit[:7]
-	}
-	return commit
 }
