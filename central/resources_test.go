@@ -181,6 +181,17 @@ func TestNodePoolsAndBlocksReachTheAssignment(t *testing.T) {
 		})
 		p := admin.must(http.StatusUnprocessableEntity, "PATCH", pools+"/spot", `{"max_size":-1}`).problem(t)
 		assert.Equal(t, "max_size", p["field"])
+		// A profile names a node shape of the templates; it never carries
+		// anything else into them.
+		for _, profile := range []string{"-", "worker\nrm -rf /", "worker default", "gpu"} {
+			p = admin.must(http.StatusUnprocessableEntity, "PATCH", pools+"/spot", map[string]any{"profile": profile}).problem(t)
+			assert.Equal(t, "profile", p["field"], profile)
+			p = admin.must(http.StatusUnprocessableEntity, "POST", pools, map[string]any{
+				"name": "other", "profile": profile, "instance_types": []string{"m6i.large"}, "min_size": 0, "max_size": 1,
+			}).problem(t)
+			assert.Equal(t, "profile", p["field"], profile)
+		}
+		admin.must(http.StatusOK, "PATCH", pools+"/spot", map[string]any{"profile": "worker-gpu"})
 		admin.must(http.StatusNotFound, "POST", "/api/v1/clusters/aws:123456789012:eu-central-1:nope/node-pools", map[string]any{"name": "x"})
 
 		blocks := "/api/v1/clusters/" + clusterA + "/blocks"

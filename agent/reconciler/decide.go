@@ -112,6 +112,13 @@ func Decide(spec clusterconfig.Spec, a *api.Assignment, head string, st clusterc
 	}
 	switch version {
 	case st.CurrentVersion:
+		if interrupted(st, version) {
+			// A version that failed may have left some of its objects or
+			// stacks behind: coming back to the current version is a
+			// converge, like a drift correction restoring what was
+			// approved, and not held by a window.
+			return Decision{Action: Converge, Version: version, Reason: "back to the current version after " + st.NextVersion + " did not complete"}
+		}
 		if len(st.PendingNodePools) > 0 || len(st.Rolls) > 0 {
 			return Decision{Action: NodeWork, Version: version, Reason: "node pools are being retired or rolled"}
 		}
@@ -123,6 +130,13 @@ func Decide(spec clusterconfig.Spec, a *api.Assignment, head string, st clusterc
 		return Decision{Action: Converge, Version: version, Reason: "finishing the version under way"}
 	}
 	return decideWindow(a.ConfigItems[api.ConfigUpdateWindows], version, now)
+}
+
+// interrupted reports whether another version than this one was started
+// and did not complete: failed to render, to update a stack, to apply or to
+// become healthy.
+func interrupted(st clusterconfig.Status, version string) bool {
+	return st.NextVersion != "" && st.NextVersion != version
 }
 
 // decideWindow lets a new version start inside the update window, and

@@ -9,7 +9,6 @@ import (
 	"github.com/caravan-gitops/caravan/agent/pipeline"
 	"github.com/caravan-gitops/caravan/agent/render"
 	"github.com/caravan-gitops/caravan/pkg/api"
-	"github.com/caravan-gitops/caravan/pkg/configrepo"
 )
 
 // WithDrift makes the loop keep the cluster as each version left it, and
@@ -56,7 +55,7 @@ func (r *Reconciler) applyVersion(ctx context.Context, rendered *render.Result, 
 // adoptVersion starts keeping the current version when the tracker has
 // none, as after the agent started: it renders the commit the version was
 // applied from, and keeps it when it renders the objects applied.
-func (r *Reconciler) adoptVersion(ctx context.Context, cc *clusterconfig.ClusterConfig, repo *configrepo.Repo, a *api.Assignment) {
+func (r *Reconciler) adoptVersion(ctx context.Context, cc *clusterconfig.ClusterConfig, repo Source, a *api.Assignment) {
 	st := cc.Status
 	if r.drift == nil || r.drift.Tracking() || st.CurrentVersion == "" || st.AppliedObjects == "" || st.LastAppliedRevision == "" ||
 		r.adoptTried == st.CurrentVersion {

@@ -22,6 +22,9 @@ type Infrastructure struct {
 	AWS *cloud.AWS
 	// Trigger, when set, wakes the loop as soon as a roll can go on.
 	Trigger *nodes.Trigger
+	// SkipNodes leaves the nodes alone: a rehearsal's scratch cluster runs
+	// on nodes that are not its pools' instances.
+	SkipNodes bool
 }
 
 // WithInfrastructure lets the loop update stacks and retire node pools;
@@ -135,7 +138,7 @@ func (r *Reconciler) retirePools(ctx context.Context, cc *clusterconfig.ClusterC
 // the whole cluster) it only stops them.
 func (r *Reconciler) rollNodes(ctx context.Context, a api.Assignment, out *outcome, blockAll bool) {
 	settings := out.status.NodeUpdate
-	if settings == nil || r.infra.AWS == nil {
+	if settings == nil || r.infra.AWS == nil || r.infra.SkipNodes {
 		return
 	}
 	cfg, err := settings.Config(a, blockAll)

@@ -7,7 +7,6 @@ import (
 	"github.com/caravan-gitops/caravan/agent/assignment"
 	"github.com/caravan-gitops/caravan/agent/nodes"
 	"github.com/caravan-gitops/caravan/pkg/api"
-	"github.com/caravan-gitops/caravan/pkg/configrepo"
 )
 
 // Run loops until ctx ends. It reconciles after every answer of the
@@ -135,15 +134,15 @@ func (r *Reconciler) stopTrigger() {
 
 // head is the branch's head commit: listed again when asked to, and when
 // the last listing was of another branch or repository.
-func (r *Reconciler) head(ctx context.Context, repo *configrepo.Repo, branch string, list bool) (string, error) {
-	if !list && r.listed.url == repo.URL && r.listed.branch == branch && r.listed.commit != "" {
+func (r *Reconciler) head(ctx context.Context, repo Source, branch string, list bool) (string, error) {
+	if !list && r.listed.url == repo.Location() && r.listed.branch == branch && r.listed.commit != "" {
 		return r.listed.commit, nil
 	}
 	commit, err := repo.Head(ctx, branch)
 	if err != nil {
 		return "", err
 	}
-	r.listed = listedHead{url: repo.URL, branch: branch, commit: commit}
+	r.listed = listedHead{url: repo.Location(), branch: branch, commit: commit}
 	return commit, nil
 }
 

@@ -61,6 +61,8 @@ type Reconciler struct {
 	// and most reconciles change nothing.
 	config *clusterconfig.ClusterConfig
 	infra  Infrastructure
+	// open opens the config repo; nil opens the repository itself.
+	open OpenSource
 	// listed is the branch head the last reconcile listed.
 	listed listedHead
 	// wakeAt is the earliest forecast force, or opening of a node update
@@ -119,7 +121,7 @@ func (r *Reconciler) reconcile(ctx context.Context, a *api.Assignment, listHead 
 	out.status.NextWindow = nil
 	defer func() { r.finish(ctx, cc, &out) }()
 
-	repo, err := configrepo.Open(a.Channel.RepositoryURL, r.cfg.Git)
+	repo, err := r.openSource(a.Channel.RepositoryURL)
 	if err != nil {
 		out.fail("source", "The config repo cannot be read", err)
 		return
@@ -224,7 +226,7 @@ func (r *Reconciler) readClusterConfig(ctx context.Context) (*clusterconfig.Clus
 }
 
 // converge renders, applies and waits for one version.
-func (r *Reconciler) converge(ctx context.Context, cc *clusterconfig.ClusterConfig, repo *configrepo.Repo, a *api.Assignment, d Decision, out *outcome) {
+func (r *Reconciler) converge(ctx context.Context, cc *clusterconfig.ClusterConfig, repo Source, a *api.Assignment, d Decision, out *outcome) {
 	out.status.NextVersion = d.Version
 	r.report(ctx, out.status, api.PhaseRendering, nil)
 	snap, err := repo.Fetch(ctx, a.Channel.Branch)
@@ -240,7 +242,10 @@ func (r *Reconciler) converge(ctx context.Context, cc *clusterconfig.ClusterConf
 		out.fail("source", "The commit's files cannot be read", err)
 		return
 	}
-	if inputs == out.status.AppliedInputs && out.status.CurrentVersion != "" {
+	// The inputs' digest tells that the cluster needs nothing only while it
+	// is as the applied inputs left it; a version that did not complete
+	// since may have changed stacks or objects.
+	if inputs == out.status.AppliedInputs && out.status.CurrentVersion != "" && !interrupted(cc.Status, version) {
 		out.sameObjects = true
 		out.applied(version, snap.Commit, r.now())
 		return
@@ -366,16 +371,21 @@ func mergeInventory(old apply.Inventory, res *apply.Result, ok bool) apply.Inven
 	return out
 }
 
+// ConfigHealthTimeout is the config item that bounds the health wait.
+const ConfigHealthTimeout = "health_timeout"
+
 // waitHealthy waits for the applied objects, and gives up as soon as a newer
 // version or a block arrives, so a slow wait never holds the next fix back.
-func (r *Reconciler) waitHealthy(ctx context.Context, repo *configrepo.Repo, a *api.Assignment, version string, rendered *render.Result, inv apply.Inventory) error {
+func (r *Reconciler) waitHealthy(ctx context.Context, repo Source, a *api.Assignment, version string, rendered *render.Result, inv apply.Inventory) error {
 	timeout := r.cfg.HealthTimeout
-	if d, err := time.ParseDuration(rendered.ConfigItems["health_timeout"]); err == nil && d > 0 {
+	if d, err := time.ParseDuration(rendered.ConfigItems[ConfigHealthTimeout]); err == nil && d > 0 {
 		timeout = d
 	}
 	waitCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	go r.watchForNewer(waitCtx, cancel, repo, a, version)
+	if r.keeper != nil {
+		go r.watchForNewer(waitCtx, cancel, repo, a, version)
+	}
 	err := r.applier.Wait(waitCtx, inv, timeout)
 	if cause := context.Cause(waitCtx); err != nil && cause != nil && !errors.Is(cause, context.Canceled) {
 		return cause
@@ -386,7 +396,7 @@ func (r *Reconciler) waitHealthy(ctx context.Context, repo *configrepo.Repo, a *
 // errSuperseded ends a health wait that a newer version made pointless.
 var errSuperseded = errors.New("superseded by a newer version before it became healthy")
 
-func (r *Reconciler) watchForNewer(ctx context.Context, cancel context.CancelCauseFunc, repo *configrepo.Repo, a *api.Assignment, version string) {
+func (r *Reconciler) watchForNewer(ctx context.Context, cancel context.CancelCauseFunc, repo Source, a *api.Assignment, version string) {
 	tick := time.NewTicker(max(r.cfg.Interval/6, time.Second))
 	defer tick.Stop()
 	for {

@@ -44,6 +44,9 @@ func Open(url string, creds Credentials) (*Repo, error) {
 	return &Repo{URL: url, auth: auth}, nil
 }
 
+// Location is the repository's URL.
+func (r *Repo) Location() string { return r.URL }
+
 // Branches lists the remote's branches and the commit each points to,
 // fetching nothing.
 func (r *Repo) Branches(ctx context.Context) (map[string]string, error) {

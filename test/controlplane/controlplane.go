@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	_ "embed"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
@@ -125,7 +126,11 @@ func (cp *ControlPlane) launch(ctx context.Context) error {
 	if err := cp.run("kube-scheduler", "--kubeconfig", cp.Kubeconfig, "--leader-elect=false", "--secure-port=0", "--v", "0"); err != nil {
 		return err
 	}
-	if err := cp.run("kwok", "--kubeconfig", cp.Kubeconfig, "--config", StagesFile(cp.bin),
+	failStage := cp.path("pod-fail-stage.yaml")
+	if err := os.WriteFile(failStage, podFailStage, 0o600); err != nil {
+		return err
+	}
+	if err := cp.run("kwok", "--kubeconfig", cp.Kubeconfig, "--config", StagesFile(cp.bin), "--config", failStage,
 		"--manage-all-nodes=false", "--manage-nodes-with-annotation-selector", KwokNodeAnnotation+"=fake",
 		"--node-ip", "10.0.1.1", "--node-lease-duration-seconds", "40", "--server-address", "127.0.0.1:0"); err != nil {
 		return err
@@ -385,6 +390,19 @@ func BinDir() (string, error) {
 	}
 	return dir, nil
 }
+
+// podFailStage is the test control plane's own kwok Stage: a pod with the
+// annotation PodExitCodeAnnotation fails with that exit code.
+//
+//go:embed stages/pod-fail.yaml
+var podFailStage []byte
+
+// PodExitCodeAnnotation makes a pod fail with its value as exit code, once
+// Running and Ready; its pod also needs PodCompleteWeightAnnotation "0".
+const (
+	PodExitCodeAnnotation       = "stage.caravan.io/exit-code"
+	PodCompleteWeightAnnotation = "pod-complete.stage.kwok.x-k8s.io/weight"
+)
 
 // StagesFile is kwok's configuration: the node and pod stages it plays.
 func StagesFile(binDir string) string { return filepath.Join(binDir, "kwok-stages.yaml") }
