@@ -15,6 +15,8 @@ import (
 
 	"github.com/caravan-gitops/caravan/pkg/api"
 	"github.com/caravan-gitops/caravan/pkg/gitauth"
+
+	"github.com/caravan-gitops/caravan/test/gitserver"
 )
 
 // fakeClock is a clock that moves only when told.
@@ -38,14 +40,14 @@ func (c *fakeClock) advance(d time.Duration) {
 func quiet() HeadsOption { return WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))) }
 
 func TestHeadsReadEachChannelAndReportAnUnreadableOneAlone(t *testing.T) {
-	repo := newTestRepo(t)
-	dns := repo.commit("dev", "four DNS replicas")
+	repo := gitserver.StartChannelRepo(t)
+	dns := repo.Commit("dev", "four DNS replicas")
 	clock := &fakeClock{t: now}
-	heads := NewHeads(repo.creds(), 30*time.Second, WithClock(clock.now), quiet())
+	heads := NewHeads(repo.Credentials(), 30*time.Second, WithClock(clock.now), quiet())
 	chans := []api.Channel{
-		{Name: "dev", Branch: "dev", RepositoryURL: repo.url},
-		{Name: "alpha", Branch: "alpha", RepositoryURL: repo.url},
-		{Name: "nightly", Branch: "nightly", RepositoryURL: repo.url},
+		{Name: "dev", Branch: "dev", RepositoryURL: repo.URL},
+		{Name: "alpha", Branch: "alpha", RepositoryURL: repo.URL},
+		{Name: "nightly", Branch: "nightly", RepositoryURL: repo.URL},
 		{Name: "elsewhere", Branch: "dev", RepositoryURL: "http://127.0.0.1:1/config.git"},
 		{Name: "nowhere", Branch: "dev"},
 	}
@@ -60,23 +62,23 @@ func TestHeadsReadEachChannelAndReportAnUnreadableOneAlone(t *testing.T) {
 	assert.WithinDuration(t, time.Now(), *dev.Time, time.Minute, "the commit's time")
 	assert.Equal(t, now, *dev.CheckedAt)
 	assert.Empty(t, dev.Error)
-	assert.Equal(t, repo.first, got["alpha"].Commit)
+	assert.Equal(t, repo.First, got["alpha"].Commit)
 	assert.Equal(t, "Initial configuration", got["alpha"].Subject)
 	assert.Contains(t, got["nightly"].Error, "has no branch nightly")
 	assert.Empty(t, got["nightly"].Commit)
 	assert.Contains(t, got["elsewhere"].Error, "127.0.0.1:1")
 	assert.Equal(t, ErrNoRepository.Error(), got["nowhere"].Error)
 
-	next := repo.commit("dev", "five DNS replicas")
+	next := repo.Commit("dev", "five DNS replicas")
 	assert.Equal(t, dns, heads.Head(context.Background(), chans[0]).Commit, "a head read moments ago is not read again")
 	clock.advance(61 * time.Second)
 	assert.Equal(t, next, heads.Head(context.Background(), chans[0]).Commit, "a head older than twice the interval is read again")
 
-	last := repo.commit("dev", "six DNS replicas")
-	heads.Forget(repo.url)
+	last := repo.Commit("dev", "six DNS replicas")
+	heads.Forget(repo.URL)
 	assert.Equal(t, last, heads.Head(context.Background(), chans[0]).Commit, "a forgotten repository is read again")
 
-	require.NoError(t, repo.srv.Close())
+	require.NoError(t, repo.Server.Close())
 	clock.advance(time.Hour)
 	gone := heads.Head(context.Background(), chans[0])
 	assert.NotEmpty(t, gone.Error, "an unreachable server is reported")
@@ -86,11 +88,11 @@ func TestHeadsReadEachChannelAndReportAnUnreadableOneAlone(t *testing.T) {
 }
 
 func TestHeadsRunReadsThemEveryInterval(t *testing.T) {
-	repo := newTestRepo(t)
+	repo := gitserver.StartChannelRepo(t)
 	clock := &fakeClock{t: now}
 	// The clock stands still, so Of never finds a head stale: only Run reads.
-	heads := NewHeads(repo.creds(), 20*time.Millisecond, WithClock(clock.now), quiet())
-	chans := []api.Channel{{Name: "dev", Branch: "dev", RepositoryURL: repo.url}}
+	heads := NewHeads(repo.Credentials(), 20*time.Millisecond, WithClock(clock.now), quiet())
+	chans := []api.Channel{{Name: "dev", Branch: "dev", RepositoryURL: repo.URL}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -99,30 +101,30 @@ func TestHeadsRunReadsThemEveryInterval(t *testing.T) {
 	}()
 	t.Cleanup(func() { cancel(); <-done })
 
-	require.Eventually(t, func() bool { return heads.Head(ctx, chans[0]).Commit == repo.first }, 10*time.Second, 10*time.Millisecond)
-	next := repo.commit("dev", "four DNS replicas")
+	require.Eventually(t, func() bool { return heads.Head(ctx, chans[0]).Commit == repo.First }, 10*time.Second, 10*time.Millisecond)
+	next := repo.Commit("dev", "four DNS replicas")
 	require.Eventually(t, func() bool { return heads.Head(ctx, chans[0]).Commit == next }, 10*time.Second, 10*time.Millisecond)
 }
 
 func TestHeadsOverSSHWithAKeyAndAPinnedHost(t *testing.T) {
-	repo := newTestRepo(t)
-	ssh := repo.srv.StartSSH(t)
+	repo := gitserver.StartChannelRepo(t)
+	ssh := repo.Server.StartSSH(t)
 	heads := NewHeads(gitauth.Credentials{SSHKey: ssh.ClientKey, KnownHosts: ssh.KnownHosts}, time.Minute, quiet())
 	head := heads.Head(context.Background(), api.Channel{Name: "beta", Branch: "beta", RepositoryURL: ssh.URL("config")})
 	assert.Empty(t, head.Error)
-	assert.Equal(t, repo.first, head.Commit)
+	assert.Equal(t, repo.First, head.Commit)
 }
 
 func TestHeadsLogIsCachedPerHead(t *testing.T) {
-	repo := newTestRepo(t)
+	repo := gitserver.StartChannelRepo(t)
 	clock := &fakeClock{t: now}
-	heads := NewHeads(repo.creds(), time.Minute, WithClock(clock.now), quiet())
-	dev := api.Channel{Name: "dev", Branch: "dev", RepositoryURL: repo.url}
+	heads := NewHeads(repo.Credentials(), time.Minute, WithClock(clock.now), quiet())
+	dev := api.Channel{Name: "dev", Branch: "dev", RepositoryURL: repo.URL}
 	log, err := heads.Log(context.Background(), dev, 5)
 	require.NoError(t, err)
 	require.Len(t, log, 1)
 
-	next := repo.commit("dev", "two")
+	next := repo.Commit("dev", "two")
 	log, err = heads.Log(context.Background(), dev, 5)
 	require.NoError(t, err)
 	assert.Len(t, log, 1, "the log follows the cached head")
@@ -137,10 +139,10 @@ func TestHeadsLogIsCachedPerHead(t *testing.T) {
 }
 
 func TestHeadsRunForgetsBranchesNoChannelFollows(t *testing.T) {
-	repo := newTestRepo(t)
-	heads := NewHeads(repo.creds(), time.Hour, quiet())
-	dev := api.Channel{Name: "dev", Branch: "dev", RepositoryURL: repo.url}
-	alpha := api.Channel{Name: "alpha", Branch: "alpha", RepositoryURL: repo.url}
+	repo := gitserver.StartChannelRepo(t)
+	heads := NewHeads(repo.Credentials(), time.Hour, quiet())
+	dev := api.Channel{Name: "dev", Branch: "dev", RepositoryURL: repo.URL}
+	alpha := api.Channel{Name: "alpha", Branch: "alpha", RepositoryURL: repo.URL}
 	heads.Of(context.Background(), []api.Channel{dev, alpha})
 	cached := func() []branchRef {
 		heads.mu.Lock()
@@ -153,5 +155,5 @@ func TestHeadsRunForgetsBranchesNoChannelFollows(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	heads.Run(ctx, func(context.Context) ([]api.Channel, error) { return []api.Channel{dev}, nil })
-	assert.Equal(t, []branchRef{{repo.url, "dev"}}, cached(), "alpha's channel is gone")
+	assert.Equal(t, []branchRef{{repo.URL, "dev"}}, cached(), "alpha's channel is gone")
 }

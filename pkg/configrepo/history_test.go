@@ -7,15 +7,17 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/caravan-gitops/caravan/test/gitserver"
 )
 
 func TestLogFollowsFirstParents(t *testing.T) {
-	repo := newTestRepo(t)
-	one := repo.commit("dev", "one")
-	two := repo.commit("dev", "two")
-	repo.commit("alpha", "feature work")
-	merge := repo.merge("dev", "alpha")
-	r, err := Open(repo.url, repo.creds())
+	repo := gitserver.StartChannelRepo(t)
+	one := repo.Commit("dev", "one")
+	two := repo.Commit("dev", "two")
+	repo.Commit("alpha", "feature work")
+	merge := repo.Merge("dev", "alpha")
+	r, err := Open(repo.URL, repo.Credentials())
 	require.NoError(t, err)
 
 	log, err := r.Log(context.Background(), "dev", 10)
@@ -24,7 +26,7 @@ func TestLogFollowsFirstParents(t *testing.T) {
 	for _, c := range log {
 		hashes, subjects = append(hashes, c.Hash), append(subjects, c.Subject)
 	}
-	assert.Equal(t, []string{merge, two, one, repo.first}, hashes, "the merged branch's own commits are not the branch's heads")
+	assert.Equal(t, []string{merge, two, one, repo.First}, hashes, "the merged branch's own commits are not the branch's heads")
 	assert.Equal(t, []string{"Merge alpha into dev", "two", "one", "Initial configuration"}, subjects)
 	assert.Equal(t, "Merger", log[0].Author)
 
@@ -37,9 +39,9 @@ func TestLogFollowsFirstParents(t *testing.T) {
 }
 
 func TestHeadCommitsDescribeEachBranchHead(t *testing.T) {
-	repo := newTestRepo(t)
-	dns := repo.commit("dev", "four DNS replicas\n\nThe cluster grew.")
-	r, err := Open(repo.url, repo.creds())
+	repo := gitserver.StartChannelRepo(t)
+	dns := repo.Commit("dev", "four DNS replicas\n\nThe cluster grew.")
+	r, err := Open(repo.URL, repo.Credentials())
 	require.NoError(t, err)
 
 	heads, err := r.HeadCommits(context.Background(), []string{"dev", "alpha"})
@@ -50,7 +52,7 @@ func TestHeadCommitsDescribeEachBranchHead(t *testing.T) {
 	assert.Equal(t, "Caravan Test", heads["dev"].Author)
 	assert.WithinDuration(t, time.Now(), heads["dev"].Time, time.Minute)
 	assert.Equal(t, time.UTC, heads["dev"].Time.Location())
-	assert.Equal(t, Commit{Hash: repo.first, Subject: "Initial configuration", Author: "Caravan Test", Time: heads["alpha"].Time}, heads["alpha"])
+	assert.Equal(t, Commit{Hash: repo.First, Subject: "Initial configuration", Author: "Caravan Test", Time: heads["alpha"].Time}, heads["alpha"])
 
 	_, err = r.HeadCommits(context.Background(), []string{"dev", "nightly"})
 	assert.ErrorIs(t, err, ErrBranchNotFound)

@@ -30,23 +30,9 @@ import (
 	"github.com/caravan-gitops/caravan/test/controlplane"
 )
 
-// Binary is the venv's cfn-lint: $CARAVAN_VENV/bin/cfn-lint, else
-// .cache/venv/bin/cfn-lint at the root of this repository, as test/moto
-// finds moto_server.
+// Binary is the venv's cfn-lint.
 func Binary() (string, error) {
-	venv := os.Getenv("CARAVAN_VENV")
-	if venv == "" {
-		root, err := controlplane.RepoRoot()
-		if err != nil {
-			return "", err
-		}
-		venv = filepath.Join(root, ".cache", "venv")
-	}
-	bin := filepath.Join(venv, "bin", "cfn-lint")
-	if _, err := os.Stat(bin); err != nil {
-		return "", fmt.Errorf("the CloudFormation template checks need cfn-lint: run `make test-deps` (make test does), which installs it in %s: %w", venv, err)
-	}
-	return bin, nil
+	return controlplane.VenvBinary("cfn-lint", "the CloudFormation template checks")
 }
 
 // config is the checked-in cfn-lint configuration: the rules it ignores,

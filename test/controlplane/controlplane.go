@@ -407,6 +407,26 @@ const (
 // StagesFile is kwok's configuration: the node and pod stages it plays.
 func StagesFile(binDir string) string { return filepath.Join(binDir, "kwok-stages.yaml") }
 
+// VenvBinary is the path of a command of the tests' Python venv:
+// $CARAVAN_VENV/bin/NAME, else .cache/venv/bin/NAME at the root of this
+// repository. A missing one is an error that says what needs it and names
+// `make test-deps`, which installs it.
+func VenvBinary(name, neededBy string) (string, error) {
+	venv := os.Getenv("CARAVAN_VENV")
+	if venv == "" {
+		root, err := RepoRoot()
+		if err != nil {
+			return "", err
+		}
+		venv = filepath.Join(root, ".cache", "venv")
+	}
+	bin := filepath.Join(venv, "bin", name)
+	if _, err := os.Stat(bin); err != nil {
+		return "", fmt.Errorf("%s need %s: run `make test-deps` (make test does), which installs it in %s: %w", neededBy, name, venv, err)
+	}
+	return bin, nil
+}
+
 // RepoRoot is the root of the caravan repository the caller runs in.
 func RepoRoot() (string, error) {
 	dir, err := os.Getwd()

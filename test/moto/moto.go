@@ -107,23 +107,8 @@ func Launch(ctx context.Context) (*Server, error) {
 	}
 }
 
-// Binary is the path of moto_server: $CARAVAN_VENV/bin/moto_server, else
-// .cache/venv/bin/moto_server at the root of this repository.
-func Binary() (string, error) {
-	venv := os.Getenv("CARAVAN_VENV")
-	if venv == "" {
-		root, err := controlplane.RepoRoot()
-		if err != nil {
-			return "", err
-		}
-		venv = filepath.Join(root, ".cache", "venv")
-	}
-	bin := filepath.Join(venv, "bin", "moto_server")
-	if _, err := os.Stat(bin); err != nil {
-		return "", fmt.Errorf("the AWS tests need moto: run `make test-deps` (make test does), which installs it in %s: %w", venv, err)
-	}
-	return bin, nil
-}
+// Binary is the path of moto_server in the tests' venv.
+func Binary() (string, error) { return controlplane.VenvBinary("moto_server", "the AWS tests") }
 
 // localhostIsLoopback checks that localhost reaches 127.0.0.1, where moto
 // listens, since the endpoint must be named localhost (see Server.Endpoint).
