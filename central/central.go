@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	centralapi "github.com/caravan-gitops/caravan/central/api"
+	"github.com/caravan-gitops/caravan/central/auth"
 	"github.com/caravan-gitops/caravan/central/store"
 	"github.com/caravan-gitops/caravan/central/ui"
 	"github.com/caravan-gitops/caravan/channels"
@@ -33,6 +34,23 @@ type Config struct {
 	InsecureHTTP  bool
 	RepositoryURL string
 	MaxWait       time.Duration
+	// MaxWaitingPolls and MaxWaitingPollsPerToken bound the long-polls
+	// waiting at once, in all and of one token (20,000 and 100 when zero).
+	MaxWaitingPolls         int
+	MaxWaitingPollsPerToken int
+	// MaxUnauthenticatedConns and MaxUnauthenticatedConnsPerIP bound the
+	// connections that have not presented a valid token or session yet, in
+	// all and per client address (1,024 and 128 when zero, no limit when
+	// negative); connections beyond are closed at once.
+	MaxUnauthenticatedConns      int
+	MaxUnauthenticatedConnsPerIP int
+	// BodyTimeout bounds the time a client takes to send a request body (30s when zero).
+	BodyTimeout time.Duration
+	// SessionTTL is how long a web UI sign-in lasts (12h when zero).
+	SessionTTL time.Duration
+	// PollSweep is how often waiting long-polls are checked for clients
+	// that left (2s when zero).
+	PollSweep time.Duration
 	// Git holds the read-only credentials the channels' heads are read with,
 	// every GitRefresh (30s when zero).
 	Git        gitauth.Credentials
@@ -103,13 +121,28 @@ func Run(ctx context.Context, cfg Config) error {
 	defer stopHeads()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	webUI := ui.New(ui.Options{Store: st, Logger: log, Heads: heads})
-	handler := centralapi.New(centralapi.Options{Store: st, Logger: log, MaxWait: cfg.MaxWait, RepositoryURL: cfg.RepositoryURL, Heads: heads, Registerer: reg, Gatherer: reg, UI: webUI})
+	webUI := ui.New(ui.Options{Store: st, Logger: log, Heads: heads, SessionTTL: cfg.SessionTTL})
+	handler := centralapi.New(centralapi.Options{
+		Store: st, Logger: log, MaxWait: cfg.MaxWait, RepositoryURL: cfg.RepositoryURL, Heads: heads, Registerer: reg, Gatherer: reg, UI: webUI,
+		MaxWaitingPolls: cfg.MaxWaitingPolls, MaxWaitingPollsPerToken: cfg.MaxWaitingPollsPerToken, PollSweep: cfg.PollSweep, BodyTimeout: cfg.BodyTimeout,
+	})
+	guard := auth.NewConnGuard(connLimit(cfg.MaxUnauthenticatedConns, 1024), connLimit(cfg.MaxUnauthenticatedConnsPerIP, 128))
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "caravan_central_connections_refused_total",
+		Help: "Connections closed at accept because too many connections had not authenticated yet, in all or from their address.",
+	}, func() float64 { return float64(guard.Refused()) }))
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", cfg.Listen, err)
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	// No ReadTimeout or WriteTimeout: long-polls hold their response for
+	// minutes. Headers have ReadHeaderTimeout and bodies the API's body
+	// deadline; a connection is idle for IdleTimeout at most.
+	srv := &http.Server{
+		Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: maxHeaderBytes,
+		ConnContext: guard.ConnContext, ConnState: guard.ConnState,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- serve(srv, ln, cfg) }()
 	log.Info("caravan-central serving", "version", version.String(), "address", ln.Addr().String(), "database", st.Dialect(), "tls", cfg.TLSCertFile != "")
@@ -129,6 +162,21 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("shutting down: %w", err)
 	}
 	return nil
+}
+
+// maxHeaderBytes bounds a request's header: the registry's requests carry
+// a token and a few entity tags, far less.
+const maxHeaderBytes = 64 << 10
+
+// connLimit is a limit of Config: zero means def, negative no limit (0 for auth.ConnGuard).
+func connLimit(v, def int) int {
+	switch {
+	case v == 0:
+		return def
+	case v < 0:
+		return 0
+	}
+	return v
 }
 
 func serve(srv *http.Server, ln net.Listener, cfg Config) error {

@@ -83,6 +83,12 @@ func (f *serveFlags) register(cmd *cobra.Command) {
 	fs.BoolVar(&f.cfg.InsecureHTTP, "insecure-http", false, "allow plain HTTP on a non-loopback address (behind a TLS-terminating proxy only)")
 	fs.StringVar(&f.cfg.RepositoryURL, "repository-url", "", "config repo URL of the default channels and of new channels that name none")
 	fs.DurationVar(&f.cfg.MaxWait, "max-wait", 5*time.Minute, "longest assignment long-poll a client may ask for")
+	fs.IntVar(&f.cfg.MaxWaitingPolls, "max-waiting-polls", 20000, "most assignment long-polls waiting at once; beyond, polls are answered 503 with Retry-After")
+	fs.IntVar(&f.cfg.MaxWaitingPollsPerToken, "max-waiting-polls-per-token", 100, "most assignment long-polls of one token waiting at once")
+	fs.IntVar(&f.cfg.MaxUnauthenticatedConns, "max-unauthenticated-conns", 1024, "most connections that have not presented a valid token or session yet; beyond, new connections are closed at once (negative: no limit)")
+	fs.IntVar(&f.cfg.MaxUnauthenticatedConnsPerIP, "max-unauthenticated-conns-per-ip", 128, "most such connections from one client address (behind a proxy all clients share its address: raise it; negative: no limit)")
+	fs.DurationVar(&f.cfg.BodyTimeout, "body-timeout", 30*time.Second, "longest time a client may take to send a request body")
+	fs.DurationVar(&f.cfg.SessionTTL, "session-ttl", 12*time.Hour, "how long a web UI sign-in lasts; sign-out ends it at once")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&f.cfg.Git.Username, "git-username", "", "user name for reading the config repo over HTTPS, with --git-password-file")
 	fs.StringVar(&f.git.passwordFile, "git-password-file", "", "file holding the password (or access token) of --git-username")
@@ -105,6 +111,16 @@ func (f *serveFlags) readFiles(log *slog.Logger) error {
 func (f *serveFlags) readGitCredentials() error {
 	if f.cfg.GitRefresh <= 0 {
 		return fmt.Errorf("--git-refresh must be positive, got %s", f.cfg.GitRefresh)
+	}
+	for flag, d := range map[string]time.Duration{"--body-timeout": f.cfg.BodyTimeout, "--session-ttl": f.cfg.SessionTTL} {
+		if d <= 0 {
+			return fmt.Errorf("%s must be positive, got %s", flag, d)
+		}
+	}
+	for flag, n := range map[string]int{"--max-waiting-polls": f.cfg.MaxWaitingPolls, "--max-waiting-polls-per-token": f.cfg.MaxWaitingPollsPerToken} {
+		if n <= 0 {
+			return fmt.Errorf("%s must be positive, got %d", flag, n)
+		}
 	}
 	for _, file := range []struct {
 		flag, path string

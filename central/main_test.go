@@ -33,11 +33,12 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// onBothDatabases runs a test against a registry on SQLite and one on PostgreSQL.
-func onBothDatabases(t *testing.T, test func(t *testing.T, srv *centraltest.Server)) {
-	t.Run("sqlite", func(t *testing.T) { test(t, centraltest.Start(t)) })
+// onBothDatabases runs a test against a registry on SQLite and one on
+// PostgreSQL, both started with opts.
+func onBothDatabases(t *testing.T, test func(t *testing.T, srv *centraltest.Server), opts ...centraltest.Option) {
+	t.Run("sqlite", func(t *testing.T) { test(t, centraltest.Start(t, opts...)) })
 	t.Run("postgres", func(t *testing.T) {
-		test(t, centraltest.Start(t, centraltest.WithDatabase(pg.NewDatabase(t))))
+		test(t, centraltest.Start(t, append([]centraltest.Option{centraltest.WithDatabase(pg.NewDatabase(t))}, opts...)...))
 	})
 }
 

@@ -41,9 +41,17 @@ func (s *Server) getAssignment(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if changed == nil {
-			if s.park(w, r, id, ifNoneMatch, deadline) {
+			tokenID := principalFrom(r.Context()).TokenID
+			if !s.waiting.acquire(tokenID) {
+				w.Header().Set("Retry-After", "10")
+				writeProblem(w, r, problem(http.StatusServiceUnavailable, "Too many waiting polls", "",
+					"too many long-polls wait already, of this token or in all; retry later, or poll without wait"))
 				return
 			}
+			if s.park(w, r, id, a.ETag, deadline) {
+				return
+			}
+			defer s.waiting.release(tokenID)
 			// Watch only a cluster known to exist, then read again: a change
 			// between the first read and the watch is not missed.
 			changed = hub.Watch(id)

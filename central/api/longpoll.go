@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,15 +23,23 @@ import (
 // hundreds. Its answer closes the connection; the agent reconnects for the
 // next poll. HTTP/2 connections cannot be taken over and wait in their
 // handler instead (getAssignment's loop).
+//
+// A parked poll keeps only the entity tag it waits on, never the client's
+// If-None-Match header (up to 64 KiB), and a sweep notices clients that
+// closed their connection and frees their polls (peerGone).
 type parkedPoll struct {
-	s           *Server
-	conn        net.Conn
-	id          string
-	ifNoneMatch string
-	requestID   string
-	route       string
-	start       time.Time
-	deadline    time.Time
+	s *Server
+	// conn is nil once the poll is over.
+	conn net.Conn
+	id   string
+	// etag is the assignment's entity tag that If-None-Match named; the
+	// poll answers when the assignment has another one.
+	etag      string
+	tokenID   string
+	requestID string
+	route     string
+	start     time.Time
+	deadline  time.Time
 
 	mu          sync.Mutex
 	done        bool
@@ -59,10 +68,24 @@ func (pp *parkedPolls) add(p *parkedPoll) bool {
 	return true
 }
 
-func (pp *parkedPolls) remove(p *parkedPoll) {
+// remove reports whether p was among the parked polls.
+func (pp *parkedPolls) remove(p *parkedPoll) bool {
 	pp.mu.Lock()
 	defer pp.mu.Unlock()
+	_, ok := pp.polls[p]
 	delete(pp.polls, p)
+	return ok
+}
+
+// list returns the polls waiting now.
+func (pp *parkedPolls) list() []*parkedPoll {
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	out := make([]*parkedPoll, 0, len(pp.polls))
+	for p := range pp.polls {
+		out = append(out, p)
+	}
+	return out
 }
 
 // closeAll refuses new polls and returns those waiting.
@@ -79,7 +102,9 @@ func (pp *parkedPolls) closeAll() []*parkedPoll {
 
 // park takes the request's connection over; it reports false when the
 // connection cannot be taken (HTTP/2) and the caller must wait itself.
-func (s *Server) park(w http.ResponseWriter, r *http.Request, id, ifNoneMatch string, deadline time.Time) bool {
+// etag is the current entity tag, which If-None-Match named; the caller
+// holds a waiting slot of the token, which the poll gives back when it ends.
+func (s *Server) park(w http.ResponseWriter, r *http.Request, id, etag string, deadline time.Time) bool {
 	conn, buf, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		return false
@@ -87,19 +112,44 @@ func (s *Server) park(w http.ResponseWriter, r *http.Request, id, ifNoneMatch st
 	// Pipelined requests are not expected from agents; anything buffered
 	// beyond this request is dropped with the connection after the answer.
 	releaseBuffers(buf)
+	_ = conn.SetReadDeadline(time.Time{})
 	p := &parkedPoll{
-		s: s, conn: conn, id: id, ifNoneMatch: ifNoneMatch, requestID: requestIDFrom(r.Context()),
-		route: r.Pattern, start: time.Now(), deadline: deadline,
+		s: s, conn: conn, id: id, etag: strings.Clone(etag), tokenID: principalFrom(r.Context()).TokenID,
+		requestID: requestIDFrom(r.Context()), route: r.Pattern, start: time.Now(), deadline: deadline,
 	}
 	if !s.parked.add(p) {
 		p.mu.Lock()
-		p.finish(http.StatusNotModified, store.Assignment{ETag: ifNoneMatch}, nil)
+		p.finish(http.StatusNotModified, store.Assignment{ETag: etag}, nil)
 		p.mu.Unlock()
 		return true
 	}
 	s.metrics.waiting.Inc()
+	s.sweepOnce.Do(func() { go s.sweepParked() })
 	p.check(false)
 	return true
+}
+
+// sweepParked frees, every pollSweep until shutdown, the parked polls whose
+// client closed its connection: without it each would hold a descriptor, a
+// subscription and a waiting slot of its token until its wait ran out.
+func (s *Server) sweepParked() {
+	tick := time.NewTicker(s.pollSweep)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.closing:
+			return
+		case <-tick.C:
+		}
+		for _, p := range s.parked.list() {
+			p.mu.Lock()
+			gone := !p.done && peerGone(p.conn)
+			p.mu.Unlock()
+			if gone {
+				p.abandon()
+			}
+		}
+	}
 }
 
 // releaseBuffers drops the references to net/http's per-connection buffers.
@@ -127,7 +177,7 @@ func (p *parkedPoll) check(final bool) {
 	switch {
 	case err != nil:
 		p.finish(0, a, err)
-	case !etagMatches(p.ifNoneMatch, a.ETag):
+	case a.ETag != p.etag:
 		p.finish(http.StatusOK, a, nil)
 	case final || !now.Before(p.deadline):
 		p.finish(http.StatusNotModified, a, nil)
@@ -143,8 +193,9 @@ func (p *parkedPoll) check(final bool) {
 	}
 }
 
-// finish writes the answer and closes the connection. The caller holds p.mu.
-func (p *parkedPoll) finish(status int, a store.Assignment, err error) {
+// end stops the poll's timer and subscription and gives back its place
+// among the parked polls and its token's waiting slot. The caller holds p.mu.
+func (p *parkedPoll) end() {
 	p.done = true
 	if p.unsubscribe != nil {
 		p.unsubscribe()
@@ -152,10 +203,31 @@ func (p *parkedPoll) finish(status int, a store.Assignment, err error) {
 	if p.timer != nil {
 		p.timer.Stop()
 	}
-	if p.route != "" {
-		p.s.parked.remove(p)
+	if p.s.parked.remove(p) {
 		p.s.metrics.waiting.Dec()
 	}
+	p.s.waiting.release(p.tokenID)
+}
+
+// abandon ends a poll whose client is gone, without an answer; it is
+// counted and logged as 499, the client closing its request.
+func (p *parkedPoll) abandon() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.done {
+		return
+	}
+	p.end()
+	_ = p.conn.Close()
+	elapsed := time.Since(p.start)
+	p.s.metrics.observe(p.route, http.MethodGet, statusClientClosed, elapsed)
+	p.s.log.Debug("request", "request_id", p.requestID, "method", http.MethodGet, "route", p.route, "status", statusClientClosed,
+		"duration_ms", float64(elapsed.Microseconds())/1000, "parked", true, "cluster", p.id, "client_disconnected", true)
+}
+
+// finish writes the answer and closes the connection. The caller holds p.mu.
+func (p *parkedPoll) finish(status int, a store.Assignment, err error) {
+	p.end()
 	var body []byte
 	contentType := "application/json"
 	switch {
@@ -171,9 +243,7 @@ func (p *parkedPoll) finish(status int, a store.Assignment, err error) {
 	}
 	p.write(status, a.ETag, contentType, body)
 	elapsed := time.Since(p.start)
-	if p.route != "" {
-		p.s.metrics.observe(p.route, http.MethodGet, status, elapsed)
-	}
+	p.s.metrics.observe(p.route, http.MethodGet, status, elapsed)
 	p.s.log.Debug("request", "request_id", p.requestID, "method", http.MethodGet, "route", p.route, "status", status,
 		"duration_ms", float64(elapsed.Microseconds())/1000, "parked", true, "cluster", p.id)
 }
@@ -206,4 +276,43 @@ func (s *Server) answerParked() {
 	for _, p := range s.parked.closeAll() {
 		p.check(true)
 	}
+}
+
+// statusClientClosed is how a request whose client went away before its
+// answer is counted and logged (nginx's 499): not a server error.
+const statusClientClosed = 499
+
+// waitingSlots bounds the long-polls that wait at once, per token and in
+// all, so that one token cannot hold the server's descriptors and memory.
+type waitingSlots struct {
+	mu                 sync.Mutex
+	maxTotal, maxToken int
+	total              int
+	byToken            map[string]int
+}
+
+// acquire takes a slot for a poll of tokenID; false means none is free.
+func (ws *waitingSlots) acquire(tokenID string) bool {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	if ws.total >= ws.maxTotal || ws.byToken[tokenID] >= ws.maxToken {
+		return false
+	}
+	if ws.byToken == nil {
+		ws.byToken = map[string]int{}
+	}
+	ws.total++
+	ws.byToken[tokenID]++
+	return true
+}
+
+func (ws *waitingSlots) release(tokenID string) {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	ws.total--
+	if ws.byToken[tokenID] <= 1 {
+		delete(ws.byToken, tokenID)
+		return
+	}
+	ws.byToken[tokenID]--
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -30,7 +31,7 @@ func (s *Server) plain(pattern string, h http.HandlerFunc) {
 
 // route registers a route that needs a token granting access.
 func (s *Server) route(pattern string, access auth.Access, h http.HandlerFunc) {
-	s.mux.Handle(pattern, s.observe(s.authorize(access, h)))
+	s.mux.Handle(pattern, s.observe(s.authorize(access, checkText(h))))
 }
 
 func (s *Server) authorize(access auth.Access, h http.HandlerFunc) http.HandlerFunc {
@@ -49,6 +50,7 @@ func (s *Server) authorize(access auth.Access, h http.HandlerFunc) http.HandlerF
 			writeProblem(w, r, problem(http.StatusServiceUnavailable, "Service unavailable", "", "the token could not be checked; retry"))
 			return
 		}
+		auth.MarkAuthenticated(r.Context())
 		if holder, ok := r.Context().Value(principalKey).(*auth.Principal); ok {
 			*holder = p
 		}
@@ -129,6 +131,9 @@ func (s *Server) observe(h http.HandlerFunc) http.Handler {
 		log := s.log.With("request_id", id)
 		ctx := context.WithValue(context.WithValue(r.Context(), requestIDKey, id), loggerKey, log)
 		ctx = context.WithValue(ctx, principalKey, &auth.Principal{})
+		if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+			r.Body = s.bodyDeadline(w, r.Body)
+		}
 		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		rec := &statusRecorder{ResponseWriter: w}
 		h(rec, r.WithContext(ctx))
@@ -152,6 +157,33 @@ func (s *Server) observe(h http.HandlerFunc) http.Handler {
 		log.Log(ctx, level, "request", "method", r.Method, "path", r.URL.Path, "route", route, "status", rec.status,
 			"duration_ms", float64(elapsed.Microseconds())/1000, "principal", principalFrom(ctx).Name)
 	})
+}
+
+// bodyDeadline bounds the time the client takes to send body: a client
+// trickling a byte now and then would otherwise hold its connection, and
+// net/http reads an unread body after the answer too. The deadline is
+// lifted once the body is read, so that it cannot cut a slow answer short;
+// requests without a body, such as long-polls, never get one.
+func (s *Server) bodyDeadline(w http.ResponseWriter, body io.ReadCloser) io.ReadCloser {
+	rc := http.NewResponseController(w)
+	if rc.SetReadDeadline(time.Now().Add(s.bodyTimeout)) != nil {
+		return body
+	}
+	return &deadlineBody{ReadCloser: body, lift: func() { _ = rc.SetReadDeadline(time.Time{}) }}
+}
+
+type deadlineBody struct {
+	io.ReadCloser
+	lift func()
+}
+
+func (b *deadlineBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if errors.Is(err, io.EOF) && b.lift != nil {
+		b.lift()
+		b.lift = nil
+	}
+	return n, err
 }
 
 func newRequestID() string {

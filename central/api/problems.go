@@ -52,6 +52,11 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 		writeProblem(w, r, problem(http.StatusPreconditionFailed, "Precondition failed", "If-Match", err.Error()+"; read it again and retry"))
 	case errors.As(err, &inUse):
 		writeProblem(w, r, problem(http.StatusConflict, "In use", "", inUse.Reason))
+	case r.Context().Err() != nil:
+		// The client left (or its connection broke) while the request was
+		// served: whatever failed then is no fault of the server.
+		loggerFrom(r.Context()).Info("the client left before its answer", "error", err)
+		w.WriteHeader(statusClientClosed)
 	default:
 		loggerFrom(r.Context()).Error("request failed", "error", err)
 		writeProblem(w, r, problem(http.StatusInternalServerError, "Internal error", "", "the server failed to answer; see its log for request "+requestIDFrom(r.Context())))

@@ -10,6 +10,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 
@@ -336,6 +337,9 @@ func decodeStrict(body []byte, v any) *api.Problem {
 		p := problem(http.StatusBadRequest, "Empty body", "(body)", "the request needs a JSON object")
 		return &p
 	}
+	if p := checkJSONText(body); p != nil {
+		return p
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -360,6 +364,10 @@ func bodyReadProblem(err error) *api.Problem {
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {
 		p := problem(http.StatusRequestEntityTooLarge, "Body too large", "(body)", "the body must be at most 1 MiB")
+		return &p
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		p := problem(http.StatusBadRequest, "Body too slow", "(body)", "the body did not arrive in time; send it at once")
 		return &p
 	}
 	p := problem(http.StatusBadRequest, "Unreadable body", "(body)", err.Error())

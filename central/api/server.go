@@ -3,11 +3,13 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	_ "embed"
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,6 +36,17 @@ type Options struct {
 	RepositoryURL string
 	// MaxWait bounds the long-poll wait a client may ask for.
 	MaxWait time.Duration
+	// MaxWaitingPolls bounds the long-polls waiting at once (20,000 when
+	// zero), MaxWaitingPollsPerToken those of one token (100 when zero);
+	// beyond either a poll is answered 503 with Retry-After.
+	MaxWaitingPolls         int
+	MaxWaitingPollsPerToken int
+	// PollSweep is how often waiting polls are checked for clients that
+	// closed their connection (2s when zero).
+	PollSweep time.Duration
+	// BodyTimeout bounds the time a client takes to send a request's body
+	// (30s when zero); the request is then answered 400 and its connection closed.
+	BodyTimeout time.Duration
 	// Heads reads the channels' branch heads; nil reads them anonymously,
 	// only when asked for.
 	Heads *channels.Heads
@@ -62,6 +75,10 @@ type Server struct {
 	mux           *http.ServeMux
 	closing       chan struct{}
 	parked        parkedPolls
+	waiting       waitingSlots
+	sweepOnce     sync.Once
+	pollSweep     time.Duration
+	bodyTimeout   time.Duration
 	heads         *channels.Heads
 }
 
@@ -86,7 +103,8 @@ func New(o Options) *Server {
 	s := &Server{
 		store: o.Store, authn: auth.NewAuthenticator(o.Store, o.Now), log: o.Logger, now: o.Now,
 		maxWait: o.MaxWait, repositoryURL: o.RepositoryURL, metrics: newMetrics(o.Registerer, o.Store), mux: http.NewServeMux(), closing: make(chan struct{}),
-		heads: o.Heads,
+		heads: o.Heads, waiting: waitingSlots{maxTotal: cmp.Or(o.MaxWaitingPolls, 20000), maxToken: cmp.Or(o.MaxWaitingPollsPerToken, 100)},
+		pollSweep: cmp.Or(o.PollSweep, 2*time.Second), bodyTimeout: cmp.Or(o.BodyTimeout, 30*time.Second),
 	}
 	s.routes(promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}), o.UI)
 	return s

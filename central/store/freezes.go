@@ -92,7 +92,7 @@ func (s *Store) ListFreezes(ctx context.Context, f FreezeFilter) ([]api.Freeze, 
 	}
 	if f.Continue != "" {
 		before, err := base64.RawURLEncoding.DecodeString(f.Continue)
-		if err != nil {
+		if err != nil || !ValidText(string(before)) {
 			return nil, "", &api.Problem{Type: api.ProblemTypeBase + "invalid-query-parameter", Status: 400, Title: "Invalid query parameter continue", Field: "continue", Detail: "continue is not a cursor this server issued"}
 		}
 		where, args = append(where, "key < ?"), append(args, string(before))

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/caravan-gitops/caravan/pkg/api"
@@ -40,13 +41,32 @@ func PlanKey(clusterID, planID string) string { return clusterID + "/" + planID 
 func NewPlanID(now time.Time) (string, error) { return newTimeID(now) }
 
 // newTimeID returns 16 hex digits: the first 11 the time in milliseconds,
-// the other 5 random.
+// the other 5 random, except that ids this process makes within one
+// millisecond count up from the first, so that they still sort by age.
 func newTimeID(now time.Time) (string, error) {
 	var b [4]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return "", fmt.Errorf("reading random bytes: %w", err)
 	}
-	return fmt.Sprintf("%011x%05x", now.UnixMilli(), binary.BigEndian.Uint32(b[:])&0xfffff), nil
+	ms, low := uint64(now.UnixMilli()), uint64(binary.BigEndian.Uint32(b[:])&0xfffff)
+	lastTimeID.Lock()
+	defer lastTimeID.Unlock()
+	if ms <= lastTimeID.ms {
+		// The same millisecond, or a clock that stepped back: one more than
+		// the last id.
+		ms, low = lastTimeID.ms, lastTimeID.low+1
+		if low > 0xfffff {
+			ms, low = ms+1, 0
+		}
+	}
+	lastTimeID.ms, lastTimeID.low = ms, low
+	return fmt.Sprintf("%011x%05x", ms, low), nil
+}
+
+// lastTimeID is the last id newTimeID made.
+var lastTimeID struct {
+	sync.Mutex
+	ms, low uint64
 }
 
 // planKeyAt is the smallest key of a plan of the cluster created at t or later.

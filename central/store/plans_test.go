@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -62,4 +63,19 @@ func TestUnansweredPlanFailsAfterItsTimeout(t *testing.T) {
 	var p *api.Problem
 	require.True(t, errors.As(err, &p), "a late answer is refused: %v", err)
 	assert.Equal(t, http.StatusConflict, p.Status)
+}
+
+func TestTimeIDsSortByAgeWithinAMillisecond(t *testing.T) {
+	now := time.Date(2026, 12, 7, 1, 0, 0, 0, time.UTC)
+	var ids []string
+	for range 1000 {
+		id, err := newTimeID(now)
+		require.NoError(t, err)
+		ids = append(ids, id)
+	}
+	id, err := newTimeID(now.Add(-time.Second))
+	require.NoError(t, err)
+	ids = append(ids, id)
+	assert.True(t, slices.IsSorted(ids), "ids made one after another sort in that order, a clock step back too")
+	assert.Len(t, slices.Compact(slices.Clone(ids)), len(ids), "and are distinct")
 }

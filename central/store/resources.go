@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -138,7 +139,7 @@ func List[T any](ctx context.Context, s *Store, k Kind[T], f Filter) ([]Record[T
 	}
 	if f.Continue != "" {
 		after, err := base64.RawURLEncoding.DecodeString(f.Continue)
-		if err != nil {
+		if err != nil || !ValidText(string(after)) {
 			return nil, "", &api.Problem{Type: api.ProblemTypeBase + "invalid-query-parameter", Status: 400, Title: "Invalid query parameter continue", Field: "continue", Detail: "continue is not a cursor this server issued"}
 		}
 		where, args = append(where, "key > ?"), append(args, string(after))
@@ -177,6 +178,12 @@ func List[T any](ctx context.Context, s *Store, k Kind[T], f Filter) ([]Record[T
 		next = base64.RawURLEncoding.EncodeToString([]byte(keys[f.Limit-1]))
 	}
 	return out, next, nil
+}
+
+// ValidText reports whether s can be kept in a text column of both
+// databases: valid UTF-8 without NUL characters, which PostgreSQL refuses.
+func ValidText(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
 }
 
 // Create stores a new resource and audits it.

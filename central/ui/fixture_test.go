@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -271,6 +272,15 @@ func newBrowser(t *testing.T, f *fleet) *browser {
 		Jar: jar, Timeout: time.Minute,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}}
+}
+
+// newBrowserFrom is a browser whose connections come from the loopback
+// address ip, such as 127.0.0.2: the server sees another client address.
+func newBrowserFrom(t *testing.T, f *fleet, ip string) *browser {
+	b := newBrowser(t, f)
+	dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	b.hc.Transport = &http.Transport{DialContext: dialer.DialContext}
+	return b
 }
 
 type page struct {

@@ -3,6 +3,7 @@ package ui_test
 import (
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -30,14 +31,16 @@ func TestPagesRedirectToSignIn(t *testing.T) {
 	assert.Contains(t, p.Header.Values("Set-Cookie"), "caravan_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict", "the bad cookie is dropped")
 }
 
-func TestSignInKeepsTheTokenInAStrictCookie(t *testing.T) {
+func TestSignInKeepsASessionInAStrictCookie(t *testing.T) {
 	f := startFleet(t)
 	b := newBrowser(t, f)
 	p := b.signIn(f.reader)
 	require.Equal(t, http.StatusSeeOther, p.Status, p.Body)
 	assert.Equal(t, "/", p.Header.Get("Location"))
 	session := cookieNamed(t, p, "caravan_session")
-	assert.Equal(t, f.reader, session.Value)
+	assert.NotContains(t, session.Value, f.reader, "the cookie holds a session, never the API token")
+	assert.True(t, strings.HasPrefix(session.Value, "cvs_"), session.Value)
+	assert.Equal(t, int((12 * time.Hour).Seconds()), session.MaxAge)
 	assert.True(t, session.HttpOnly)
 	assert.Equal(t, http.SameSiteStrictMode, session.SameSite)
 	assert.Equal(t, "/", session.Path)
@@ -80,6 +83,7 @@ func TestSignInRefusals(t *testing.T) {
 
 func TestSignInGoesBackOnlyToThisSite(t *testing.T) {
 	f := startFleet(t)
+	attempt := 0
 	for next, want := range map[string]string{
 		"/channels":                "/channels",
 		"//evil.example/":          "/",
@@ -87,8 +91,19 @@ func TestSignInGoesBackOnlyToThisSite(t *testing.T) {
 		`/\evil.example`:           "/",
 		clusterPath(testDev.ID):    clusterPath(testDev.ID),
 		"/?channel=dev&phase=idle": "/?channel=dev&phase=idle",
+		// Browsers drop tabs and line breaks and read \ as /.
+		"/\t/evil.example":   "/",
+		"/\n/evil.example":   "/",
+		"/\r\n/evil.example": "/",
+		"/\x00/evil.example": "/",
+		"/\x7f/evil.example": "/",
+		"/ /evil.example":    "/",
+		"/\\/evil.example":   "/",
+		"/a\\b":              "/",
 	} {
-		b := newBrowser(t, f)
+		// Each from an address of its own, under the sign-in limit.
+		attempt++
+		b := newBrowserFrom(t, f, "127.0.1."+strconv.Itoa(attempt))
 		form := b.get("/signin?next=" + url.QueryEscape(next))
 		p := b.post("/signin", url.Values{"token": {f.reader}, "nonce": {hiddenField(t, form.Body, "nonce")}, "next": {next}})
 		require.Equal(t, http.StatusSeeOther, p.Status)
@@ -227,4 +242,45 @@ func mustURL(t *testing.T, raw string) *url.URL {
 	u, err := url.Parse(raw)
 	require.NoError(t, err)
 	return u
+}
+
+func TestSignInIsRateLimitedPerAddress(t *testing.T) {
+	f := startFleet(t)
+	b := newBrowser(t, f)
+	var limited page
+	attempts := 0
+	for attempts < 30 {
+		attempts++
+		p := b.signIn("cvn_wrongguess")
+		if p.Status == http.StatusTooManyRequests {
+			limited = p
+			break
+		}
+		require.Equal(t, http.StatusUnauthorized, p.Status, p.Body)
+	}
+	require.Equal(t, http.StatusTooManyRequests, limited.Status, "no limit after %d attempts", attempts)
+	assert.GreaterOrEqual(t, attempts, 11, "ten attempts are allowed at once")
+	retry, err := strconv.Atoi(limited.Header.Get("Retry-After"))
+	require.NoError(t, err, "Retry-After: %q", limited.Header.Get("Retry-After"))
+	assert.Positive(t, retry)
+	assert.Contains(t, limited.Body, "Too many sign-in attempts")
+	p := b.signIn(f.reader)
+	assert.Equal(t, http.StatusTooManyRequests, p.Status, "a valid token waits its turn too")
+	assert.False(t, setsCookie(p, "caravan_session"))
+
+	other := newBrowserFrom(t, f, "127.0.0.2")
+	assert.Equal(t, http.StatusSeeOther, other.signIn(f.reader).Status, "another address is not limited")
+}
+
+func TestStaticServesFilesNotFolders(t *testing.T) {
+	f := startFleet(t)
+	b := newBrowser(t, f)
+	css := b.get("/static/caravan.css")
+	assert.Equal(t, http.StatusOK, css.Status)
+	assert.Contains(t, css.Header.Get("Content-Type"), "text/css")
+	for _, dir := range []string{"/static/", "/static/nothing.css"} {
+		p := b.get(dir)
+		assert.Equal(t, http.StatusNotFound, p.Status, dir)
+		assert.NotContains(t, p.Body, "caravan.css", "%s lists no folder", dir)
+	}
 }

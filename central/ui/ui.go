@@ -5,12 +5,15 @@ package ui
 
 import (
 	"bytes"
+	"cmp"
 	"embed"
 	"errors"
 	"html/template"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/caravan-gitops/caravan/central/auth"
@@ -36,6 +39,8 @@ type Options struct {
 	// that both show the same heads. Nil reads them anonymously, only when
 	// the channels page is shown.
 	Heads *channels.Heads
+	// SessionTTL is how long a sign-in lasts (12h when zero).
+	SessionTTL time.Duration
 }
 
 // UI is the web UI's handlers.
@@ -46,6 +51,9 @@ type UI struct {
 	now   func() time.Time
 	heads *channels.Heads
 	pages map[string]*template.Template
+	// sessionTTL is how long a sign-in lasts; signins limits sign-in attempts per address.
+	sessionTTL time.Duration
+	signins    *rateLimit
 }
 
 // New builds the UI.
@@ -61,7 +69,7 @@ func New(o Options) *UI {
 	}
 	return &UI{
 		store: o.Store, authn: auth.NewAuthenticator(o.Store, o.Now), log: o.Logger, now: o.Now,
-		heads: o.Heads, pages: parsePages(),
+		heads: o.Heads, pages: parsePages(), sessionTTL: cmp.Or(o.SessionTTL, 12*time.Hour), signins: newRateLimit(signinBurst, signinEvery),
 	}
 }
 
@@ -81,7 +89,28 @@ func (u *UI) Routes() map[string]http.HandlerFunc {
 		"GET /signin":                                u.signinForm,
 		"POST /signin":                               u.signin,
 		"POST /signout":                              u.signout,
-		"GET /static/":                               http.StripPrefix("/static/", http.FileServerFS(static)).ServeHTTP,
+		"GET /static/":                               staticFile(static),
+	}
+}
+
+// staticFile serves the files of fsys, never a listing of a folder (404).
+func staticFile(fsys fs.FS) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		name := strings.TrimPrefix(r.URL.Path, "/static/")
+		f, err := fsys.Open(name)
+		if err != nil {
+			http.NotFound(w, r)
+			return
+		}
+		defer f.Close()
+		info, err := f.Stat()
+		content, seekable := f.(io.ReadSeeker)
+		if err != nil || info.IsDir() || !seekable {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		http.ServeContent(w, r, info.Name(), info.ModTime(), content)
 	}
 }
 
