@@ -62,12 +62,17 @@ test: test-deps tools test-go test-api-schema
 test-deps:
 	bash test/deps.sh "$(VENV)"
 
+# test-go: the agent's, the registry's and the shared packages' tests under
+# the race detector (the agent's e2e tests run the agent in-process, so its
+# loop, watches and health wait are raced on real parts), the rest without.
 test-go:
-	go test -count=1 -timeout 20m ./...
+	go test -race -count=1 -timeout 30m ./agent/... ./central/... ./pkg/...
+	go test -count=1 -timeout 20m $$(go list ./... | grep -Ev '^github.com/caravan-gitops/caravan/(agent|central|pkg)(/|$$)')
 
-## test-api-schema: schemathesis against the served OpenAPI spec of a running server
+## test-api-schema: schemathesis against the served OpenAPI spec of a running server, on SQLite and on PostgreSQL
 test-api-schema: build
-	CARAVAN_VENV="$(VENV)" bash test/schemathesis/with-server.sh "$(BIN)/caravan-central"
+	CARAVAN_VENV="$(VENV)" bash test/schemathesis/with-server.sh "$(BIN)/caravan-central" sqlite
+	CARAVAN_VENV="$(VENV)" bash test/schemathesis/with-server.sh "$(BIN)/caravan-central" postgres
 
 ## tools: build etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok and kustomize-controller with its CRDs (once per version)
 tools: $(TOOLS_DIR)/.complete

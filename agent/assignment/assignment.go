@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -27,14 +28,24 @@ type Registry interface {
 	GetAssignment(ctx context.Context, clusterID string, o registry.AssignmentOptions) (*registry.AssignmentResult, error)
 }
 
-// Keeper holds the current assignment.
+// Keeper holds the current assignment. One goroutine polls (the
+// reconciler's loop); any other reads what it polled with Latest, which
+// never waits for a long-poll in flight.
 type Keeper struct {
 	registry  Registry
 	kube      client.Client
 	clusterID string
 	namespace string
-	current   *api.Assignment
-	etag      string
+
+	// polling makes Polls take turns, so that their answers are taken in
+	// the order they were asked for and the Secret is written by one at a
+	// time.
+	polling sync.Mutex
+	// mu guards current and etag: written by Poll (holding polling too),
+	// read by Latest.
+	mu      sync.Mutex
+	current *api.Assignment
+	etag    string
 }
 
 // New returns a Keeper for the cluster, keeping its Secret in namespace.
@@ -57,8 +68,13 @@ type Update struct {
 
 // Poll asks the registry, waiting up to wait for a change. Without an
 // answer it goes on with the last good assignment, from memory or from the
-// Secret after a restart.
+// Secret after a restart. A Poll called while another is under way waits
+// for it: callers that only need the latest assignment use Latest.
 func (k *Keeper) Poll(ctx context.Context, wait time.Duration) (Update, error) {
+	k.polling.Lock()
+	defer k.polling.Unlock()
+	// Only a Poll writes current and etag, and Polls take turns: they are
+	// read here without mu.
 	if k.current == nil {
 		if err := k.load(ctx); err != nil {
 			return Update{}, err
@@ -75,9 +91,25 @@ func (k *Keeper) Poll(ctx context.Context, wait time.Duration) (Update, error) {
 	if res.NotModified {
 		return Update{Assignment: k.current, RegistryTime: res.RegistryTime, ReceivedAt: received}, nil
 	}
-	k.current, k.etag = res.Assignment, res.ETag
-	upd := Update{Assignment: k.current, Changed: true, RegistryTime: res.RegistryTime, ReceivedAt: received}
+	k.set(res.Assignment, res.ETag)
+	upd := Update{Assignment: res.Assignment, Changed: true, RegistryTime: res.RegistryTime, ReceivedAt: received}
 	return upd, k.save(ctx)
+}
+
+// Latest is the assignment the last Poll went on with (nil before the
+// first), without asking the registry and without waiting for a Poll under
+// way. While the loop's long-poll waits, a change at the registry answers
+// it at once, so Latest is as fresh as a Poll of its own would be.
+func (k *Keeper) Latest() *api.Assignment {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.current
+}
+
+func (k *Keeper) set(a *api.Assignment, etag string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.current, k.etag = a, etag
 }
 
 func (k *Keeper) load(ctx context.Context) error {
@@ -96,7 +128,7 @@ func (k *Keeper) load(ctx context.Context) error {
 	if a.Cluster.ID != k.clusterID {
 		return errors.New("the last good assignment is of cluster " + a.Cluster.ID + ", not " + k.clusterID)
 	}
-	k.current, k.etag = a, string(s.Data["etag"])
+	k.set(a, string(s.Data["etag"]))
 	return nil
 }
 

@@ -7,22 +7,14 @@ import (
 	"strings"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/caravan-gitops/caravan/agent/apply"
 	"github.com/caravan-gitops/caravan/agent/clusterconfig"
+	"github.com/caravan-gitops/caravan/agent/events"
 	"github.com/caravan-gitops/caravan/pkg/api"
-)
-
-// Event reasons of drift correction.
-const (
-	ReasonDriftCorrected = "DriftCorrected"
-	ReasonDriftDetected  = "DriftDetected"
-	ReasonDriftHeld      = "DriftHeld"
-	ReasonDriftFight     = "DriftFight"
 )
 
 func (t *Tracker) work() {
@@ -141,10 +133,8 @@ func (t *Tracker) correct(ctx context.Context, id string, o *unstructured.Unstru
 	t.mu.Unlock()
 	t.metrics.detected.WithLabelValues(o.GetKind()).Inc()
 	t.metrics.corrected.WithLabelValues(o.GetKind()).Inc()
-	note := describe(c)
 	t.log.Info("drift corrected", "object", c.Object, "action", c.Action, "fields", c.Fields, "manager", c.Manager)
-	t.recorder.Eventf(after, nil, corev1.EventTypeNormal, ReasonDriftCorrected, "Correct", "%s", note)
-	t.recorder.Eventf(t.clusterConfigRef(), nil, corev1.EventTypeNormal, ReasonDriftCorrected, "Correct", "%s: %s", c.Object, note)
+	events.Publish(t.recorder, driftCorrectedEvents(after, t.clusterConfigRef(), c)...)
 }
 
 // report records a drift once per state of Caravan's fields in the
@@ -176,16 +166,8 @@ func (t *Tracker) report(ctx context.Context, id string, o *unstructured.Unstruc
 	t.remember(c)
 	t.mu.Unlock()
 	t.metrics.detected.WithLabelValues(o.GetKind()).Inc()
-	note := describe(c)
-	reason := ReasonDriftDetected
-	if held != "" {
-		reason, note = ReasonDriftHeld, note+"; held, "+held
-	} else {
-		note += "; drift_correction is report"
-	}
 	t.log.Info("drift detected", "object", c.Object, "fields", c.Fields, "manager", c.Manager, "held", held)
-	t.recorder.Eventf(eventSubject(o, live), nil, corev1.EventTypeWarning, reason, "Detect", "%s", note)
-	t.recorder.Eventf(t.clusterConfigRef(), nil, corev1.EventTypeWarning, reason, "Detect", "%s: %s", c.Object, note)
+	events.Publish(t.recorder, driftDetectedEvents(eventSubject(o, live), t.clusterConfigRef(), c, held)...)
 }
 
 // hold parks a drifted object until the block or suspension is lifted.
@@ -219,10 +201,8 @@ func (t *Tracker) startFight(id string, o *unstructured.Unstructured, live metav
 	t.mu.Unlock()
 	t.metrics.detected.WithLabelValues(o.GetKind()).Inc()
 	t.queue.AddAfter(id, expiry)
-	note := fightDetail(*f)
 	t.log.Info("drift fight; correcting no more", "object", f.Object, "fields", f.Fields, "manager", f.Manager, "until", f.Until)
-	t.recorder.Eventf(eventSubject(o, live), nil, corev1.EventTypeWarning, ReasonDriftFight, "Correct", "%s", note)
-	t.recorder.Eventf(t.clusterConfigRef(), nil, corev1.EventTypeWarning, ReasonDriftFight, "Correct", "%s: %s", f.Object, note)
+	events.Publish(t.recorder, driftFightEvents(eventSubject(o, live), t.clusterConfigRef(), *f)...)
 }
 
 // remember adds a correction to the status; t.mu is held.

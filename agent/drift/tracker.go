@@ -13,11 +13,11 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/metadata"
-	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/caravan-gitops/caravan/agent/apply"
+	"github.com/caravan-gitops/caravan/agent/events"
 	"github.com/caravan-gitops/caravan/pkg/api"
 )
 
@@ -46,7 +46,7 @@ type Tracker struct {
 	meta     metadata.Interface
 	mapper   meta.RESTMapper
 	kube     client.Client
-	recorder events.EventRecorder
+	recorder events.Recorder
 	log      logr.Logger
 	metrics  *Metrics
 	now      func() time.Time
@@ -80,7 +80,7 @@ type Options struct {
 	Metadata metadata.Interface
 	Mapper   meta.RESTMapper
 	Kube     client.Client
-	Recorder events.EventRecorder
+	Recorder events.Recorder
 	Log      logr.Logger
 	Metrics  *Metrics
 }

@@ -89,7 +89,9 @@ type NodeState struct {
 // PodState is the pod a drain wants off its node.
 type PodState struct {
 	Namespace, Name string
-	Created         time.Time
+	// Created is the pod's creationTimestamp; zero when unknown, and then
+	// its lifetime never allows a force.
+	Created time.Time
 	// Terminating: the pod has a deletion timestamp.
 	Terminating bool
 	// EvictionRefused: its last eviction was refused by a PDB (429 with
@@ -102,10 +104,11 @@ type Sibling struct {
 	Name  string
 	Ready bool
 	// ReadySince is when a ready sibling became ready (the
-	// lastTransitionTime of its Ready=True condition); when zero, its age
-	// counts from Created.
+	// lastTransitionTime of its Ready=True condition); zero when unknown,
+	// and then the sibling never allows a force.
 	ReadySince time.Time
-	// Created counts the age of a sibling that is not ready.
+	// Created counts the age of a sibling that is not ready; zero when
+	// unknown, and then the sibling never allows a force.
 	Created     time.Time
 	Terminating bool
 }
@@ -147,7 +150,8 @@ type Decision struct {
 	Action Action
 	// At, for Wait, is the earliest instant a force may be allowed, if
 	// nothing else changes; zero when no time can be known (the node is
-	// not selected, a sibling or the pod itself is terminating).
+	// not selected, a sibling or the pod itself is terminating, or a time
+	// a rule counts from is unknown).
 	At time.Time
 	// Rule, for Wait, names the rule holding the pod back: the one whose
 	// time is At, the first in the order of the SLA table on a tie.
@@ -168,7 +172,9 @@ func (d Decision) String() string {
 // not refused is to be evicted; a refused pod is forced only when every rule
 // holds at now, and otherwise waits until the latest of the instants each
 // rule allows. Siblings are the other pods sharing a PDB with the pod
-// (the pod itself, if listed by name, is skipped). Decide reads no clock.
+// (the pod itself, if listed by name, is skipped). It fails closed: a time
+// a rule counts from that is unknown (zero) never satisfies the rule, so
+// the pod waits, without a time, under that rule. Decide reads no clock.
 func Decide(now time.Time, node NodeState, pod PodState, siblings []Sibling, history History, sla SLA) Decision {
 	if pod.Terminating {
 		return Decision{Action: Wait, Rule: RuleTerminating}
@@ -183,6 +189,9 @@ func Decide(now time.Time, node NodeState, pod PodState, siblings []Sibling, his
 		if s.Name != pod.Name && s.Terminating {
 			return Decision{Action: Wait, Rule: RuleSiblingTerminating}
 		}
+	}
+	if rule, ok := unknownTime(pod, siblings); ok {
+		return Decision{Action: Wait, Rule: rule}
 	}
 
 	// The latest of the instants the time rules allow; a later rule takes
@@ -204,11 +213,7 @@ func Decide(now time.Time, node NodeState, pod PodState, siblings []Sibling, his
 		if s.Name == pod.Name || !s.Ready {
 			continue
 		}
-		since := s.ReadySince
-		if since.IsZero() {
-			since = s.Created
-		}
-		later(since.Add(sla.MinHealthySiblingLifetime), RuleMinHealthySiblingLifetime)
+		later(s.ReadySince.Add(sla.MinHealthySiblingLifetime), RuleMinHealthySiblingLifetime)
 	}
 	for _, s := range siblings {
 		if s.Name == pod.Name || s.Ready {
@@ -221,6 +226,27 @@ func Decide(now time.Time, node NodeState, pod PodState, siblings []Sibling, his
 		return Decision{Action: Wait, At: at, Rule: rule}
 	}
 	return Decision{Action: Force}
+}
+
+// unknownTime names the first rule, in the order of the SLA table, whose
+// time counts from an instant that is not known: the pod's creation, a
+// ready sibling's Ready transition, a sibling's creation. A zero time plus
+// a lifetime is long past; taken as it is, it would allow a force.
+func unknownTime(pod PodState, siblings []Sibling) (string, bool) {
+	if pod.Created.IsZero() {
+		return RuleMinPodLifetime, true
+	}
+	for _, s := range siblings {
+		if s.Name != pod.Name && s.Ready && s.ReadySince.IsZero() {
+			return RuleMinHealthySiblingLifetime, true
+		}
+	}
+	for _, s := range siblings {
+		if s.Name != pod.Name && !s.Ready && s.Created.IsZero() {
+			return RuleMinUnhealthySiblingLifetime, true
+		}
+	}
+	return "", false
 }
 
 // ForecastAnnotation is the value of ForceEvictAfterAnnotation for a

@@ -91,11 +91,67 @@ func TestDecide(t *testing.T) {
 			},
 			Decision{Action: Wait, At: base.Add(50 * time.Minute), Rule: RuleMinHealthySiblingLifetime},
 		},
-		"healthy sibling without a ready time counts from creation": {
+		// Fail closed (issue 14): an unknown time is "not yet", never
+		// the zero time's long past lifetime.
+		"a pod without a creation time waits": {
+			func(_ *NodeState, p *PodState, _ *[]Sibling, _ *History) { p.Created = time.Time{} },
+			Decision{Action: Wait, Rule: RuleMinPodLifetime},
+		},
+		"a ready sibling without a ready time waits, however old": {
+			func(_ *NodeState, _ *PodState, s *[]Sibling, _ *History) { (*s)[0].ReadySince = time.Time{} },
+			Decision{Action: Wait, Rule: RuleMinHealthySiblingLifetime},
+		},
+		"a ready sibling without any time waits": {
 			func(_ *NodeState, _ *PodState, s *[]Sibling, _ *History) {
-				(*s)[0].ReadySince, (*s)[0].Created = time.Time{}, base.Add(-20*time.Minute)
+				(*s)[0].ReadySince, (*s)[0].Created = time.Time{}, time.Time{}
 			},
-			Decision{Action: Wait, At: base.Add(40 * time.Minute), Rule: RuleMinHealthySiblingLifetime},
+			Decision{Action: Wait, Rule: RuleMinHealthySiblingLifetime},
+		},
+		"a ready sibling with a ready time needs no creation time": {
+			func(_ *NodeState, _ *PodState, s *[]Sibling, _ *History) { (*s)[0].Created = time.Time{} },
+			Decision{Action: Force},
+		},
+		"a sibling not ready without a creation time waits": {
+			func(_ *NodeState, _ *PodState, s *[]Sibling, _ *History) { (*s)[1].Created = time.Time{} },
+			Decision{Action: Wait, Rule: RuleMinUnhealthySiblingLifetime},
+		},
+		"an unknown time hides a known later one": {
+			func(n *NodeState, p *PodState, _ *[]Sibling, _ *History) {
+				p.Created = time.Time{}
+				n.DrainStart = base.Add(-time.Minute) // would allow at base+1h59m
+			},
+			Decision{Action: Wait, Rule: RuleMinPodLifetime},
+		},
+		"unknown times: the first rule of the table is named": {
+			func(_ *NodeState, _ *PodState, s *[]Sibling, _ *History) {
+				(*s)[0].ReadySince, (*s)[1].Created = time.Time{}, time.Time{}
+			},
+			Decision{Action: Wait, Rule: RuleMinHealthySiblingLifetime},
+		},
+		"the pod itself listed without times is skipped": {
+			func(_ *NodeState, _ *PodState, s *[]Sibling, _ *History) {
+				*s = append(*s, Sibling{Name: "p"}, Sibling{Name: "p", Ready: true})
+			},
+			Decision{Action: Force},
+		},
+		"a terminating sibling wins over an unknown time": {
+			func(_ *NodeState, p *PodState, s *[]Sibling, _ *History) {
+				p.Created = time.Time{}
+				(*s)[1].Terminating = true
+			},
+			Decision{Action: Wait, Rule: RuleSiblingTerminating},
+		},
+		"not selected wins over an unknown time": {
+			func(n *NodeState, p *PodState, _ *[]Sibling, _ *History) {
+				n.DrainStart, p.Created = time.Time{}, time.Time{}
+			},
+			Decision{Action: Wait, Rule: RuleNodeNotSelected},
+		},
+		"an unknown creation time does not stop an eviction": {
+			func(_ *NodeState, p *PodState, _ *[]Sibling, _ *History) {
+				p.EvictionRefused, p.Created = false, time.Time{}
+			},
+			Decision{Action: Evict},
 		},
 		"unhealthy sibling lifetime": {
 			func(_ *NodeState, _ *PodState, s *[]Sibling, _ *History) {
@@ -210,10 +266,14 @@ func (s scenario) decide(now time.Time) Decision {
 
 // ruleTimes is the SLA table written out for the test, independently of
 // Decide: for each time rule, the instants from which it allows a force.
+// A rule whose time counts from an unknown instant has no time here (see
+// unknown).
 func (s scenario) ruleTimes() map[string][]time.Time {
 	r := map[string][]time.Time{
-		RuleMinPodLifetime: {s.pod.Created.Add(s.sla.MinPodLifetime)},
-		RuleGracePeriod:    {s.node.DrainStart.Add(s.sla.GracePeriod)},
+		RuleGracePeriod: {s.node.DrainStart.Add(s.sla.GracePeriod)},
+	}
+	if !s.pod.Created.IsZero() {
+		r[RuleMinPodLifetime] = []time.Time{s.pod.Created.Add(s.sla.MinPodLifetime)}
 	}
 	if !s.node.LastForced.IsZero() {
 		r[RuleForceEvictInterval] = []time.Time{s.node.LastForced.Add(s.sla.ForceEvictInterval)}
@@ -226,13 +286,30 @@ func (s scenario) ruleTimes() map[string][]time.Time {
 		case sib.Name == s.pod.Name:
 		case sib.Ready && !sib.ReadySince.IsZero():
 			r[RuleMinHealthySiblingLifetime] = append(r[RuleMinHealthySiblingLifetime], sib.ReadySince.Add(s.sla.MinHealthySiblingLifetime))
-		case sib.Ready:
-			r[RuleMinHealthySiblingLifetime] = append(r[RuleMinHealthySiblingLifetime], sib.Created.Add(s.sla.MinHealthySiblingLifetime))
-		default:
+		case !sib.Ready && !sib.Created.IsZero():
 			r[RuleMinUnhealthySiblingLifetime] = append(r[RuleMinUnhealthySiblingLifetime], sib.Created.Add(s.sla.MinUnhealthySiblingLifetime))
 		}
 	}
 	return r
+}
+
+// unknown lists the time rules that count from an unknown instant: they
+// forbid a force whatever the time.
+func (s scenario) unknown() []string {
+	var rules []string
+	if s.pod.Created.IsZero() {
+		rules = append(rules, RuleMinPodLifetime)
+	}
+	for _, sib := range s.siblings {
+		switch {
+		case sib.Name == s.pod.Name:
+		case sib.Ready && sib.ReadySince.IsZero():
+			rules = append(rules, RuleMinHealthySiblingLifetime)
+		case !sib.Ready && sib.Created.IsZero():
+			rules = append(rules, RuleMinUnhealthySiblingLifetime)
+		}
+	}
+	return rules
 }
 
 // forbidden lists every rule that forbids a force at now.
@@ -250,6 +327,7 @@ func (s scenario) forbidden(now time.Time) []string {
 			break
 		}
 	}
+	rules = append(rules, s.unknown()...)
 	for rule, times := range s.ruleTimes() {
 		for _, at := range times {
 			if now.Before(at) {
@@ -283,11 +361,13 @@ func generate(r *rand.Rand) scenario {
 		},
 		pod: PodState{
 			Namespace: "ns", Name: "p",
-			Created:         around(200 * time.Hour),
 			Terminating:     r.IntN(20) == 0,
 			EvictionRefused: r.IntN(10) != 0,
 		},
 		node: NodeState{Name: "n"},
+	}
+	if r.IntN(30) != 0 {
+		s.pod.Created = around(200 * time.Hour)
 	}
 	if r.IntN(15) != 0 {
 		s.node.DrainStart = around(12 * time.Hour)
@@ -301,8 +381,11 @@ func generate(r *rand.Rand) scenario {
 	for i := range r.IntN(7) {
 		created := around(24 * time.Hour)
 		sib := Sibling{Name: "s" + string(rune('a'+i)), Created: created, Ready: r.IntN(3) != 0, Terminating: r.IntN(25) == 0}
-		if sib.Ready && r.IntN(10) != 0 {
+		if sib.Ready && r.IntN(30) != 0 {
 			sib.ReadySince = created.Add(between(0, 10*time.Minute))
+		}
+		if r.IntN(50) == 0 {
+			sib.Created = time.Time{}
 		}
 		s.siblings = append(s.siblings, sib)
 	}
@@ -384,13 +467,13 @@ func TestDecideProperties(t *testing.T) {
 				if !slices.Contains(forbidden, d.Rule) {
 					fail("the rule %q does not forbid", d.Rule)
 				}
-				if d.Rule != RuleNodeNotSelected && d.Rule != RuleSiblingTerminating {
+				if d.Rule != RuleNodeNotSelected && d.Rule != RuleSiblingTerminating && !slices.Contains(s.unknown(), d.Rule) {
 					fail("no time, yet rule %q has one", d.Rule)
 				}
 				continue
 			}
 			counts["wait until: "+d.Rule]++
-			if slices.Contains(forbidden, RuleNodeNotSelected) || slices.Contains(forbidden, RuleSiblingTerminating) {
+			if slices.Contains(forbidden, RuleNodeNotSelected) || slices.Contains(forbidden, RuleSiblingTerminating) || len(s.unknown()) > 0 {
 				fail("a known time despite a rule without one")
 			}
 			if !d.At.After(s.now) {
@@ -432,5 +515,8 @@ func TestDecideProperties(t *testing.T) {
 	assert.Positive(t, counts["force"])
 	for _, rule := range order {
 		assert.Positive(t, counts["wait until: "+rule], rule)
+	}
+	for _, rule := range []string{RuleMinPodLifetime, RuleMinHealthySiblingLifetime, RuleMinUnhealthySiblingLifetime} {
+		assert.Positive(t, counts["wait: "+rule], "an unknown time held back by %s", rule)
 	}
 }

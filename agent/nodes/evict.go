@@ -14,6 +14,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/caravan-gitops/caravan/agent/events"
 )
 
 // TerminatedAnnotation marks a node whose instance the agent asked to end,
@@ -188,7 +190,7 @@ func (r *Roller) terminate(ctx context.Context, n *corev1.Node) (*Decision, bool
 	if start, err := time.Parse(time.RFC3339, n.Annotations[DrainStartAnnotation]); err == nil {
 		r.metrics.drainDuration.Observe(r.now().Sub(start).Seconds())
 	}
-	r.events.Eventf(n, nil, corev1.EventTypeNormal, "InstanceTerminated", "Terminate", "drained; instance %s terminated", InstanceID(n.Spec.ProviderID))
+	events.Publish(r.events, instanceTerminatedEvent(n))
 	return nil, true, r.patchNode(ctx, n, func(n *corev1.Node) { n.Annotations[TerminatedAnnotation] = r.now().UTC().Format(time.RFC3339) })
 }
 
@@ -303,7 +305,7 @@ func (r *Roller) force(ctx context.Context, n *corev1.Node, pod *corev1.Pod, bud
 	r.metrics.forced.Inc()
 	at := r.now().UTC()
 	now := at.Format(time.RFC3339Nano)
-	r.events.Eventf(pod, n, corev1.EventTypeWarning, "ForcedEviction", "Delete", "deleted after its PodDisruptionBudget refused the eviction: every rule of the drain SLA allows it")
+	events.Publish(r.events, forcedEvictionEvent(pod, n))
 	if err := r.patchNode(ctx, n, func(n *corev1.Node) { n.Annotations[LastForcedAnnotation] = now }); err != nil {
 		return at, err
 	}
@@ -336,7 +338,6 @@ func (r *Roller) forecast(ctx context.Context, pod *corev1.Pod, d Decision) erro
 	if err := r.kube.Patch(ctx, pod, patch); err != nil {
 		return client.IgnoreNotFound(err)
 	}
-	r.events.Eventf(pod, nil, corev1.EventTypeNormal, "ForceEvictionScheduled", "Drain",
-		"its PodDisruptionBudget refuses the eviction; it will be deleted not before %s (held by %s)", value, d.Rule)
+	events.Publish(r.events, forceEvictionScheduledEvent(pod, value, d))
 	return nil
 }

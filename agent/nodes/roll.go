@@ -9,9 +9,9 @@ import (
 	"github.com/go-logr/logr"
 	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/caravan-gitops/caravan/agent/events"
 	"github.com/caravan-gitops/caravan/pkg/api"
 )
 
@@ -69,7 +69,7 @@ func NextWake(pools []api.NodePoolProgress) time.Time {
 type Roller struct {
 	kube    client.Client
 	fleet   *Fleet
-	events  events.EventRecorder
+	events  events.Recorder
 	log     logr.Logger
 	metrics *Metrics
 	now     func() time.Time
@@ -78,7 +78,7 @@ type Roller struct {
 }
 
 // NewRoller returns a Roller.
-func NewRoller(kube client.Client, fleet *Fleet, recorder events.EventRecorder, log logr.Logger, metrics *Metrics) *Roller {
+func NewRoller(kube client.Client, fleet *Fleet, recorder events.Recorder, log logr.Logger, metrics *Metrics) *Roller {
 	return &Roller{kube: kube, fleet: fleet, events: recorder, log: log, metrics: metrics, now: time.Now, chosen: map[string]Candidate{}}
 }
 
@@ -307,7 +307,7 @@ func (r *Roller) select_(ctx context.Context, cfg RollConfig, state *RollState, 
 	if err := r.startDrain(ctx, n); err != nil {
 		return nil, err
 	}
-	r.events.Eventf(n, nil, corev1.EventTypeNormal, "DrainStarted", "Drain", "outdated node selected for replacement; %d pods to move", next.Pods)
+	events.Publish(r.events, drainStartedEvent(n, next.Pods))
 	return n, nil
 }
 

@@ -8,11 +8,11 @@ import (
 	"time"
 
 	"github.com/fluxcd/pkg/runtime/conditions"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/caravan-gitops/caravan/agent/clusterconfig"
+	"github.com/caravan-gitops/caravan/agent/events"
 	"github.com/caravan-gitops/caravan/agent/nodes"
 	"github.com/caravan-gitops/caravan/pkg/api"
 )
@@ -135,23 +135,15 @@ func (r *Reconciler) setConditions(cc *clusterconfig.ClusterConfig, o *outcome) 
 func (r *Reconciler) emit(before, cc *clusterconfig.ClusterConfig, o *outcome) {
 	switch {
 	case o.problem != nil:
-		r.events.Eventf(cc, nil, corev1.EventTypeWarning, ReasonFailed, "Reconcile", "%s: %s", o.problem.Title, o.problem.Detail)
+		events.Publish(r.events, failedEvent(cc, o.problem))
 	case o.sameObjects:
-		r.events.Eventf(cc, nil, corev1.EventTypeNormal, ReasonApplied, "Apply",
-			"version %s renders the same objects as the last one; nothing to apply", o.status.CurrentVersion)
+		events.Publish(r.events, sameObjectsEvent(cc, o.status.CurrentVersion))
 	case o.appliedNow:
-		summary := ""
-		if o.changes != nil {
-			summary = "; " + o.changes.Applied.String()
-			if o.changes.Pruned != nil && len(o.changes.Pruned.Entries) > 0 {
-				summary += "; pruned: " + o.changes.Pruned.String()
-			}
-		}
-		r.events.Eventf(cc, nil, corev1.EventTypeNormal, ReasonApplied, "Apply", "applied version %s%s", o.status.CurrentVersion, summary)
+		events.Publish(r.events, appliedEvent(cc, o.status.CurrentVersion, o.changes))
 	case o.blockReason != "":
-		r.events.Eventf(cc, nil, corev1.EventTypeNormal, ReasonBlocked, "Reconcile", "%s", o.blockReason)
+		events.Publish(r.events, blockedEvent(cc, o.blockReason))
 	case o.waiting != nil && !sameTime(before.Status.NextWindow, cc.Status.NextWindow):
-		r.events.Eventf(cc, nil, corev1.EventTypeNormal, ReasonWaitingForWindow, "Reconcile", "%s", o.waiting.Reason)
+		events.Publish(r.events, waitingForWindowEvent(cc, o.waiting))
 	}
 }
 

@@ -7,10 +7,9 @@ import (
 	"maps"
 	"slices"
 
-	corev1 "k8s.io/api/core/v1"
-
 	"github.com/caravan-gitops/caravan/agent/cloud"
 	"github.com/caravan-gitops/caravan/agent/clusterconfig"
+	"github.com/caravan-gitops/caravan/agent/events"
 	"github.com/caravan-gitops/caravan/agent/nodes"
 	"github.com/caravan-gitops/caravan/agent/render"
 	"github.com/caravan-gitops/caravan/pkg/api"
@@ -63,7 +62,7 @@ func (r *Reconciler) updateStacks(ctx context.Context, cc *clusterconfig.Cluster
 		r.metrics.stackOperation(action.String(), err)
 		if err == nil {
 			r.log.Info("stack converged", "stack", s.Name, "action", action.String(), "version", version, "digest", s.Digest)
-			r.events.Eventf(cc, nil, corev1.EventTypeNormal, "StackUpdated", "UpdateStack", "stack %s: %s for version %s", s.Name, action, version)
+			events.Publish(r.events, stackUpdatedEvent(cc, s.Name, action, version))
 		}
 	})
 }
@@ -125,7 +124,7 @@ func (r *Reconciler) retirePools(ctx context.Context, cc *clusterconfig.ClusterC
 			pending = append(pending, pool)
 			continue
 		}
-		r.events.Eventf(cc, nil, corev1.EventTypeNormal, "NodePoolRetired", "Retire", "node pool %s left the registry: its nodes were drained and stack %s deleted", pool, orphans[pool].Name)
+		events.Publish(r.events, nodePoolRetiredEvent(cc, pool, orphans[pool].Name))
 	}
 	out.status.PendingNodePools = pending
 	if len(pending) > 0 && out.phase == api.PhaseIdle {

@@ -18,7 +18,7 @@ import (
 // as soon as the cluster allows, not at the pace of a poll. A version that
 // waits for its update window is taken up when the window opens.
 func (r *Reconciler) Run(ctx context.Context) error {
-	updates := make(chan assignment.Update)
+	updates := make(chan assignment.Update, 1)
 	go r.pollAssignments(ctx, updates)
 	defer r.stopTrigger()
 	var current *api.Assignment
@@ -52,8 +52,11 @@ func (r *Reconciler) Run(ctx context.Context) error {
 // pollAssignments long-polls the registry and hands every answer to the
 // loop, also an unchanged one: it is the loop's pace for listing the branch
 // head. Without a registry it hands on the last good assignment, less
-// often, so as not to hammer the registry.
-func (r *Reconciler) pollAssignments(ctx context.Context, updates chan<- assignment.Update) {
+// often, so as not to hammer the registry. It goes on polling while the
+// loop reconciles, an answer replacing the one the loop has not taken yet,
+// so that the keeper's Latest stays fresh for a health wait under way
+// (watchForNewer).
+func (r *Reconciler) pollAssignments(ctx context.Context, updates chan assignment.Update) {
 	for ctx.Err() == nil {
 		upd, err := r.keeper.Poll(ctx, r.cfg.Interval)
 		if ctx.Err() != nil {
@@ -66,13 +69,26 @@ func (r *Reconciler) pollAssignments(ctx context.Context, updates chan<- assignm
 			r.log.Info("registry unreachable; going on with the last good assignment", "error", upd.RegistryErr.Error())
 			r.metrics.registryErrors.Inc()
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case updates <- upd:
-		}
+		offer(updates, upd)
 		if upd.Assignment == nil || upd.RegistryErr != nil {
 			sleep(ctx, r.cfg.Interval/6)
+		}
+	}
+}
+
+// offer puts upd into the one-slot updates, in place of an update the
+// loop has not taken yet: the latest answer is all the loop needs. It is
+// called by the only sender, so it never blocks.
+func offer(updates chan assignment.Update, upd assignment.Update) {
+	for {
+		select {
+		case updates <- upd:
+			return
+		default:
+		}
+		select {
+		case <-updates:
+		default:
 		}
 	}
 }

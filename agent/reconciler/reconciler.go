@@ -10,7 +10,6 @@ import (
 
 	"github.com/go-logr/logr"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/caravan-gitops/caravan/agent/apply"
@@ -18,6 +17,7 @@ import (
 	"github.com/caravan-gitops/caravan/agent/cloud"
 	"github.com/caravan-gitops/caravan/agent/clusterconfig"
 	"github.com/caravan-gitops/caravan/agent/drift"
+	"github.com/caravan-gitops/caravan/agent/events"
 	"github.com/caravan-gitops/caravan/agent/nodes"
 	"github.com/caravan-gitops/caravan/agent/pipeline"
 	"github.com/caravan-gitops/caravan/agent/preview"
@@ -52,7 +52,7 @@ type Reconciler struct {
 	registry StatusReporter
 	kube     client.Client
 	applier  *apply.Applier
-	events   events.EventRecorder
+	events   events.Recorder
 	log      logr.Logger
 	metrics  *Metrics
 	now      func() time.Time
@@ -89,7 +89,7 @@ type listedHead struct{ url, branch, commit string }
 
 // New returns a Reconciler.
 func New(cfg Config, keeper *assignment.Keeper, registry StatusReporter, kube client.Client, applier *apply.Applier,
-	recorder events.EventRecorder, log logr.Logger, metrics *Metrics) *Reconciler {
+	recorder events.Recorder, log logr.Logger, metrics *Metrics) *Reconciler {
 	if cfg.Interval == 0 {
 		cfg.Interval = 30 * time.Second
 	}
@@ -396,6 +396,11 @@ func (r *Reconciler) waitHealthy(ctx context.Context, repo Source, a *api.Assign
 // errSuperseded ends a health wait that a newer version made pointless.
 var errSuperseded = errors.New("superseded by a newer version before it became healthy")
 
+// watchForNewer cancels the health wait once the branch head or the
+// assignment no longer make version. It reads the assignment the loop's
+// long-poll keeps (Keeper.Latest), which a change at the registry answers
+// at once, and never polls itself: a Poll of its own would race with the
+// loop's, or, made to take turns, wait out the loop's long-poll.
 func (r *Reconciler) watchForNewer(ctx context.Context, cancel context.CancelCauseFunc, repo Source, a *api.Assignment, version string) {
 	tick := time.NewTicker(max(r.cfg.Interval/6, time.Second))
 	defer tick.Stop()
@@ -405,15 +410,15 @@ func (r *Reconciler) watchForNewer(ctx context.Context, cancel context.CancelCau
 			return
 		case <-tick.C:
 		}
-		upd, err := r.keeper.Poll(ctx, 0)
-		if err != nil || upd.Assignment == nil {
+		latest := r.keeper.Latest()
+		if latest == nil {
 			continue
 		}
-		head, err := repo.Head(ctx, upd.Assignment.Channel.Branch)
+		head, err := repo.Head(ctx, latest.Channel.Branch)
 		if err != nil {
 			continue
 		}
-		if next, _ := withoutPlans(upd.Assignment); Version(head, next) != version {
+		if next, _ := withoutPlans(latest); Version(head, next) != version {
 			r.log.Info("a newer version arrived during the health wait", "version", version)
 			cancel(errSuperseded)
 			return

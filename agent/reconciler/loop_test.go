@@ -1,0 +1,150 @@
+package reconciler
+
+import (
+	"context"
+	"io/fs"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+
+	"github.com/caravan-gitops/caravan/agent/assignment"
+	"github.com/caravan-gitops/caravan/pkg/api"
+	"github.com/caravan-gitops/caravan/pkg/configrepo"
+	"github.com/caravan-gitops/caravan/pkg/registry"
+)
+
+// longPollRegistry answers like caravan-central: a request whose ETag is
+// current waits up to its Wait for the next change.
+type longPollRegistry struct {
+	mu      sync.Mutex
+	gen     int
+	changed chan struct{}
+}
+
+func (r *longPollRegistry) assignment() *api.Assignment {
+	return &api.Assignment{Cluster: api.AssignedCluster{ID: "c1"}, Channel: api.AssignedChannel{Name: "stable", Branch: "stable"},
+		ConfigItems: map[string]string{"generation": strconv.Itoa(r.gen)}}
+}
+
+func (r *longPollRegistry) change() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.gen++
+	close(r.changed)
+	r.changed = make(chan struct{})
+}
+
+func (r *longPollRegistry) GetAssignment(ctx context.Context, _ string, o registry.AssignmentOptions) (*registry.AssignmentResult, error) {
+	r.mu.Lock()
+	if o.IfNoneMatch == strconv.Itoa(r.gen) && o.Wait > 0 {
+		changed := r.changed
+		r.mu.Unlock()
+		timer := time.NewTimer(o.Wait)
+		defer timer.Stop()
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-changed:
+		case <-timer.C:
+		}
+		r.mu.Lock()
+	}
+	defer r.mu.Unlock()
+	if o.IfNoneMatch == strconv.Itoa(r.gen) {
+		return &registry.AssignmentResult{NotModified: true}, nil
+	}
+	return &registry.AssignmentResult{Assignment: r.assignment(), ETag: strconv.Itoa(r.gen)}, nil
+}
+
+// headSource is a config repo of which only the head is read.
+type headSource struct {
+	mu   sync.Mutex
+	head string
+}
+
+func (s *headSource) set(head string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.head = head
+}
+
+func (s *headSource) Location() string { return "test" }
+func (s *headSource) Head(context.Context, string) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.head, nil
+}
+func (s *headSource) Fetch(context.Context, string) (*configrepo.Snapshot, error) { panic("not read") }
+func (s *headSource) FetchCommit(context.Context, string) (fs.FS, error)          { panic("not read") }
+
+// Regression test of the data race of issue 14: the loop's long-poll and a
+// health wait's watch for a newer version run at once (under -race they
+// once both called Keeper.Poll). The watch sees a newer assignment, and a
+// newer head, within a tick of it, never waiting out the loop's long-poll;
+// and the loop's poller goes on polling while nobody takes its updates.
+func TestHealthWaitSeesANewerVersionWhileTheLoopLongPolls(t *testing.T) {
+	const interval = 6 * time.Second // the long-poll's wait; the watch's tick is 1 s
+	reg := &longPollRegistry{gen: 1, changed: make(chan struct{})}
+	k := assignment.New(reg, fake.NewClientBuilder().Build(), "c1", "caravan-system")
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	upd, err := k.Poll(ctx, 0)
+	require.NoError(t, err)
+	r := &Reconciler{cfg: Config{ClusterID: "c1", Interval: interval}, keeper: k, log: logr.Discard(), metrics: NewMetrics(prometheus.NewRegistry())}
+	updates := make(chan assignment.Update, 1)
+	go r.pollAssignments(ctx, updates)
+	repo := &headSource{head: "commit1"}
+
+	// watch runs a health wait's watch for the version of head and the
+	// registry's current assignment, changes something, and tells how long
+	// the watch took to end the wait.
+	watch := func(change func()) time.Duration {
+		t.Helper()
+		head, _ := repo.Head(ctx, "stable")
+		reg.mu.Lock()
+		version := Version(head, reg.assignment())
+		reg.mu.Unlock()
+		waitCtx, cancelWait := context.WithCancelCause(ctx)
+		defer cancelWait(nil)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			r.watchForNewer(waitCtx, cancelWait, repo, upd.Assignment, version)
+		}()
+		time.Sleep(100 * time.Millisecond) // the loop's long-poll is waiting
+		start := time.Now()
+		change()
+		select {
+		case <-done:
+		case <-time.After(interval):
+			t.Fatal("the health wait was not cancelled within the long-poll's wait")
+		}
+		require.ErrorIs(t, context.Cause(waitCtx), errSuperseded)
+		return time.Since(start)
+	}
+
+	took := watch(reg.change)
+	assert.Less(t, took, 3*time.Second, "a newer assignment ends the wait within a tick or two")
+	took = watch(func() { repo.set("commit2") })
+	assert.Less(t, took, 3*time.Second, "a newer head ends the wait within a tick or two")
+
+	// Nobody took an update: the poller replaced the untaken one with the
+	// latest and went on polling, so a third assignment reached the keeper.
+	reg.change()
+	require.Eventually(t, func() bool { return k.Latest().ConfigItems["generation"] == "3" }, interval, 10*time.Millisecond)
+	require.Eventually(t, func() bool {
+		select {
+		case u := <-updates:
+			return u.Assignment.ConfigItems["generation"] == "3"
+		default:
+			return false
+		}
+	}, interval, 10*time.Millisecond, "the loop takes the latest assignment")
+}
