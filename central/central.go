@@ -55,6 +55,14 @@ type Config struct {
 	// every GitRefresh (30s when zero).
 	Git        gitauth.Credentials
 	GitRefresh time.Duration
+	// HeartbeatTimeout is how long after its last report a cluster is
+	// silent, and no evidence for the promotion gate
+	// (channels.DefaultHeartbeatTimeout when zero).
+	HeartbeatTimeout time.Duration
+	// WebhookSecret authenticates git webhooks (--webhook-secret-file):
+	// the HMAC-SHA256 key of GitHub's and the plain payload's signature,
+	// GitLab's token. Empty turns POST /api/v1/webhooks/git off (404).
+	WebhookSecret string
 	// AdminToken, when set, is the secret of the admin token AdminTokenName
 	// (--admin-token-file), made or given this secret on start.
 	AdminToken string
@@ -116,15 +124,24 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := ensureAdminToken(ctx, st, cfg.AdminToken, log); err != nil {
 		return err
 	}
-	heads := channels.NewHeads(cfg.Git, cmp.Or(cfg.GitRefresh, 30*time.Second), channels.WithLogger(log))
+	// A head read from git, periodically or for a webhook, is recorded in
+	// the database: the clusters of its channels wake on every replica.
+	announce := func(repo, branch string, head api.ChannelHead) error {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		_, err := st.SetChannelHead(ctx, repo, branch, head.Commit)
+		return err
+	}
+	heads := channels.NewHeads(cfg.Git, cmp.Or(cfg.GitRefresh, 30*time.Second), channels.WithLogger(log), channels.WithOnChange(announce))
 	stopHeads := readHeads(ctx, heads, st)
 	defer stopHeads()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	webUI := ui.New(ui.Options{Store: st, Logger: log, Heads: heads, SessionTTL: cfg.SessionTTL})
+	webUI := ui.New(ui.Options{Store: st, Logger: log, Heads: heads, SessionTTL: cfg.SessionTTL, HeartbeatTimeout: cfg.HeartbeatTimeout})
 	handler := centralapi.New(centralapi.Options{
 		Store: st, Logger: log, MaxWait: cfg.MaxWait, RepositoryURL: cfg.RepositoryURL, Heads: heads, Registerer: reg, Gatherer: reg, UI: webUI,
 		MaxWaitingPolls: cfg.MaxWaitingPolls, MaxWaitingPollsPerToken: cfg.MaxWaitingPollsPerToken, PollSweep: cfg.PollSweep, BodyTimeout: cfg.BodyTimeout,
+		HeartbeatTimeout: cfg.HeartbeatTimeout, WebhookSecret: []byte(cfg.WebhookSecret),
 	})
 	guard := auth.NewConnGuard(connLimit(cfg.MaxUnauthenticatedConns, 1024), connLimit(cfg.MaxUnauthenticatedConnsPerIP, 128))
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{

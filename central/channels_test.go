@@ -107,6 +107,9 @@ func testRolloutGateAndHistory(t *testing.T, f *channelFleet) {
 	f.ran(clusterB, f.first, start.Add(-3*time.Hour))
 	f.ran(clusterA, dns, start.Add(-2*time.Hour))
 	f.ran(clusterB, dns, start.Add(-30*time.Minute))
+	// Each agent reported since, with nothing new: fresh evidence.
+	f.ran(clusterA, dns, start)
+	f.ran(clusterB, dns, start)
 
 	chans := f.channels()
 	dev := chans["dev"]

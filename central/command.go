@@ -19,6 +19,7 @@ import (
 
 	"github.com/caravan-gitops/caravan/central/demo"
 	"github.com/caravan-gitops/caravan/central/store"
+	"github.com/caravan-gitops/caravan/channels"
 	"github.com/caravan-gitops/caravan/pkg/flagenv"
 	"github.com/caravan-gitops/caravan/pkg/version"
 )
@@ -72,6 +73,8 @@ type gitFlags struct {
 	tokenFile      string
 	sshKeyFile     string
 	knownHostsFile string
+	// webhookSecretFile holds the git webhooks' secret.
+	webhookSecretFile string
 }
 
 func (f *serveFlags) register(cmd *cobra.Command) {
@@ -96,6 +99,8 @@ func (f *serveFlags) register(cmd *cobra.Command) {
 	fs.StringVar(&f.git.sshKeyFile, "git-ssh-key-file", "", "PEM private key for reading the config repo over SSH")
 	fs.StringVar(&f.git.knownHostsFile, "git-known-hosts-file", "", "known_hosts file pinning the SSH server's keys (default: ~/.ssh/known_hosts)")
 	fs.DurationVar(&f.cfg.GitRefresh, "git-refresh", 30*time.Second, "how often the channels' branch heads are read from git")
+	fs.StringVar(&f.git.webhookSecretFile, "webhook-secret-file", "", "file holding the secret of git push webhooks (POST /api/v1/webhooks/git: GitHub's X-Hub-Signature-256 HMAC, GitLab's X-Gitlab-Token); without it the endpoint answers 404 and heads are read every --git-refresh only")
+	fs.DurationVar(&f.cfg.HeartbeatTimeout, "heartbeat-timeout", channels.DefaultHeartbeatTimeout, "how long after its last report a cluster is silent, and no evidence for the promotion gate (3 × the agent's default --interval; raise it with the agents' --interval)")
 	fs.StringVar(&f.adminTokenFile, "admin-token-file", "", "file holding the secret of the admin token "+AdminTokenName+", made or rotated on start (32 to 256 letters, digits or -._~+/=); a missing or empty file is skipped")
 }
 
@@ -112,7 +117,7 @@ func (f *serveFlags) readGitCredentials() error {
 	if f.cfg.GitRefresh <= 0 {
 		return fmt.Errorf("--git-refresh must be positive, got %s", f.cfg.GitRefresh)
 	}
-	for flag, d := range map[string]time.Duration{"--body-timeout": f.cfg.BodyTimeout, "--session-ttl": f.cfg.SessionTTL} {
+	for flag, d := range map[string]time.Duration{"--body-timeout": f.cfg.BodyTimeout, "--session-ttl": f.cfg.SessionTTL, "--heartbeat-timeout": f.cfg.HeartbeatTimeout} {
 		if d <= 0 {
 			return fmt.Errorf("%s must be positive, got %s", flag, d)
 		}
@@ -130,6 +135,7 @@ func (f *serveFlags) readGitCredentials() error {
 		{"--git-token-file", f.git.tokenFile, func(v string) { f.cfg.Git.BearerToken = strings.TrimSpace(v) }},
 		{"--git-ssh-key-file", f.git.sshKeyFile, func(v string) { f.cfg.Git.SSHKey = []byte(v) }},
 		{"--git-known-hosts-file", f.git.knownHostsFile, func(v string) { f.cfg.Git.KnownHosts = []byte(v) }},
+		{"--webhook-secret-file", f.git.webhookSecretFile, func(v string) { f.cfg.WebhookSecret = strings.TrimSpace(v) }},
 	} {
 		if file.path == "" {
 			continue
@@ -140,8 +146,15 @@ func (f *serveFlags) readGitCredentials() error {
 		}
 		file.into(string(content))
 	}
+	if f.git.webhookSecretFile != "" && len(f.cfg.WebhookSecret) < minWebhookSecret {
+		return fmt.Errorf("--webhook-secret-file %s: the secret must be at least %d characters long, got %d", f.git.webhookSecretFile, minWebhookSecret, len(f.cfg.WebhookSecret))
+	}
 	return nil
 }
+
+// minWebhookSecret is the shortest webhook secret taken: it is the
+// webhook's only authentication.
+const minWebhookSecret = 16
 
 // The bounds of the secret of --admin-token-file: long enough that no one
 // guesses it, short enough for an Authorization header.
@@ -203,6 +216,11 @@ applied on start. The head of every channel's branch is read from git every
 --git-refresh, with the read-only --git-* credentials. Plain HTTP is refused on a
 non-loopback address unless --insecure-http is given. SIGTERM ends waiting
 long-polls with 304 and lets requests under way finish.
+
+--webhook-secret-file turns on POST /api/v1/webhooks/git: a git push event
+signed with the file's secret (GitHub, GitLab, or a plain {"ref","after"} with
+GitHub's signature header) makes the registry read that branch's head at once and
+wake its channel's waiting long-polls, instead of within --git-refresh.
 
 --admin-token-file gives the registry a first admin token, named ` + AdminTokenName + `,
 with the file's secret: made on the first start, left alone on the next ones,

@@ -463,6 +463,8 @@ func testPromotionIntoAFrozenChannel(t *testing.T, f *channelFleet) {
 	now := time.Now().UTC()
 	f.ran(clusterA, f.dns, now.Add(-time.Hour))
 	f.ran(clusterB, f.dns, now.Add(-time.Hour))
+	f.ran(clusterA, f.dns, now) // heartbeats: both still report
+	f.ran(clusterB, f.dns, now)
 	gate := func() api.PromotionGate {
 		var g api.PromotionGate
 		f.admin.must(http.StatusOK, "GET", "/api/v1/channels/dev/promotion?to=alpha", nil).json(t, &g)

@@ -25,14 +25,19 @@ func ran(version string, at time.Time) api.StatusHistoryEntry {
 	return api.StatusHistoryEntry{Time: at, CurrentVersion: version, NextVersion: version, Phase: api.PhaseIdle}
 }
 
-// member is a cluster in service whose last report is version in phase
-// idle, with the problems given, and whose history is entries.
+// lastReport is when the registry received the last report of a member:
+// well within the default heartbeat timeout.
+var lastReport = ago(time.Minute)
+
+// member is a cluster in service whose last report, received a minute
+// ago, is version in phase idle, with the problems given, and whose
+// history is entries; without any of these it never reported.
 func member(id, version string, entries []api.StatusHistoryEntry, problems ...string) Cluster {
 	c := Cluster{ID: "aws:123456789012:eu-central-1:" + id, Alias: id, LifecycleStatus: api.LifecycleReady, History: entries}
 	if version == "" && len(entries) == 0 && problems == nil {
 		return c
 	}
-	c.Status = &api.ClusterStatus{CurrentVersion: version, Phase: api.PhaseIdle, Problems: []api.StatusProblem{}}
+	c.Status = &api.ClusterStatus{CurrentVersion: version, Phase: api.PhaseIdle, Problems: []api.StatusProblem{}, Heartbeat: lastReport, ReceivedAt: lastReport}
 	for _, p := range problems {
 		c.Status.Problems = append(c.Status.Problems, api.StatusProblem{Type: "https://caravan.io/problems/x", Title: p, Since: ago(time.Minute)})
 	}
@@ -90,7 +95,7 @@ func TestGate(t *testing.T) {
 			name: "a cluster that never reported",
 			from: channel("alpha", ""), commit: commitA,
 			clusters: []Cluster{onA("kube-1", 2*time.Hour), member("kube-2", "", nil)},
-			reasons:  []string{"aws:123456789012:eu-central-1:kube-2: has not reported a version"},
+			reasons:  []string{"aws:123456789012:eu-central-1:kube-2: silent: it has never reported"},
 		},
 		{
 			name: "a cluster on the commit reporting a problem",
@@ -210,7 +215,7 @@ func TestGate(t *testing.T) {
 			clusters: []Cluster{member("kube-1", "", nil)},
 			reasons: []string{
 				"the head of channel alpha is unknown (not read yet): name the commit to promote",
-				"aws:123456789012:eu-central-1:kube-1: has not reported a version",
+				"aws:123456789012:eu-central-1:kube-1: silent: it has never reported",
 			},
 		},
 	}
@@ -223,6 +228,7 @@ func TestGate(t *testing.T) {
 			assert.Equal(t, "next", g.To)
 			assert.Equal(t, tc.commit, g.Commit)
 			assert.Equal(t, now, g.CheckedAt)
+			assert.Equal(t, "1m30s", g.HeartbeatTimeout, "the default: 3 × the agent's interval")
 			assert.Len(t, g.Evidence, len(InService(tc.clusters)), "one piece of evidence per cluster in service")
 			for _, e := range g.Evidence {
 				assert.Equal(t, e.Met, e.Reason == "", "%s: a cluster holds the promotion back exactly when it says why", e.Cluster)
@@ -239,7 +245,7 @@ func TestGateEvidence(t *testing.T) {
 	since := ago(3 * time.Hour)
 	assert.Equal(t, api.GateEvidence{
 		Cluster: c.ID, Alias: "kube-1", Version: commitA + "#h2", Phase: api.PhaseIdle, Since: &since,
-		Problems: []api.StatusProblem{problem}, Met: false, Reason: "reports a problem: Apply failed",
+		Problems: []api.StatusProblem{problem}, LastReport: &lastReport, Met: false, Reason: "reports a problem: Apply failed",
 	}, g.Evidence[0])
 	assert.Equal(t, "1h", g.Soak)
 }
@@ -300,4 +306,160 @@ func TestGateEvidenceOfAClusterWaitingForItsWindow(t *testing.T) {
 	onA.Status.NextWindow = &opens
 	g = Gate(GateInput{From: channel("beta", "1h"), To: channel("stable", ""), Commit: commitA, Clusters: []Cluster{onA}, Now: now})
 	assert.True(t, g.Met, "a cluster that runs the commit and waits for a newer one holds nothing back: %v", g.Reasons)
+}
+
+// TestGateCountsOnlyClustersThatReportedInTime decides with a fake clock:
+// a cluster is evidence only while the registry received its last report
+// within the heartbeat timeout, whatever that report says.
+func TestGateCountsOnlyClustersThatReportedInTime(t *testing.T) {
+	const id = "aws:123456789012:eu-central-1:"
+	// reportedAgo runs commitA for two days, its last report received d ago.
+	reportedAgo := func(name string, d time.Duration) Cluster {
+		c := member(name, commitA+"#h1", []api.StatusHistoryEntry{ran(commitA+"#h1", ago(48*time.Hour))})
+		c.Status.ReceivedAt, c.Status.Heartbeat = ago(d), ago(d)
+		return c
+	}
+	cases := []struct {
+		name     string
+		timeout  time.Duration
+		clusters []Cluster
+		met      bool
+		silent   []bool
+		reasons  []string
+	}{
+		{
+			name:     "a report a second ago is fresh",
+			clusters: []Cluster{reportedAgo("kube-1", time.Second)},
+			met:      true, silent: []bool{false}, reasons: []string{},
+		},
+		{
+			name:     "a report exactly one timeout ago is still fresh",
+			clusters: []Cluster{reportedAgo("kube-1", 90*time.Second)},
+			met:      true, silent: []bool{false}, reasons: []string{},
+		},
+		{
+			name:     "a report just older than the timeout is silent",
+			clusters: []Cluster{reportedAgo("kube-1", 91*time.Second)},
+			silent:   []bool{true},
+			reasons:  []string{id + "kube-1: silent for 1m31s: no report within the heartbeat timeout of 1m30s"},
+		},
+		{
+			name:     "an agent that died after reporting idle is named with the age of its last report",
+			clusters: []Cluster{reportedAgo("kube-1", 2*time.Hour+13*time.Second)},
+			silent:   []bool{true},
+			reasons:  []string{id + "kube-1: silent for 2h: no report within the heartbeat timeout of 1m30s"},
+		},
+		{
+			name:     "silent for days",
+			clusters: []Cluster{reportedAgo("kube-1", 75*time.Hour)},
+			silent:   []bool{true},
+			reasons:  []string{id + "kube-1: silent for 3d3h: no report within the heartbeat timeout of 1m30s"},
+		},
+		{
+			name:     "a cluster that never reported is silent",
+			clusters: []Cluster{member("kube-1", "", nil)},
+			silent:   []bool{true},
+			reasons:  []string{id + "kube-1: silent: it has never reported"},
+		},
+		{
+			name:     "mixed: only the silent ones are named, each once",
+			clusters: []Cluster{reportedAgo("kube-1", 10*time.Second), reportedAgo("kube-2", 3*time.Hour), member("kube-3", "", nil), reportedAgo("kube-4", 80*time.Second)},
+			silent:   []bool{false, true, true, false},
+			reasons: []string{
+				id + "kube-2: silent for 3h: no report within the heartbeat timeout of 1m30s",
+				id + "kube-3: silent: it has never reported",
+			},
+		},
+		{
+			name: "a silent cluster's last report still tells what else holds it back",
+			clusters: []Cluster{func() Cluster {
+				c := member("kube-1", commitB+"#h1", []api.StatusHistoryEntry{ran(commitB+"#h1", ago(48*time.Hour))}, "Apply failed")
+				c.Status.ReceivedAt = ago(5 * time.Minute)
+				return c
+			}()},
+			silent:  []bool{true},
+			reasons: []string{id + "kube-1: silent for 5m: no report within the heartbeat timeout of 1m30s; runs bbbbbbb, not aaaaaaa; reports a problem: Apply failed"},
+		},
+		{
+			name:     "a longer timeout of the registry's keeps a slower agent fresh",
+			timeout:  10 * time.Minute,
+			clusters: []Cluster{reportedAgo("kube-1", 9*time.Minute), reportedAgo("kube-2", 11*time.Minute)},
+			silent:   []bool{false, true},
+			reasons:  []string{id + "kube-2: silent for 11m: no report within the heartbeat timeout of 10m"},
+		},
+		{
+			name: "the registry's receipt counts, not the agent's clock",
+			clusters: []Cluster{func() Cluster {
+				c := reportedAgo("kube-1", 3*time.Hour)
+				c.Status.Heartbeat = now // an agent clock running ahead
+				return c
+			}(), func() Cluster {
+				c := reportedAgo("kube-2", 10*time.Second)
+				c.Status.Heartbeat = ago(3 * time.Hour) // an agent clock running behind
+				return c
+			}()},
+			silent:  []bool{true, false},
+			reasons: []string{id + "kube-1: silent for 3h: no report within the heartbeat timeout of 1m30s"},
+		},
+		{
+			name: "a report without a time of receipt is no evidence",
+			clusters: []Cluster{func() Cluster {
+				c := reportedAgo("kube-1", 0)
+				c.Status.ReceivedAt = time.Time{}
+				return c
+			}()},
+			silent:  []bool{true},
+			reasons: []string{id + "kube-1: silent: the registry does not know when it last reported"},
+		},
+		{
+			name:     "a receipt in the future (another replica's clock) is fresh",
+			clusters: []Cluster{reportedAgo("kube-1", -time.Minute)},
+			met:      true, silent: []bool{false}, reasons: []string{},
+		},
+		{
+			name: "a silent cluster not in service is left out",
+			clusters: []Cluster{
+				reportedAgo("kube-1", time.Second),
+				withLifecycle(reportedAgo("kube-2", 3*time.Hour), api.LifecycleDecommissionRequested),
+				withLifecycle(member("kube-3", "", nil), api.LifecycleRequested),
+			},
+			met: true, silent: []bool{false}, reasons: []string{},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := Gate(GateInput{From: channel("alpha", ""), To: channel("beta", ""), Commit: commitA, Clusters: tc.clusters, Now: now, HeartbeatTimeout: tc.timeout})
+			assert.Equal(t, tc.met, g.Met)
+			assert.Equal(t, tc.reasons, g.Reasons)
+			timeout := "1m30s"
+			if tc.timeout != 0 {
+				timeout = FormatDuration(tc.timeout)
+			}
+			assert.Equal(t, timeout, g.HeartbeatTimeout)
+			require.Len(t, g.Evidence, len(tc.silent))
+			for i, e := range g.Evidence {
+				assert.Equal(t, tc.silent[i], e.Silent, "%s silent", e.Cluster)
+				if e.Silent {
+					assert.False(t, e.Met, "%s: a silent cluster is no evidence", e.Cluster)
+					assert.Contains(t, e.Reason, "silent")
+				}
+				if c := tc.clusters[i]; c.Status != nil && !c.Status.ReceivedAt.IsZero() {
+					require.NotNil(t, e.LastReport)
+					assert.Equal(t, c.Status.ReceivedAt, *e.LastReport, "the registry's time of receipt")
+				} else {
+					assert.Nil(t, e.LastReport)
+				}
+			}
+		})
+	}
+}
+
+func TestFormatAge(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		0: "0s", 1500 * time.Millisecond: "1s", 91 * time.Second: "1m31s", 5 * time.Minute: "5m",
+		2*time.Hour + 13*time.Second: "2h", 5*time.Hour + 13*time.Minute + 59*time.Second: "5h13m",
+		47 * time.Hour: "47h", 48 * time.Hour: "2d", 75 * time.Hour: "3d3h",
+	} {
+		assert.Equal(t, want, formatAge(d), "%v", d)
+	}
 }

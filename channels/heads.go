@@ -44,11 +44,14 @@ type Heads struct {
 	now      func() time.Time
 	log      *slog.Logger
 	flight   singleflight.Group
+	onChange func(repo, branch string, head api.ChannelHead) error
+	gap      time.Duration
 
-	mu      sync.Mutex
-	heads   map[branchRef]cachedHead
-	commits map[string]configrepo.Commit
-	logs    map[logKey][]configrepo.Commit
+	mu        sync.Mutex
+	heads     map[branchRef]cachedHead
+	refreshes map[branchRef]*branchRefresh
+	commits   map[string]configrepo.Commit
+	logs      map[logKey][]configrepo.Commit
 }
 
 type branchRef struct{ repo, branch string }
@@ -57,6 +60,8 @@ type cachedHead struct {
 	head      api.ChannelHead
 	checked   time.Time
 	forgotten bool
+	// unannounced is set when the change callback failed for this head.
+	unannounced bool
 }
 
 type logKey struct {
@@ -76,11 +81,24 @@ func WithLogger(l *slog.Logger) HeadsOption { return func(h *Heads) { h.log = l 
 // WithTimeout bounds one read of a repository (10s unless set).
 func WithTimeout(d time.Duration) HeadsOption { return func(h *Heads) { h.timeout = d } }
 
+// WithOnChange calls fn whenever a read finds a branch's head at another
+// commit than the read before it (the first read of a branch included). fn
+// runs on the reading goroutine, outside Heads' lock, one call at a time
+// per read of a repository. When fn fails, the next read of the branch
+// calls it again, even for the same commit.
+func WithOnChange(fn func(repo, branch string, head api.ChannelHead) error) HeadsOption {
+	return func(h *Heads) { h.onChange = fn }
+}
+
+// WithRefreshGap sets the least time between two reads of one branch that
+// Refresh asks for (1s unless set): pushes announced faster are coalesced.
+func WithRefreshGap(d time.Duration) HeadsOption { return func(h *Heads) { h.gap = d } }
+
 // NewHeads returns an empty cache reading with creds every interval.
 func NewHeads(creds gitauth.Credentials, interval time.Duration, opts ...HeadsOption) *Heads {
 	h := &Heads{
-		creds: creds, interval: interval, timeout: 10 * time.Second, now: time.Now, log: slog.Default(),
-		heads: map[branchRef]cachedHead{}, commits: map[string]configrepo.Commit{}, logs: map[logKey][]configrepo.Commit{},
+		creds: creds, interval: interval, timeout: 10 * time.Second, now: time.Now, log: slog.Default(), gap: time.Second,
+		heads: map[branchRef]cachedHead{}, refreshes: map[branchRef]*branchRefresh{}, commits: map[string]configrepo.Commit{}, logs: map[logKey][]configrepo.Commit{},
 	}
 	for _, o := range opts {
 		o(h)
@@ -274,14 +292,98 @@ func (h *Heads) describe(refs map[string]string, fetched map[string]configrepo.C
 
 func (h *Heads) succeed(repo string, branches []string, refs map[string]string) {
 	now := h.now().UTC()
+	type change struct {
+		branch string
+		head   api.ChannelHead
+	}
+	var changes []change
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	for _, b := range branches {
 		c := h.commits[refs[b]]
 		t, checked := c.Time, now
-		h.heads[branchRef{repo, b}] = cachedHead{checked: now, head: api.ChannelHead{
-			Commit: c.Hash, Subject: c.Subject, Author: c.Author, Time: &t, CheckedAt: &checked,
-		}}
+		key := branchRef{repo, b}
+		head := api.ChannelHead{Commit: c.Hash, Subject: c.Subject, Author: c.Author, Time: &t, CheckedAt: &checked}
+		if old, ok := h.heads[key]; (!ok || old.unannounced || old.head.Commit != c.Hash) && c.Hash != "" {
+			changes = append(changes, change{b, head})
+		}
+		h.heads[key] = cachedHead{checked: now, head: head}
+	}
+	h.mu.Unlock()
+	if h.onChange == nil {
+		return
+	}
+	for _, c := range changes {
+		if err := h.onChange(repo, c.branch, c.head); err != nil {
+			h.log.Warn("announcing a channel head", "repository", repo, "branch", c.branch, "commit", c.head.Commit, "error", err)
+			h.mu.Lock()
+			if cached, ok := h.heads[branchRef{repo, c.branch}]; ok && cached.head.Commit == c.head.Commit {
+				cached.unannounced = true
+				h.heads[branchRef{repo, c.branch}] = cached
+			}
+			h.mu.Unlock()
+		}
+	}
+}
+
+// branchRefresh coalesces the refreshes of one branch that Refresh asks
+// for: at most one read runs at a time, the next starts no sooner than the
+// gap after the last one began, and every request that arrives meanwhile
+// is answered by that next read (which lists the branch after the request
+// came, so it sees the push that caused it).
+type branchRefresh struct {
+	next *refreshRound
+}
+
+// refreshRound is one read that Refresh requests wait for.
+type refreshRound struct{ done chan struct{} }
+
+// Refresh reads the head of the repository's branch again, now or, when
+// that branch was read for a Refresh less than the gap ago, once the gap
+// has passed, and returns when a read that began after the call has ended
+// (or ctx ends first). However often it is called, one branch is read at
+// most once per gap: a webhook cannot make the registry hammer the git
+// server. The head's change is announced through WithOnChange.
+func (h *Heads) Refresh(ctx context.Context, repo, branch string) {
+	key := branchRef{repo, branch}
+	h.mu.Lock()
+	r, running := h.refreshes[key]
+	if !running {
+		r = &branchRefresh{}
+		h.refreshes[key] = r
+	}
+	if r.next == nil {
+		r.next = &refreshRound{done: make(chan struct{})}
+	}
+	round := r.next
+	h.mu.Unlock()
+	if !running {
+		go h.refreshLoop(key, r)
+	}
+	select {
+	case <-round.done:
+	case <-ctx.Done():
+	}
+}
+
+// refreshLoop runs the reads a branch's Refresh calls asked for, a gap
+// apart, and ends when a gap passed without a request.
+func (h *Heads) refreshLoop(key branchRef, r *branchRefresh) {
+	for {
+		h.mu.Lock()
+		round := r.next
+		r.next = nil
+		if round == nil {
+			delete(h.refreshes, key)
+			h.mu.Unlock()
+			return
+		}
+		h.mu.Unlock()
+		began := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), h.timeout)
+		h.readRepo(ctx, key.repo, []string{key.branch})
+		cancel()
+		close(round.done)
+		time.Sleep(time.Until(began.Add(h.gap)))
 	}
 }
 
@@ -296,7 +398,7 @@ func (h *Heads) fail(repo string, branches []string, err error) {
 		head := h.heads[key].head
 		checked := now
 		head.CheckedAt, head.Error = &checked, err.Error()
-		h.heads[key] = cachedHead{checked: now, head: head}
+		h.heads[key] = cachedHead{checked: now, head: head, unannounced: h.heads[key].unannounced}
 	}
 }
 

@@ -2,11 +2,18 @@ package channels
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"maps"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -156,4 +163,70 @@ func TestHeadsRunForgetsBranchesNoChannelFollows(t *testing.T) {
 	cancel()
 	heads.Run(ctx, func(context.Context) ([]api.Channel, error) { return []api.Channel{dev}, nil })
 	assert.Equal(t, []branchRef{{repo.URL, "dev"}}, cached(), "alpha's channel is gone")
+}
+
+func TestHeadsRefreshCoalescesABurstAndAnnouncesChanges(t *testing.T) {
+	repo := gitserver.StartChannelRepo(t)
+	var listings atomic.Int64
+	target, err := url.Parse(repo.Server.URL)
+	require.NoError(t, err)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	counting := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/info/refs") {
+			listings.Add(1)
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(counting.Close)
+	repoURL := counting.URL + "/config.git"
+
+	var mu sync.Mutex
+	var announced []string
+	heads := NewHeads(repo.Credentials(), time.Hour, quiet(), WithRefreshGap(500*time.Millisecond),
+		WithOnChange(func(r, branch string, head api.ChannelHead) error {
+			mu.Lock()
+			defer mu.Unlock()
+			announced = append(announced, branch+" "+head.Commit)
+			return nil
+		}))
+	dev := api.Channel{Name: "dev", Branch: "dev", RepositoryURL: repoURL}
+	require.Equal(t, repo.First, heads.Head(context.Background(), dev).Commit)
+	before := listings.Load()
+
+	pushed := repo.Commit("dev", "burst")
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Go(func() { heads.Refresh(context.Background(), repoURL, "dev") })
+	}
+	wg.Wait()
+	// At most two reads: the first lists the branches and fetches the new
+	// head to describe it (two ref advertisements), the one after it only lists.
+	assert.LessOrEqual(t, listings.Load()-before, int64(3), "50 refreshes at once read the branch at most twice: one read and the one after it")
+	assert.Equal(t, pushed, heads.Head(context.Background(), dev).Commit)
+	mu.Lock()
+	assert.Equal(t, []string{"dev " + repo.First, "dev " + pushed}, announced, "each new head is announced once")
+	mu.Unlock()
+
+	// A refresh after the burst reads again and sees the next push.
+	next := repo.Commit("dev", "after the burst")
+	heads.Refresh(context.Background(), repoURL, "dev")
+	assert.Equal(t, next, heads.Head(context.Background(), dev).Commit)
+}
+
+func TestHeadsAnnounceAgainAfterAFailedAnnouncement(t *testing.T) {
+	repo := gitserver.StartChannelRepo(t)
+	fail := true
+	var calls int
+	heads := NewHeads(repo.Credentials(), time.Hour, quiet(), WithOnChange(func(string, string, api.ChannelHead) error {
+		calls++
+		if fail {
+			return errors.New("database down")
+		}
+		return nil
+	}))
+	heads.Refresh(context.Background(), repo.URL, "dev")
+	fail = false
+	heads.Refresh(context.Background(), repo.URL, "dev")
+	heads.Refresh(context.Background(), repo.URL, "dev")
+	assert.Equal(t, 2, calls, "the head is announced again after a failed announcement, then not any more")
 }

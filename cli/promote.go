@@ -216,17 +216,32 @@ func writeGate(w io.Writer, g *api.PromotionGate, now func() time.Time) error {
 	if commit == "" {
 		commit = "unknown"
 	}
-	fmt.Fprintf(w, "promotion gate %s -> %s, commit %s, soak %s\n", g.From, g.To, commit, g.Soak)
+	heartbeat := ""
+	if g.HeartbeatTimeout != "" {
+		heartbeat = ", heartbeat timeout " + g.HeartbeatTimeout
+	}
+	fmt.Fprintf(w, "promotion gate %s -> %s, commit %s, soak %s%s\n", g.From, g.To, commit, g.Soak, heartbeat)
 	rows := make([][]string, len(g.Evidence))
 	for i, e := range g.Evidence {
 		met := "yes"
 		if !e.Met {
 			met = "no"
 		}
-		rows[i] = []string{e.Cluster, shortVersion(e.Version), ageOf(e.Since, now()), problemTitles(e.Problems), met, e.Reason}
+		// REPORTED is the age of the last report the registry received:
+		// a silent cluster is no evidence, whatever it said last.
+		reported := ageOf(e.LastReport, now())
+		switch {
+		case e.LastReport == nil && e.Phase == "":
+			reported = "never"
+		case e.LastReport == nil:
+			reported = "unknown"
+		case e.Silent:
+			reported += " (silent)"
+		}
+		rows[i] = []string{e.Cluster, shortVersion(e.Version), ageOf(e.Since, now()), reported, problemTitles(e.Problems), met, e.Reason}
 	}
 	if len(rows) > 0 {
-		if err := writeTable(w, []string{"CLUSTER", "VERSION", "SINCE", "PROBLEMS", "MET", "REASON"}, rows); err != nil {
+		if err := writeTable(w, []string{"CLUSTER", "VERSION", "SINCE", "REPORTED", "PROBLEMS", "MET", "REASON"}, rows); err != nil {
 			return err
 		}
 	}

@@ -103,6 +103,18 @@ func (f *promotionFleet) ran(clusterID, commit string, at time.Time, problems ..
 	require.NoError(f.t, f.store.PutStatus(context.Background(), clusterID, st, "agent"))
 }
 
+// reported records a fresh report of the cluster (received now) that
+// says what its last one said: an agent that is alive, with nothing new.
+func (f *promotionFleet) reported(clusterIDs ...string) {
+	f.t.Helper()
+	for _, id := range clusterIDs {
+		st, err := f.store.Status(context.Background(), id)
+		require.NoError(f.t, err)
+		st.Heartbeat, st.ReceivedAt = time.Now(), time.Now()
+		require.NoError(f.t, f.store.PutStatus(context.Background(), id, st, "agent"))
+	}
+}
+
 // promotions are the promotions recorded in the audit log, newest first.
 func (f *promotionFleet) promotions() []api.Promotion {
 	f.t.Helper()
@@ -128,10 +140,11 @@ func TestPromoteWithTheGateMet(t *testing.T) {
 	f := startPromotionFleet(t)
 	f.ran(devCluster1, f.dns, time.Now().Add(-time.Hour))
 	f.ran(devCluster2, f.dns, time.Now().Add(-time.Minute))
+	f.reported(devCluster1)
 
 	out := f.run("promote", "dev", "alpha")
-	assert.Contains(t, out, "promotion gate dev -> alpha, commit "+f.dns[:7]+", soak 0s")
-	assert.Regexp(t, `(?m)^`+devCluster1+`\s+`+f.dns[:7]+`#0123456\s+1h\s+-\s+yes\s+-$`, out)
+	assert.Contains(t, out, "promotion gate dev -> alpha, commit "+f.dns[:7]+", soak 0s, heartbeat timeout 1m30s")
+	assert.Regexp(t, `(?m)^`+devCluster1+`\s+`+f.dns[:7]+`#0123456\s+1h\s+\d+s\s+-\s+yes\s+-$`, out)
 	assert.Contains(t, out, "verdict: met")
 	assert.Contains(t, out, "promoted "+f.dns[:7]+" (four DNS replicas) from dev to alpha, which was at "+f.first[:7])
 	assert.Equal(t, f.dns, f.head("alpha"), "alpha's branch is fast-forwarded to dev's head")
@@ -153,6 +166,7 @@ func TestPromoteRefusedWhenTheGateIsNotMet(t *testing.T) {
 	f := startPromotionFleet(t)
 	f.ran(devCluster1, f.dns, time.Now().Add(-time.Hour))
 	f.ran(devCluster2, f.first, time.Now().Add(-time.Hour), "Stack rollback")
+	f.reported(devCluster1, devCluster2)
 
 	code, stdout, stderr := f.try("", "promote", "dev", "alpha")
 	assert.Equal(t, ExitError, code)
@@ -180,7 +194,7 @@ func TestPromoteOverridingTheGateKeepsTheReason(t *testing.T) {
 	require.Len(t, recorded, 1)
 	assert.Equal(t, "fix for incident 4711, checked by hand", recorded[0].OverrideReason, "the audit log keeps the reason")
 	assert.False(t, recorded[0].GateMet)
-	assert.Contains(t, recorded[0].GateReasons, devCluster2+": has not reported a version")
+	assert.Contains(t, recorded[0].GateReasons, devCluster2+": silent: it has never reported")
 }
 
 func TestPromoteRefusesANonFastForward(t *testing.T) {
@@ -188,6 +202,7 @@ func TestPromoteRefusesANonFastForward(t *testing.T) {
 	hotfix := f.commit("alpha", "hotfix on alpha")
 	f.ran(devCluster1, f.dns, time.Now().Add(-time.Hour))
 	f.ran(devCluster2, f.dns, time.Now().Add(-time.Hour))
+	f.reported(devCluster1, devCluster2)
 
 	code, stdout, stderr := f.try("", "promote", "dev", "alpha")
 	assert.Equal(t, ExitError, code)
@@ -202,6 +217,7 @@ func TestPromoteDryRunChangesNothing(t *testing.T) {
 	f := startPromotionFleet(t)
 	f.ran(devCluster1, f.dns, time.Now().Add(-time.Hour))
 	f.ran(devCluster2, f.dns, time.Now().Add(-time.Hour))
+	f.reported(devCluster1, devCluster2)
 
 	out := f.run("promote", "dev", "alpha", "--dry-run")
 	assert.Contains(t, out, "verdict: met")
@@ -224,6 +240,7 @@ func TestPromoteAnOlderCommitWithASoak(t *testing.T) {
 	f.ran(alphaCluster, f.dns, time.Now().Add(-3*time.Hour))
 	f.ran(devCluster1, f.dns, time.Now().Add(-4*time.Hour))
 	f.ran(devCluster2, f.dns, time.Now().Add(-4*time.Hour))
+	f.reported(alphaCluster, devCluster1, devCluster2)
 	f.run("promote", "dev", "alpha", "--commit", f.dns)
 	assert.Equal(t, f.dns, f.head("alpha"), "a commit older than dev's head")
 	assert.Equal(t, newer, f.head("dev"))
@@ -234,6 +251,54 @@ func TestPromoteAnOlderCommitWithASoak(t *testing.T) {
 	assert.Equal(t, "2h", result.Gate.Soak, "alpha's own soak")
 	assert.Equal(t, f.dns, result.Promotion.Commit)
 	assert.Equal(t, f.dns, f.head("beta"))
+}
+
+// TestPromoteGateNamesSilentClusters: a cluster whose agent died after
+// reporting idle is no evidence, however long it ran the commit; the gate
+// names it with the age of its last report until it reports again.
+func TestPromoteGateNamesSilentClusters(t *testing.T) {
+	f := startPromotionFleet(t)
+	f.ran(devCluster1, f.dns, time.Now().Add(-3*time.Hour))
+	f.ran(devCluster2, f.dns, time.Now().Add(-3*time.Hour))
+	f.reported(devCluster2)
+	silent := devCluster1 + ": silent for 3h: no report within the heartbeat timeout of 1m30s"
+
+	code, stdout, stderr := f.try("", "promote", "dev", "alpha", "--dry-run")
+	assert.Equal(t, ExitError, code)
+	assert.Contains(t, stdout, "promotion gate dev -> alpha, commit "+f.dns[:7]+", soak 0s, heartbeat timeout 1m30s\n")
+	assert.Regexp(t, `(?m)^CLUSTER\s+VERSION\s+SINCE\s+REPORTED\s+PROBLEMS\s+MET\s+REASON$`, stdout)
+	assert.Regexp(t, `(?m)^`+devCluster1+`\s+`+f.dns[:7]+`#0123456\s+3h\s+3h \(silent\)\s+-\s+no\s+silent for 3h: no report within the heartbeat timeout of 1m30s$`, stdout)
+	assert.Regexp(t, `(?m)^`+devCluster2+`\s+`+f.dns[:7]+`#0123456\s+3h\s+\d+s\s+-\s+yes\s+-$`, stdout, "the cluster that still reports is evidence")
+	assert.Contains(t, stdout, "verdict: not met\n  - "+silent+"\n")
+	assert.NotContains(t, stdout, "  - "+devCluster2)
+	assert.Contains(t, stderr, "dry run: the promotion would be refused: the promotion gate of dev to alpha is not met")
+
+	code, stdout, _ = f.try("", "promote", "dev", "alpha", "--dry-run", "-o", "json")
+	assert.Equal(t, ExitError, code)
+	var result promotion
+	require.NoError(t, json.Unmarshal([]byte(stdout), &result))
+	assert.False(t, result.Gate.Met)
+	assert.Equal(t, "1m30s", result.Gate.HeartbeatTimeout)
+	assert.Equal(t, []string{silent}, result.Gate.Reasons)
+	require.Len(t, result.Gate.Evidence, 2)
+	for _, e := range result.Gate.Evidence {
+		require.NotNil(t, e.LastReport, e.Cluster)
+		assert.Equal(t, e.Cluster == devCluster1, e.Silent, e.Cluster)
+		assert.Equal(t, e.Cluster == devCluster2, e.Met, e.Cluster)
+		if e.Silent {
+			assert.WithinDuration(t, time.Now().Add(-3*time.Hour), *e.LastReport, time.Minute, "the registry's time of receipt of the last report")
+		}
+	}
+
+	code, stdout, _ = f.try("", "promote", "alpha", "beta", "--dry-run")
+	assert.Equal(t, ExitError, code)
+	assert.Regexp(t, `(?m)^`+alphaCluster+`\s+-\s+-\s+never\s+-\s+no\s+silent: it has never reported$`, stdout, "a cluster that never reported is silent too")
+
+	f.reported(devCluster1)
+	out := f.run("promote", "dev", "alpha", "--dry-run")
+	assert.Contains(t, out, "verdict: met", "after a fresh report the cluster is evidence again")
+	assert.Regexp(t, `(?m)^`+devCluster1+`\s+`+f.dns[:7]+`#0123456\s+3h\s+\d+s\s+-\s+yes\s+-$`, out, "its soak still counts from when it began to run the commit")
+	assert.Equal(t, f.first, f.head("alpha"), "a dry run pushes nothing")
 }
 
 func TestPromoteUsageErrors(t *testing.T) {
@@ -290,13 +355,14 @@ func TestPromoteIntoAFrozenChannel(t *testing.T) {
 	f := startPromotionFleet(t)
 	f.ran(devCluster1, f.dns, time.Now().Add(-time.Hour))
 	f.ran(devCluster2, f.dns, time.Now().Add(-time.Hour))
+	f.reported(devCluster1, devCluster2)
 	freeze := f.createFreeze("--reason", "Cyber Week", "--channel", "alpha", "--until", "24h")
 	f.createFreeze("--reason", "only production", "--channel", "alpha", "--environment", "production", "--until", "24h")
 	f.createFreeze("--reason", "to come", "--all", "--from", "30h", "--until", "31h")
 
 	code, stdout, stderr := f.try("", "promote", "dev", "alpha")
 	assert.Equal(t, ExitError, code)
-	assert.Regexp(t, `(?m)^`+devCluster1+`\s+`+f.dns[:7]+`#0123456\s+1h\s+-\s+yes\s+-$`, stdout, "every cluster of dev is fine")
+	assert.Regexp(t, `(?m)^`+devCluster1+`\s+`+f.dns[:7]+`#0123456\s+1h\s+\d+s\s+-\s+yes\s+-$`, stdout, "every cluster of dev is fine")
 	assert.Regexp(t, `\nalpha is frozen:\nFREEZE\s+SCOPE\s+UNTIL\s+BY\s+REASON\n`+freeze+`\s+channel alpha\s+20\S+Z\s+admin-\S+\s+Cyber Week\nverdict: not met\n`, stdout,
 		"the freezes of alpha, and only those that hold all of it now")
 	assert.Regexp(t, `  - channel alpha is frozen until 20\S+Z by admin-\S+: Cyber Week\n`, stdout)
@@ -326,6 +392,7 @@ func TestPromoteIntoAFrozenChannel(t *testing.T) {
 
 	f.run("freeze", "delete", freeze)
 	f.ran(alphaCluster, f.dns, time.Now().Add(-2*time.Hour))
+	f.reported(alphaCluster)
 	f.run("channels", "patch", "alpha", "--patch", `{"promotion_soak":"1h"}`)
 	assert.Contains(t, f.run("promote", "alpha", "beta", "--dry-run"), "verdict: met", "a freeze of alpha does not hold promotion out of it")
 }

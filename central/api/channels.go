@@ -151,7 +151,7 @@ func (s *Server) gate(ctx context.Context, from, to api.Channel, commit string) 
 	if err != nil {
 		return api.PromotionGate{}, err
 	}
-	in := channels.GateInput{From: from, To: to, Commit: commit, Clusters: clusters, Freezes: freezes, Now: now}
+	in := channels.GateInput{From: from, To: to, Commit: commit, Clusters: clusters, Freezes: freezes, Now: now, HeartbeatTimeout: s.heartbeatTimeout}
 	if commit == "" {
 		head := s.heads.Head(ctx, from)
 		in.Commit, in.HeadError = head.Commit, head.Error

@@ -47,9 +47,15 @@ type Options struct {
 	// BodyTimeout bounds the time a client takes to send a request's body
 	// (30s when zero); the request is then answered 400 and its connection closed.
 	BodyTimeout time.Duration
+	// HeartbeatTimeout is how long after its last report a cluster is
+	// silent to the promotion gate (channels.DefaultHeartbeatTimeout when zero).
+	HeartbeatTimeout time.Duration
 	// Heads reads the channels' branch heads; nil reads them anonymously,
 	// only when asked for.
 	Heads *channels.Heads
+	// WebhookSecret authenticates git webhooks (POST /api/v1/webhooks/git);
+	// empty turns them off (404).
+	WebhookSecret []byte
 	// Registerer receives the server's metrics; nil means a private registry.
 	Registerer prometheus.Registerer
 	Gatherer   prometheus.Gatherer
@@ -80,6 +86,10 @@ type Server struct {
 	pollSweep     time.Duration
 	bodyTimeout   time.Duration
 	heads         *channels.Heads
+	webhookSecret []byte
+	webhooks      *prometheus.CounterVec
+	// heartbeatTimeout is the promotion gate's, zero for its default.
+	heartbeatTimeout time.Duration
 }
 
 // New builds a Server and its routes.
@@ -105,7 +115,9 @@ func New(o Options) *Server {
 		maxWait: o.MaxWait, repositoryURL: o.RepositoryURL, metrics: newMetrics(o.Registerer, o.Store), mux: http.NewServeMux(), closing: make(chan struct{}),
 		heads: o.Heads, waiting: waitingSlots{maxTotal: cmp.Or(o.MaxWaitingPolls, 20000), maxToken: cmp.Or(o.MaxWaitingPollsPerToken, 100)},
 		pollSweep: cmp.Or(o.PollSweep, 2*time.Second), bodyTimeout: cmp.Or(o.BodyTimeout, 30*time.Second),
+		heartbeatTimeout: o.HeartbeatTimeout,
 	}
+	s.webhookSecret, s.webhooks = o.WebhookSecret, newWebhookMetrics(o.Registerer)
 	s.routes(promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}), o.UI)
 	return s
 }
@@ -154,6 +166,8 @@ func (s *Server) routes(metricsHandler http.Handler, ui UI) {
 	s.route("GET /api/v1/tokens", auth.Read, s.listTokens)
 	s.route("POST /api/v1/tokens", auth.Write, s.createToken)
 	s.route("GET /api/v1/tokens/{token_id}", auth.Read, s.getToken)
+	// The webhook's secret is its authentication: no token.
+	s.plain("POST /api/v1/webhooks/git", checkText(s.receiveGitWebhook))
 	s.route("DELETE /api/v1/tokens/{token_id}", auth.Write, s.revokeToken)
 
 	if ui != nil {

@@ -76,6 +76,7 @@ func (u *UI) channelViews(ctx context.Context) ([]channelView, error) {
 		if i+1 < len(chans) {
 			gate := channels.Gate(channels.GateInput{
 				From: ch, To: chans[i+1], Commit: head.Commit, HeadError: head.Error, Clusters: clusters, Freezes: freezes, Now: now,
+				HeartbeatTimeout: u.heartbeatTimeout,
 			})
 			view.Gate = &gate
 		}

@@ -192,6 +192,8 @@ func (f *fleet) reportStatus(t *testing.T) {
 		ago    time.Duration
 		status api.ClusterStatus
 	}
+	testBeta := api.ClusterStatus{Phase: api.PhaseIdle, CurrentVersion: f.first + "#eeee5555", Drift: &api.DriftStatus{Mode: api.DriftReport, Detected: 2}}
+	productionBeta := api.ClusterStatus{Phase: api.PhaseIdle, CurrentVersion: f.first + "#ffff6666", Drift: &api.DriftStatus{Mode: api.DriftDisabled}}
 	reports := map[string][]report{
 		testDev.ID: {
 			{2 * time.Minute, api.ClusterStatus{Phase: api.PhaseIdle, CurrentVersion: f.first + "#aaaa1111"}},
@@ -203,10 +205,10 @@ func (f *fleet) reportStatus(t *testing.T) {
 		productionDev.ID: {{time.Minute, api.ClusterStatus{Phase: api.PhaseFailed, CurrentVersion: f.devHead + "#cccc3333", Problems: []api.StatusProblem{
 			{Type: "https://caravan.io/problems/stack-failed", Title: "Stack nodepool-workers rolled back", Detail: "LaunchTemplate: instance type not offered", Since: now},
 		}}}},
-		demoCluster("test-beta").ID: {{48 * time.Hour, api.ClusterStatus{Phase: api.PhaseIdle, CurrentVersion: f.first + "#eeee5555",
-			Drift: &api.DriftStatus{Mode: api.DriftReport, Detected: 2}}}},
-		demoCluster("production-beta").ID: {{48 * time.Hour, api.ClusterStatus{Phase: api.PhaseIdle, CurrentVersion: f.first + "#ffff6666",
-			Drift: &api.DriftStatus{Mode: api.DriftDisabled}}}},
+		// The beta clusters run their version for two days and still
+		// report it (a heartbeat, no new history entry): soaked evidence.
+		demoCluster("test-beta").ID:       {{48 * time.Hour, testBeta}, {time.Minute, testBeta}},
+		demoCluster("production-beta").ID: {{48 * time.Hour, productionBeta}, {time.Minute, productionBeta}},
 		productionProd.ID: {
 			{time.Hour, api.ClusterStatus{Phase: api.PhaseIdle, CurrentVersion: f.first + "#dddd4444"}},
 			{time.Minute, api.ClusterStatus{Phase: api.PhaseWaitingForWindow, CurrentVersion: f.first + "#dddd4444", NextVersion: f.first + "#99998888", NextWindow: &f.opens,

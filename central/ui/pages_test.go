@@ -161,7 +161,7 @@ func TestChannelsPage(t *testing.T) {
 	assert.Equal(t, 2, strings.Count(dev, `<rect class="seg-`), "a bar segment for the cluster on the head and one for the one with problems")
 
 	assert.Contains(t, sections["alpha"], "Promotion to beta: gate not met")
-	assert.Contains(t, sections["alpha"], testDev.ID[:len(testDev.ID)-len("dev")]+"alpha: has not reported a version")
+	assert.Contains(t, sections["alpha"], testDev.ID[:len(testDev.ID)-len("dev")]+"alpha: silent: it has never reported", "a cluster that never reported is no evidence, and named")
 	assert.Contains(t, sections["alpha"], "2 not reporting")
 
 	beta := sections["beta"]

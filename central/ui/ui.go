@@ -41,6 +41,9 @@ type Options struct {
 	Heads *channels.Heads
 	// SessionTTL is how long a sign-in lasts (12h when zero).
 	SessionTTL time.Duration
+	// HeartbeatTimeout is how long after its last report a cluster is
+	// silent to the promotion gate (channels.DefaultHeartbeatTimeout when zero).
+	HeartbeatTimeout time.Duration
 }
 
 // UI is the web UI's handlers.
@@ -54,6 +57,8 @@ type UI struct {
 	// sessionTTL is how long a sign-in lasts; signins limits sign-in attempts per address.
 	sessionTTL time.Duration
 	signins    *rateLimit
+	// heartbeatTimeout is the promotion gate's, zero for its default.
+	heartbeatTimeout time.Duration
 }
 
 // New builds the UI.
@@ -70,6 +75,7 @@ func New(o Options) *UI {
 	return &UI{
 		store: o.Store, authn: auth.NewAuthenticator(o.Store, o.Now), log: o.Logger, now: o.Now,
 		heads: o.Heads, pages: parsePages(), sessionTTL: cmp.Or(o.SessionTTL, 12*time.Hour), signins: newRateLimit(signinBurst, signinEvery),
+		heartbeatTimeout: o.HeartbeatTimeout,
 	}
 }
 

@@ -106,13 +106,16 @@ type HistoryCommit struct {
 // PromotionGate is the verdict on promoting Commit from one channel to the
 // next, with the evidence it rests on: one entry per cluster of From.
 type PromotionGate struct {
-	From     string         `json:"from"`
-	To       string         `json:"to"`
-	Commit   string         `json:"commit"`
-	Soak     string         `json:"soak"`
-	Met      bool           `json:"met"`
-	Reasons  []string       `json:"reasons"`
-	Evidence []GateEvidence `json:"evidence"`
+	From   string `json:"from"`
+	To     string `json:"to"`
+	Commit string `json:"commit"`
+	Soak   string `json:"soak"`
+	// HeartbeatTimeout is how long a cluster may go without a report
+	// before it is silent, and no evidence.
+	HeartbeatTimeout string         `json:"heartbeat_timeout"`
+	Met              bool           `json:"met"`
+	Reasons          []string       `json:"reasons"`
+	Evidence         []GateEvidence `json:"evidence"`
 	// Freezes are the freezes in force that cover To: each holds the
 	// promotion back (a reason) until it ends or is overridden.
 	Freezes   []Freeze  `json:"freezes"`
@@ -128,8 +131,14 @@ type GateEvidence struct {
 	Phase    string          `json:"phase"`
 	Since    *time.Time      `json:"since,omitempty"`
 	Problems []StatusProblem `json:"problems"`
-	Met      bool            `json:"met"`
-	Reason   string          `json:"reason,omitempty"`
+	// LastReport is when the registry received the cluster's last report,
+	// by the registry's clock; absent when it never reported.
+	LastReport *time.Time `json:"last_report,omitempty"`
+	// Silent is set when no report came within the heartbeat timeout: the
+	// cluster is no evidence, and Reason says for how long it is silent.
+	Silent bool   `json:"silent"`
+	Met    bool   `json:"met"`
+	Reason string `json:"reason,omitempty"`
 }
 
 // PromotionRequest records a promotion that was pushed: To's branch now
