@@ -1,7 +1,6 @@
 package central_test
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"io"
@@ -9,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -123,28 +121,11 @@ func TestSessionsExpire(t *testing.T) {
 	}, func(c *central.Config) { c.SessionTTL = time.Second })
 }
 
-// logBuffer keeps a server's JSON log for a test to read.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // Regression: a client that left during a slow merge-patch was logged
 // and counted as a server error (500).
 func TestClientLeavingASlowPatchIsNoServerError(t *testing.T) {
-	logs := &logBuffer{}
+	logs := &lockedBuffer{}
 	db := pg.NewDatabase(t)
 	srv := centraltest.Start(t, centraltest.WithDatabase(db), func(c *central.Config) {
 		c.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))

@@ -14,65 +14,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
+	"github.com/caravan-gitops/caravan/agent/assignment/assignmenttest"
 	"github.com/caravan-gitops/caravan/pkg/api"
-	"github.com/caravan-gitops/caravan/pkg/registry"
 )
 
-// longPollRegistry answers like caravan-central: a request whose ETag is
-// current waits up to its Wait for the next change.
-type longPollRegistry struct {
-	mu      sync.Mutex
-	gen     int
-	a       *api.Assignment
-	changed chan struct{}
-}
-
-func newLongPollRegistry(clusterID string) *longPollRegistry {
-	r := &longPollRegistry{changed: make(chan struct{})}
-	r.change(clusterID)
-	return r
-}
-
-// change publishes the next generation of the assignment: its ETag is the
-// generation, and so is its config item "generation".
-func (r *longPollRegistry) change(clusterID string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.gen++
-	r.a = &api.Assignment{Cluster: api.AssignedCluster{ID: clusterID}, ConfigItems: map[string]string{"generation": strconv.Itoa(r.gen)}}
-	close(r.changed)
-	r.changed = make(chan struct{})
-}
-
-func (r *longPollRegistry) GetAssignment(ctx context.Context, _ string, o registry.AssignmentOptions) (*registry.AssignmentResult, error) {
-	r.mu.Lock()
-	if o.IfNoneMatch == strconv.Itoa(r.gen) && o.Wait > 0 {
-		changed := r.changed
-		r.mu.Unlock()
-		timer := time.NewTimer(o.Wait)
-		defer timer.Stop()
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-changed:
-		case <-timer.C:
-		}
-		r.mu.Lock()
-	}
-	defer r.mu.Unlock()
-	if o.IfNoneMatch == strconv.Itoa(r.gen) {
-		return &registry.AssignmentResult{NotModified: true, RegistryTime: time.Now()}, nil
-	}
-	return &registry.AssignmentResult{Assignment: r.a, ETag: strconv.Itoa(r.gen), RegistryTime: time.Now()}, nil
-}
-
-func generation(a *api.Assignment) int {
-	if a == nil {
-		return 0
-	}
-	n, _ := strconv.Atoi(a.ConfigItems["generation"])
-	return n
-}
 
 // Regression test of the data race of issue 14: the reconciler's loop
 // long-polls while a health wait reads the assignment, and the two once
@@ -82,7 +27,7 @@ func generation(a *api.Assignment) int {
 // only grow, and all end on the last one, as does the Secret.
 func TestPollAndLatestFromSeveralGoroutines(t *testing.T) {
 	const clusterID, namespace, changes = "c1", "caravan-system", 50
-	reg := newLongPollRegistry(clusterID)
+	reg := assignmenttest.NewRegistry(api.Assignment{Cluster: api.AssignedCluster{ID: clusterID}})
 	kube := fake.NewClientBuilder().Build()
 	k := New(reg, kube, clusterID, namespace)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
@@ -106,7 +51,7 @@ func TestPollAndLatestFromSeveralGoroutines(t *testing.T) {
 				errs <- err
 				return
 			}
-			g := generation(a)
+			g := assignmenttest.Generation(a)
 			if g < seen {
 				t.Errorf("%s saw generation %d after %d", name, g, seen)
 				return
@@ -126,11 +71,11 @@ func TestPollAndLatestFromSeveralGoroutines(t *testing.T) {
 	go caller("Latest", func() (*api.Assignment, error) { return k.Latest(), nil })
 
 	for range changes - 1 {
-		reg.change(clusterID)
+		reg.Change()
 		time.Sleep(time.Millisecond)
 	}
 	// Both pollers and Latest reach the last generation.
-	require.Eventually(t, func() bool { return generation(k.Latest()) == changes }, 10*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return assignmenttest.Generation(k.Latest()) == changes }, 10*time.Second, time.Millisecond)
 	close(stop)
 	wg.Wait()
 	close(errs)
@@ -140,13 +85,13 @@ func TestPollAndLatestFromSeveralGoroutines(t *testing.T) {
 
 	upd, err := k.Poll(ctx, 0)
 	require.NoError(t, err)
-	assert.Equal(t, changes, generation(upd.Assignment))
+	assert.Equal(t, changes, assignmenttest.Generation(upd.Assignment))
 	assert.False(t, upd.Changed, "the last change was taken already")
 	s := &corev1.Secret{}
 	require.NoError(t, kube.Get(ctx, client.ObjectKey{Namespace: namespace, Name: SecretName}, s))
 	kept := &api.Assignment{}
 	require.NoError(t, json.Unmarshal(s.Data["assignment.json"], kept))
-	assert.Equal(t, changes, generation(kept), "the Secret keeps the last assignment")
+	assert.Equal(t, changes, assignmenttest.Generation(kept), "the Secret keeps the last assignment")
 	assert.Equal(t, strconv.Itoa(changes), string(s.Data["etag"]))
 }
 
@@ -154,13 +99,13 @@ func TestPollAndLatestFromSeveralGoroutines(t *testing.T) {
 // registry reaches it through that long-poll.
 func TestLatestDoesNotWaitForALongPoll(t *testing.T) {
 	const clusterID = "c1"
-	reg := newLongPollRegistry(clusterID)
+	reg := assignmenttest.NewRegistry(api.Assignment{Cluster: api.AssignedCluster{ID: clusterID}})
 	k := New(reg, fake.NewClientBuilder().Build(), clusterID, "caravan-system")
 	ctx := t.Context()
 	assert.Nil(t, k.Latest(), "nothing before the first Poll")
 	upd, err := k.Poll(ctx, 0)
 	require.NoError(t, err)
-	require.Equal(t, 1, generation(upd.Assignment))
+	require.Equal(t, 1, assignmenttest.Generation(upd.Assignment))
 
 	polled := make(chan Update)
 	go func() {
@@ -168,12 +113,12 @@ func TestLatestDoesNotWaitForALongPoll(t *testing.T) {
 		polled <- upd
 	}()
 	start := time.Now()
-	assert.Equal(t, 1, generation(k.Latest()))
+	assert.Equal(t, 1, assignmenttest.Generation(k.Latest()))
 	assert.Less(t, time.Since(start), time.Second, "Latest did not wait for the long-poll")
 
-	reg.change(clusterID)
+	reg.Change()
 	upd = <-polled
 	assert.True(t, upd.Changed)
-	assert.Equal(t, 2, generation(upd.Assignment))
-	assert.Equal(t, 2, generation(k.Latest()))
+	assert.Equal(t, 2, assignmenttest.Generation(upd.Assignment))
+	assert.Equal(t, 2, assignmenttest.Generation(k.Latest()))
 }

@@ -3,7 +3,6 @@ package reconciler
 import (
 	"context"
 	"io/fs"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -15,53 +14,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	"github.com/caravan-gitops/caravan/agent/assignment"
+	"github.com/caravan-gitops/caravan/agent/assignment/assignmenttest"
 	"github.com/caravan-gitops/caravan/pkg/api"
 	"github.com/caravan-gitops/caravan/pkg/configrepo"
-	"github.com/caravan-gitops/caravan/pkg/registry"
 )
-
-// longPollRegistry answers like caravan-central: a request whose ETag is
-// current waits up to its Wait for the next change.
-type longPollRegistry struct {
-	mu      sync.Mutex
-	gen     int
-	changed chan struct{}
-}
-
-func (r *longPollRegistry) assignment() *api.Assignment {
-	return &api.Assignment{Cluster: api.AssignedCluster{ID: "c1"}, Channel: api.AssignedChannel{Name: "stable", Branch: "stable"},
-		ConfigItems: map[string]string{"generation": strconv.Itoa(r.gen)}}
-}
-
-func (r *longPollRegistry) change() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.gen++
-	close(r.changed)
-	r.changed = make(chan struct{})
-}
-
-func (r *longPollRegistry) GetAssignment(ctx context.Context, _ string, o registry.AssignmentOptions) (*registry.AssignmentResult, error) {
-	r.mu.Lock()
-	if o.IfNoneMatch == strconv.Itoa(r.gen) && o.Wait > 0 {
-		changed := r.changed
-		r.mu.Unlock()
-		timer := time.NewTimer(o.Wait)
-		defer timer.Stop()
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-changed:
-		case <-timer.C:
-		}
-		r.mu.Lock()
-	}
-	defer r.mu.Unlock()
-	if o.IfNoneMatch == strconv.Itoa(r.gen) {
-		return &registry.AssignmentResult{NotModified: true}, nil
-	}
-	return &registry.AssignmentResult{Assignment: r.assignment(), ETag: strconv.Itoa(r.gen)}, nil
-}
 
 // headSource is a config repo of which only the head is read.
 type headSource struct {
@@ -91,7 +47,7 @@ func (s *headSource) FetchCommit(context.Context, string) (fs.FS, error)        
 // and the loop's poller goes on polling while nobody takes its updates.
 func TestHealthWaitSeesANewerVersionWhileTheLoopLongPolls(t *testing.T) {
 	const interval = 6 * time.Second // the long-poll's wait; the watch's tick is 1 s
-	reg := &longPollRegistry{gen: 1, changed: make(chan struct{})}
+	reg := assignmenttest.NewRegistry(api.Assignment{Cluster: api.AssignedCluster{ID: "c1"}, Channel: api.AssignedChannel{Name: "stable", Branch: "stable"}})
 	k := assignment.New(reg, fake.NewClientBuilder().Build(), "c1", "caravan-system")
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
@@ -108,9 +64,7 @@ func TestHealthWaitSeesANewerVersionWhileTheLoopLongPolls(t *testing.T) {
 	watch := func(change func()) time.Duration {
 		t.Helper()
 		head, _ := repo.Head(ctx, "stable")
-		reg.mu.Lock()
-		version := Version(head, reg.assignment())
-		reg.mu.Unlock()
+		version := Version(head, reg.Assignment())
 		waitCtx, cancelWait := context.WithCancelCause(ctx)
 		defer cancelWait(nil)
 		done := make(chan struct{})
@@ -130,14 +84,14 @@ func TestHealthWaitSeesANewerVersionWhileTheLoopLongPolls(t *testing.T) {
 		return time.Since(start)
 	}
 
-	took := watch(reg.change)
+	took := watch(reg.Change)
 	assert.Less(t, took, 3*time.Second, "a newer assignment ends the wait within a tick or two")
 	took = watch(func() { repo.set("commit2") })
 	assert.Less(t, took, 3*time.Second, "a newer head ends the wait within a tick or two")
 
 	// Nobody took an update: the poller replaced the untaken one with the
 	// latest and went on polling, so a third assignment reached the keeper.
-	reg.change()
+	reg.Change()
 	require.Eventually(t, func() bool { return k.Latest().ConfigItems["generation"] == "3" }, interval, 10*time.Millisecond)
 	require.Eventually(t, func() bool {
 		select {
