@@ -121,7 +121,6 @@ func TestSessionsExpire(t *testing.T) {
 	}, func(c *central.Config) { c.SessionTTL = time.Second })
 }
 
-
 // Regression: a client that left during a slow merge-patch was logged
 // and counted as a server error (500).
 func TestClientLeavingASlowPatchIsNoServerError(t *testing.T) {

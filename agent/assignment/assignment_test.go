@@ -18,7 +18,6 @@ import (
 	"github.com/caravan-gitops/caravan/pkg/api"
 )
 
-
 // Regression test of the data race of issue 14: the reconciler's loop
 // long-polls while a health wait reads the assignment, and the two once
 // called Poll at the same time on an unguarded Keeper. Run with -race: the
