@@ -19,22 +19,6 @@ type Assignment struct {
 	ChangesAt time.Time
 }
 
-// assignmentBody is the assignment as encoded: its channel carries the
-// branch's head commit as the registry last read it (SetChannelHead), so a
-// new commit reaches the waiting long-polls of the channel's clusters.
-// TODO(issue 15): the field belongs in api.AssignedChannel once the agent reads it.
-type assignmentBody struct {
-	api.Assignment
-	Channel assignedChannel `json:"channel"`
-}
-
-type assignedChannel struct {
-	api.AssignedChannel
-	// Commit is the head commit of the channel's branch as the registry
-	// read it; left out until it was read once.
-	Commit string `json:"commit,omitempty"`
-}
-
 type cachedAssignment struct {
 	gen Generation
 	Assignment
@@ -79,7 +63,11 @@ func (s *Store) Assignment(ctx context.Context, clusterID string) (Assignment, e
 	if err != nil {
 		return Assignment{}, err
 	}
-	body, err := json.Marshal(assignmentBody{Assignment: a, Channel: assignedChannel{AssignedChannel: a.Channel, Commit: commit}})
+	// The channel carries the branch's head as the registry last read it
+	// (SetChannelHead), so a new commit reaches the waiting long-polls of
+	// the channel's clusters.
+	a.Channel.Commit = commit
+	body, err := json.Marshal(a)
 	if err != nil {
 		return Assignment{}, fmt.Errorf("encoding assignment: %w", err)
 	}

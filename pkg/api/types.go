@@ -284,6 +284,9 @@ type AssignedChannel struct {
 	Name          string `json:"name"`
 	Branch        string `json:"branch"`
 	RepositoryURL string `json:"repository_url"`
+	// Commit is the head commit of the channel's branch as the registry
+	// read it; left out until it was read once.
+	Commit string `json:"commit,omitempty"`
 }
 
 // AssignedNodePool is a node pool with its effective config items.
