@@ -287,7 +287,21 @@ type AssignedChannel struct {
 	// Commit is the head commit of the channel's branch as the registry
 	// read it; left out until it was read once.
 	Commit string `json:"commit,omitempty"`
+	// Gate is how the registry gates the heads it publishes on this
+	// channel: GateEnforced publishes only promoted heads, so an agent
+	// that lost its registry must not take the branch head on its own.
+	Gate string `json:"gate,omitempty"`
 }
+
+// How a channel's promotion gate binds.
+const (
+	// GateEnforced: only a head promoted from the previous channel, or
+	// let through by an override with a reason, reaches the agents.
+	GateEnforced = "enforced"
+	// GateAdvisory: the gate is shown and checked by promote, but any head
+	// of the branch reaches the agents.
+	GateAdvisory = "advisory"
+)
 
 // AssignedNodePool is a node pool with its effective config items.
 type AssignedNodePool struct {
