@@ -7,6 +7,7 @@ package nodes
 import (
 	"context"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -30,35 +31,46 @@ func (p Progress) Done() bool { return p.Pods == 0 }
 
 // Retire makes one pass over the nodes of a pool that left the registry:
 // each is selected (labelled draining, its drain start recorded, cordoned)
-// and its pods moved as the SLA allows. The caller deletes the pool's stack
-// once nothing is left; the nodes go with it.
-func (r *Roller) Retire(ctx context.Context, pool string, sla SLA) (Progress, error) {
+// and its pods moved as the SLA allows, a refused pod asked again at the
+// latest after backstop. The caller deletes the pool's stack once nothing
+// is left; the nodes go with it.
+func (r *Roller) Retire(ctx context.Context, pool string, sla SLA, backstop time.Duration) (Progress, error) {
+	scope := "retire/" + pool
+	var progress Progress
+	for round := 0; round < passRounds; round++ {
+		snap, err := r.readRetire(ctx, pool, scope)
+		if err != nil {
+			return progress, err
+		}
+		var cmds []Command
+		var memory Memory
+		cmds, progress, memory = PlanRetire(snap, pool, sla, backstop)
+		r.memories[scope] = memory
+		_, refused, err := r.execute(ctx, scope, cmds)
+		if err != nil || !refused {
+			return progress, err
+		}
+	}
+	return progress, nil
+}
+
+// readRetire reads the snapshot of a retired pool's pass: its Nodes, their
+// pods, and the budgets and siblings its refused pods need.
+func (r *Roller) readRetire(ctx context.Context, pool, scope string) (Snapshot, error) {
+	snap := Snapshot{Now: r.now(), Memory: r.memory(scope)}
 	list := &corev1.NodeList{}
 	if err := r.kube.List(ctx, list, client.MatchingLabels{PoolLabel: pool}); err != nil {
-		return Progress{}, fmt.Errorf("listing the nodes of pool %s: %w", pool, err)
+		return snap, fmt.Errorf("listing the nodes of pool %s: %w", pool, err)
 	}
-	p := Progress{Nodes: len(list.Items)}
-	for i := range list.Items {
-		n := &list.Items[i]
-		if n.Labels[LifecycleLabel] != DrainingValue {
-			if err := r.startDrain(ctx, n); err != nil {
-				return p, err
-			}
-		}
-		pods, err := r.podsToMove(ctx, n.Name)
-		if err != nil {
-			return p, err
-		}
-		p.Pods += len(pods)
-		next, err := r.movePods(ctx, sla, n, pods)
-		if err != nil {
-			return p, err
-		}
-		if next != nil && (p.Next == nil || next.At.Before(p.Next.At)) {
-			p.Next = next
-		}
+	snap.Nodes = list.Items
+	names := make([]string, 0, len(list.Items))
+	for _, n := range list.Items {
+		names = append(names, n.Name)
 	}
-	return p, nil
+	if err := r.readPods(ctx, &snap, names); err != nil {
+		return snap, err
+	}
+	return snap, r.readBudgets(ctx, &snap)
 }
 
 // MustLeave says whether a drain moves the pod: not a DaemonSet's pod (its

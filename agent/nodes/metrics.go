@@ -14,7 +14,7 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		evictions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "caravan_agent_evictions_total",
-			Help: "Eviction requests of drained pods, by result (evicted, refused by a PodDisruptionBudget)."}, []string{"result"}),
+			Help: "Eviction requests of drained pods, by result: evicted, refused (by a PodDisruptionBudget), throttled (by the API server)."}, []string{"result"}),
 		forced: prometheus.NewCounter(prometheus.CounterOpts{Name: "caravan_agent_forced_deletions_total",
 			Help: "Pods deleted after their PodDisruptionBudget refused the eviction, when every rule of the drain SLA allowed it."}),
 		waits: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "caravan_agent_force_waits_total",

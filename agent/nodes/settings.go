@@ -69,7 +69,7 @@ func (s Settings) Poll() time.Duration {
 // blockAll (a block of the whole cluster) every pool stops. A pool's own
 // drain config items override the cluster's SLA for its nodes.
 func (s Settings) Config(a api.Assignment, blockAll bool) (RollConfig, error) {
-	cfg := RollConfig{Surge: s.Surge, TaintEffect: s.TaintEffect, HardBlock: s.HardBlock, Blocked: map[string]bool{}}
+	cfg := RollConfig{Surge: s.Surge, TaintEffect: s.TaintEffect, HardBlock: s.HardBlock, Blocked: map[string]bool{}, Poll: s.Poll()}
 	for _, p := range a.NodePools {
 		sla, err := ParseSLA(s.SLA.With(ownItems(a.ConfigItems, p.ConfigItems)))
 		if err != nil {

@@ -63,20 +63,32 @@ func (t *Trigger) Stop() {
 	}
 }
 
-// Wait returns at the first change seen since the last Wait, at next when
-// it is not zero, after backstop, or when ctx ends, whichever comes first.
-func (t *Trigger) Wait(ctx context.Context, next time.Time, backstop time.Duration) {
-	d := backstop
+// Wake is the rule a roll's passes follow: the next pass is due at the
+// trigger's next change, at next when it is not zero (a forecast force, a
+// window opening), and at the latest after backstop (drain_poll_interval),
+// for what no watch shows. The channel closes then; stop releases the
+// timer. A nil Trigger wakes on the times alone.
+func (t *Trigger) Wake(next time.Time, backstop time.Duration) (<-chan struct{}, func()) {
+	wait := backstop
 	if !next.IsZero() {
-		d = min(d, time.Until(next))
+		wait = max(min(wait, time.Until(next)), 0)
 	}
-	timer := time.NewTimer(max(d, 0))
-	defer timer.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.wake:
-	case <-timer.C:
+	wake := make(chan struct{})
+	timer := time.AfterFunc(wait, func() { close(wake) })
+	if t == nil {
+		return wake, func() { timer.Stop() }
 	}
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-t.wake:
+			if timer.Stop() {
+				close(wake)
+			}
+		case <-done:
+		}
+	}()
+	return wake, func() { timer.Stop(); close(done) }
 }
 
 // C delivers one value after changes, however many came since the last

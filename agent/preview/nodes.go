@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -67,7 +66,7 @@ func (p *Previewer) nodeNames(ctx context.Context, pool string) (map[string]stri
 func serving(instances []nodes.Instance) []nodes.Instance {
 	var out []nodes.Instance
 	for _, inst := range instances {
-		if inst.Lifecycle == "" || inst.Lifecycle == "InService" || strings.HasPrefix(inst.Lifecycle, "Pending") {
+		if nodes.Serving(inst) {
 			out = append(out, inst)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"maps"
 	"slices"
+	"time"
 
 	"github.com/caravan-gitops/caravan/agent/cloud"
 	"github.com/caravan-gitops/caravan/agent/clusterconfig"
@@ -92,7 +93,7 @@ func (r *Reconciler) retirePools(ctx context.Context, cc *clusterconfig.ClusterC
 	}
 	orphans := cloud.Orphans(observed, a.Cluster.ID, poolNames(a))
 	opts := cloud.StackOptions(out.status.CurrentVersion, a.ConfigItems)
-	sla, err := r.retireSLA(out.status, a.Cluster.Environment)
+	sla, poll, err := r.retireSLA(out.status, a.Cluster.Environment)
 	if err != nil {
 		out.fail("nodes", "Node pools cannot be retired", err)
 		return
@@ -100,7 +101,7 @@ func (r *Reconciler) retirePools(ctx context.Context, cc *clusterconfig.ClusterC
 	roller := r.roller(a.Cluster)
 	var pending []string
 	for _, pool := range slices.Sorted(maps.Keys(orphans)) {
-		progress, err := roller.Retire(ctx, pool, sla)
+		progress, err := roller.Retire(ctx, pool, sla, poll)
 		if err != nil {
 			out.fail("nodes", "A retired node pool cannot be drained", err)
 			pending = append(pending, pool)
@@ -162,12 +163,14 @@ func (r *Reconciler) rollNodes(ctx context.Context, a api.Assignment, out *outco
 	}
 }
 
-// retireSLA is the SLA for the nodes of pools that left the registry: the
-// current version's, or the environment's defaults before there is one.
-func (r *Reconciler) retireSLA(st clusterconfig.Status, environment string) (nodes.SLA, error) {
-	sla := api.DefaultDrainSLA(environment)
+// retireSLA is the SLA for the nodes of pools that left the registry, and
+// the drain's poll interval: the current version's, or the environment's
+// defaults before there is one.
+func (r *Reconciler) retireSLA(st clusterconfig.Status, environment string) (nodes.SLA, time.Duration, error) {
+	settings := nodes.Settings{SLA: api.DefaultDrainSLA(environment)}
 	if st.NodeUpdate != nil {
-		sla = st.NodeUpdate.SLA
+		settings = *st.NodeUpdate
 	}
-	return nodes.ParseSLA(sla)
+	sla, err := nodes.ParseSLA(settings.SLA)
+	return sla, settings.Poll(), err
 }

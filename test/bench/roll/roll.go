@@ -197,7 +197,12 @@ func (w *world) roll(ctx context.Context) (*rollResult, error) {
 			lastReport = time.Now()
 			host.Progress("%d of %d nodes outdated", outdated, len(res.oldNodes))
 		}
-		trigger.Wait(ctx, nodes.NextWake(out.Progress), settings.Poll())
+		wake, stop := trigger.Wake(nodes.NextWake(out.Progress), settings.Poll())
+		select {
+		case <-wake:
+		case <-ctx.Done():
+		}
+		stop()
 	}
 	res.end = time.Now()
 	host.Progress("rolled in %s (%d passes)", res.wall().Round(100*time.Millisecond), len(res.passes))

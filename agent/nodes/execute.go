@@ -1,0 +1,358 @@
+package nodes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/caravan-gitops/caravan/agent/events"
+)
+
+// TerminatedAnnotation marks a node whose instance the agent asked to end,
+// so that a later pass never asks twice.
+const TerminatedAnnotation = "caravan.io/instance-terminated"
+
+// execute makes a plan's commands in order, the evictions next to each
+// other at once, and stops at the first that fails. It returns how many
+// were made, and whether an eviction was refused: the pass then decides
+// on it at once.
+func (r *Roller) execute(ctx context.Context, scope string, cmds []Command) (int, bool, error) {
+	refused := false
+	for i := 0; i < len(cmds); {
+		if cmds[i].Kind == AskEviction {
+			j := i + 1
+			for j < len(cmds) && cmds[j].Kind == AskEviction {
+				j++
+			}
+			some, err := r.evictAll(ctx, scope, cmds[i:j])
+			refused = refused || some
+			if err != nil {
+				return i, refused, err
+			}
+			i = j
+			continue
+		}
+		if err := r.do(ctx, scope, cmds[i]); err != nil {
+			return i, refused, err
+		}
+		i++
+	}
+	return len(cmds), refused, nil
+}
+
+func (r *Roller) do(ctx context.Context, scope string, c Command) error {
+	switch c.Kind {
+	case SuspendRebalance:
+		r.log.Info("rolling a node pool", "pool", c.Pool, "group", c.Group)
+		return r.fleet.SuspendRebalance(ctx, c.Group)
+	case ResumeRebalance:
+		r.log.Info("node pool rolled", "pool", c.Pool, "group", c.Group)
+		return r.fleet.ResumeRebalance(ctx, c.Group)
+	case SetDesiredCapacity:
+		r.log.Info("surging", "pool", c.Pool, "group", c.Group, "desired", c.Desired)
+		return r.fleet.SetDesired(ctx, c.Group, c.Desired)
+	case MarkNode:
+		return r.patchNode(ctx, c.Node, func(n *corev1.Node) {
+			n.Labels[LifecycleLabel] = DecommissionValue
+			n.Spec.Taints = append(n.Spec.Taints, corev1.Taint{Key: DecommissionTaint, Value: decommissionReason, Effect: c.Effect})
+		})
+	case UnmarkNode:
+		return r.patchNode(ctx, c.Node, func(n *corev1.Node) {
+			delete(n.Labels, LifecycleLabel)
+			delete(n.Annotations, DrainStartAnnotation)
+			n.Spec.Unschedulable = false
+			n.Spec.Taints = slices.DeleteFunc(n.Spec.Taints, func(t corev1.Taint) bool { return t.Key == DecommissionTaint })
+		})
+	case StartNodeDrain:
+		return r.startDrain(ctx, c.Node, c.Pods)
+	case ForceDeletion:
+		return r.force(ctx, scope, c)
+	case WriteForecast:
+		return r.forecast(ctx, c.Pod, c.Decision)
+	case TerminateInstance:
+		return r.terminate(ctx, c.Node)
+	}
+	return fmt.Errorf("unknown command %s", c)
+}
+
+// evictAll asks for the evictions at once, a few at a time, and keeps in
+// the scope's memory which ones a budget refused.
+func (r *Roller) evictAll(ctx context.Context, scope string, cmds []Command) (bool, error) {
+	var mu sync.Mutex
+	refused := false
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(evictConcurrency)
+	for _, c := range cmds {
+		g.Go(func() error {
+			result, err := r.askToLeave(gctx, c.Pod)
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			r.remember(scope, c.Pod.UID, result, &refused)
+			return nil
+		})
+	}
+	return refused, g.Wait()
+}
+
+// evictConcurrency bounds the evictions in flight.
+const evictConcurrency = 8
+
+// remember notes an eviction's result in the scope's memory: a pod evicted
+// is forgotten, one refused is to be decided on.
+func (r *Roller) remember(scope string, uid types.UID, result evictionResult, refused *bool) {
+	m := r.memories[scope]
+	if m.Refusals == nil {
+		m.Refusals = map[types.UID]Refusal{}
+	}
+	switch result {
+	case evicted:
+		delete(m.Refusals, uid)
+	case refusedByPDB:
+		m.Refusals[uid] = Refusal{Asked: r.now()}
+		*refused = true
+	}
+	r.memories[scope] = m
+}
+
+type evictionResult int
+
+const (
+	evicted evictionResult = iota
+	refusedByPDB
+	// throttled: the API server's own 429; asked again at the next pass.
+	throttled
+)
+
+// askToLeave asks for the pod's eviction.
+func (r *Roller) askToLeave(ctx context.Context, pod *corev1.Pod) (evictionResult, error) {
+	err := evict(ctx, r.kube, pod)
+	switch {
+	case err == nil, apierrors.IsNotFound(err):
+		r.metrics.evictions.WithLabelValues("evicted").Inc()
+		return evicted, nil
+	case refusedByBudget(err):
+		r.metrics.evictions.WithLabelValues("refused").Inc()
+		return refusedByPDB, nil
+	case apierrors.IsTooManyRequests(err):
+		r.metrics.evictions.WithLabelValues("throttled").Inc()
+		return throttled, nil
+	}
+	return evicted, fmt.Errorf("evicting pod %s/%s: %w", pod.Namespace, pod.Name, err)
+}
+
+func evict(ctx context.Context, c client.Client, pod *corev1.Pod) error {
+	eviction := &policyv1.Eviction{
+		ObjectMeta:    metav1.ObjectMeta{Name: pod.Name, Namespace: pod.Namespace},
+		DeleteOptions: &metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &pod.UID}},
+	}
+	return c.SubResource("eviction").Create(ctx, pod, eviction)
+}
+
+// refusedByBudget tells a PodDisruptionBudget's refusal (429 with the
+// DisruptionBudget cause, or 500 when several budgets match the pod) from
+// the API server's own throttling.
+func refusedByBudget(err error) bool {
+	var status apierrors.APIStatus
+	if !errors.As(err, &status) {
+		return false
+	}
+	s := status.Status()
+	if s.Code == 429 && s.Details != nil {
+		for _, c := range s.Details.Causes {
+			if c.Type == policyv1.DisruptionBudgetCause {
+				return true
+			}
+		}
+	}
+	return s.Code == 500 && strings.Contains(s.Message, "more than one PodDisruptionBudget")
+}
+
+// force deletes a refused pod the plan let go, after reading it and its
+// budgets again: the pod must still be the one decided on and not going,
+// and no force the plan did not count may have been made in its budgets.
+// When every budget allows a disruption now, the pod is evicted instead.
+func (r *Roller) force(ctx context.Context, scope string, c Command) error {
+	pod, budgets, still, err := r.reread(ctx, c)
+	if err != nil || !still {
+		return err
+	}
+	if allowDisruption(budgets) {
+		result, err := r.askToLeave(ctx, pod)
+		var refused bool
+		r.remember(scope, pod.UID, result, &refused)
+		return err
+	}
+	if err := r.kube.Delete(ctx, pod, client.Preconditions{UID: &c.Pod.UID}); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	r.metrics.forced.Inc()
+	now := r.now().UTC().Format(time.RFC3339Nano)
+	events.Publish(r.events, forcedEvictionEvent(pod, c.Node))
+	if err := r.patchNode(ctx, c.Node, func(n *corev1.Node) { n.Annotations[LastForcedAnnotation] = now }); err != nil {
+		return err
+	}
+	for i := range budgets {
+		b := &budgets[i]
+		patch := client.MergeFrom(b.DeepCopy())
+		if b.Annotations == nil {
+			b.Annotations = map[string]string{}
+		}
+		b.Annotations[LastForcedAnnotation] = now
+		if err := r.kube.Patch(ctx, b, patch); err != nil {
+			return fmt.Errorf("recording the forced termination on PodDisruptionBudget %s/%s: %w", b.Namespace, b.Name, err)
+		}
+	}
+	return nil
+}
+
+// reread reads a pod to force and its budgets again, and says whether the
+// force still stands.
+func (r *Roller) reread(ctx context.Context, c Command) (*corev1.Pod, []policyv1.PodDisruptionBudget, bool, error) {
+	pod := &corev1.Pod{}
+	if err := r.kube.Get(ctx, client.ObjectKeyFromObject(c.Pod), pod); err != nil {
+		return nil, nil, false, client.IgnoreNotFound(err)
+	}
+	if pod.UID != c.Pod.UID || pod.DeletionTimestamp != nil {
+		return nil, nil, false, nil
+	}
+	budgets := make([]policyv1.PodDisruptionBudget, 0, len(c.Budgets))
+	for _, key := range c.Budgets {
+		namespace, name, _ := strings.Cut(key, "/")
+		b := policyv1.PodDisruptionBudget{}
+		err := r.kube.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, &b)
+		switch {
+		case apierrors.IsNotFound(err):
+			continue
+		case err != nil:
+			return nil, nil, false, fmt.Errorf("reading PodDisruptionBudget %s: %w", key, err)
+		case annotationTime(b.Annotations).After(c.LastForcedInPDB):
+			r.log.Info("a force in the budget since the plan; deciding again", "pod", key, "budget", key)
+			return nil, nil, false, nil
+		}
+		budgets = append(budgets, b)
+	}
+	return pod, budgets, true, nil
+}
+
+// allowDisruption says whether none of the budgets, as read again, would
+// refuse an eviction any more; none left counts too.
+func allowDisruption(budgets []policyv1.PodDisruptionBudget) bool {
+	for _, b := range budgets {
+		if b.Status.DisruptionsAllowed < 1 {
+			return false
+		}
+	}
+	return true
+}
+
+// forecast writes on the pod when it may be forced, and says so once in an
+// Event, so that its owners see it coming; a decision with no time known
+// removes a forecast written before.
+func (r *Roller) forecast(ctx context.Context, pod *corev1.Pod, d Decision) error {
+	r.metrics.waits.WithLabelValues(d.Rule).Inc()
+	value, known := ForecastAnnotation(d)
+	if pod.Annotations[ForceEvictAfterAnnotation] == value {
+		return nil
+	}
+	patch := client.MergeFrom(pod.DeepCopy())
+	if pod.Annotations == nil {
+		pod.Annotations = map[string]string{}
+	}
+	if known {
+		pod.Annotations[ForceEvictAfterAnnotation] = value
+	} else {
+		delete(pod.Annotations, ForceEvictAfterAnnotation)
+	}
+	if err := r.kube.Patch(ctx, pod, patch); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	if known {
+		events.Publish(r.events, forceEvictionScheduledEvent(pod, value, d))
+	}
+	return nil
+}
+
+func (r *Roller) terminate(ctx context.Context, n *corev1.Node) error {
+	if err := r.fleet.Terminate(ctx, InstanceID(n.Spec.ProviderID)); err != nil {
+		return err
+	}
+	if start, err := time.Parse(time.RFC3339, n.Annotations[DrainStartAnnotation]); err == nil {
+		r.metrics.drainDuration.Observe(r.now().Sub(start).Seconds())
+	}
+	events.Publish(r.events, instanceTerminatedEvent(n))
+	return r.patchNode(ctx, n, func(n *corev1.Node) { n.Annotations[TerminatedAnnotation] = r.now().UTC().Format(time.RFC3339) })
+}
+
+// startDrain labels the node draining, records when (once: a restarted
+// agent keeps the first time), and cordons it.
+func (r *Roller) startDrain(ctx context.Context, n *corev1.Node, pods int) error {
+	now := r.now().UTC().Format(time.RFC3339Nano)
+	first := n.Labels[LifecycleLabel] != DrainingValue
+	err := r.patchNode(ctx, n, func(n *corev1.Node) {
+		n.Labels[LifecycleLabel] = DrainingValue
+		if n.Annotations[DrainStartAnnotation] == "" {
+			n.Annotations[DrainStartAnnotation] = now
+		}
+		n.Spec.Unschedulable = true
+	})
+	if err == nil && first {
+		events.Publish(r.events, drainStartedEvent(n, pods))
+	}
+	return err
+}
+
+func (r *Roller) patchNode(ctx context.Context, n *corev1.Node, change func(*corev1.Node)) error {
+	patch := client.MergeFrom(n.DeepCopy())
+	if n.Labels == nil {
+		n.Labels = map[string]string{}
+	}
+	if n.Annotations == nil {
+		n.Annotations = map[string]string{}
+	}
+	change(n)
+	if err := r.kube.Patch(ctx, n, patch); err != nil {
+		return fmt.Errorf("updating node %s: %w", n.Name, err)
+	}
+	return nil
+}
+
+func nodeState(n *corev1.Node) NodeState {
+	start, _ := time.Parse(time.RFC3339, n.Annotations[DrainStartAnnotation])
+	last, _ := time.Parse(time.RFC3339, n.Annotations[LastForcedAnnotation])
+	return NodeState{Name: n.Name, DrainStart: start, LastForced: last}
+}
+
+func siblingOf(p *corev1.Pod) Sibling {
+	s := Sibling{Name: p.Name, Created: latest(p.CreationTimestamp), Terminating: p.DeletionTimestamp != nil}
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+			s.Ready, s.ReadySince = true, latest(c.LastTransitionTime)
+		}
+	}
+	return s
+}
+
+// latest is the last instant a Kubernetes timestamp may stand for: the API
+// keeps whole seconds, cut down, and a lifetime counted from the second
+// itself could end up to a second early.
+func latest(t metav1.Time) time.Time {
+	if t.IsZero() {
+		return time.Time{}
+	}
+	return t.Time.Truncate(time.Second).Add(time.Second)
+}

@@ -1,0 +1,173 @@
+package nodes
+
+import (
+	"context"
+	"fmt"
+
+	"golang.org/x/sync/errgroup"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// readRoll reads the snapshot of a roll's pass: the pools' Nodes and
+// groups, the pods of each pool's draining node, or of the nodes it may
+// choose from, and the budgets and siblings its refused pods need.
+func (r *Roller) readRoll(ctx context.Context, cfg RollConfig, rolls []RollState) (Snapshot, error) {
+	snap := Snapshot{Now: r.now(), Rolls: rolls, Memory: r.memory(rollScope)}
+	list := &corev1.NodeList{}
+	if err := r.kube.List(ctx, list, client.HasLabels{PoolLabel}); err != nil {
+		return snap, fmt.Errorf("listing the pools' nodes: %w", err)
+	}
+	snap.Nodes = list.Items
+	known := make([]string, 0, len(list.Items))
+	for i := range list.Items {
+		known = append(known, InstanceID(list.Items[i].Spec.ProviderID))
+	}
+	groups, err := r.fleet.Groups(ctx, known)
+	if err != nil {
+		return snap, err
+	}
+	snap.Groups = groups
+	var nodes []string
+	for _, spec := range cfg.Pools {
+		for _, g := range groups {
+			if g.Pool == spec.Name {
+				nodes = append(nodes, podsNeeded(cfg, view(spec, g, snap.Nodes), snap.Memory)...)
+			}
+		}
+	}
+	if err := r.readPods(ctx, &snap, nodes); err != nil {
+		return snap, err
+	}
+	return snap, r.readBudgets(ctx, &snap)
+}
+
+// podsNeeded names the nodes of a pool whose pods a plan needs: the one
+// being drained; else, when the pool may start a drain, the node it chose,
+// or all its outdated nodes to choose from.
+func podsNeeded(cfg RollConfig, v *poolView, memory Memory) []string {
+	if v.draining != nil {
+		return []string{v.draining.Name}
+	}
+	if _, closed := cfg.Closed[v.spec.Name]; closed || cfg.Blocked[v.spec.Name] || len(v.outdated) == 0 {
+		return nil
+	}
+	if id, ok := memory.Chosen[v.spec.Name]; ok && v.nodes[id] != nil {
+		for _, o := range v.outdated {
+			if o == id {
+				return []string{v.nodes[id].Name}
+			}
+		}
+	}
+	names := make([]string, 0, len(v.outdated))
+	for _, id := range v.outdated {
+		names = append(names, v.nodes[id].Name)
+	}
+	return names
+}
+
+// readPods reads the pods that must leave of each node named, a few nodes
+// at a time.
+func (r *Roller) readPods(ctx context.Context, snap *Snapshot, nodes []string) error {
+	out := make([][]corev1.Pod, len(nodes))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(podListConcurrency)
+	for i, node := range nodes {
+		g.Go(func() (err error) {
+			out[i], err = r.podsToMove(gctx, node)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	snap.Pods = make(map[string][]corev1.Pod, len(nodes))
+	for i, node := range nodes {
+		snap.Pods[node] = out[i]
+	}
+	return nil
+}
+
+// podListConcurrency bounds the pod listings of a pass in flight.
+const podListConcurrency = 8
+
+func (r *Roller) podsToMove(ctx context.Context, node string) ([]corev1.Pod, error) {
+	list := &corev1.PodList{}
+	if err := r.kube.List(ctx, list, client.MatchingFields{"spec.nodeName": node}); err != nil {
+		return nil, fmt.Errorf("listing the pods of node %s: %w", node, err)
+	}
+	out := list.Items[:0]
+	for _, p := range list.Items {
+		if MustLeave(&p) {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+// readBudgets reads the PodDisruptionBudgets while a pod read was refused,
+// and the pods covered by the budgets of those not decided on yet.
+func (r *Roller) readBudgets(ctx context.Context, snap *Snapshot) error {
+	var undecided []*corev1.Pod
+	refused := false
+	for _, pods := range snap.Pods {
+		for i := range pods {
+			if ref, ok := snap.Memory.Refusals[pods[i].UID]; ok {
+				refused = true
+				if !ref.Decided {
+					undecided = append(undecided, &pods[i])
+				}
+			}
+		}
+	}
+	if !refused {
+		return nil
+	}
+	list := &policyv1.PodDisruptionBudgetList{}
+	if err := r.kube.List(ctx, list); err != nil {
+		return fmt.Errorf("listing the PodDisruptionBudgets: %w", err)
+	}
+	snap.Budgets = list.Items
+	snap.Siblings = map[string][]Sibling{}
+	for _, pod := range undecided {
+		for _, b := range budgetsOf(snap.Budgets, pod) {
+			key := budgetKey(b)
+			if _, read := snap.Siblings[key]; read {
+				continue
+			}
+			siblings, err := r.covered(ctx, b)
+			if err != nil {
+				return err
+			}
+			snap.Siblings[key] = siblings
+		}
+	}
+	return nil
+}
+
+// covered are the pods a budget selects, as siblings.
+func (r *Roller) covered(ctx context.Context, b *policyv1.PodDisruptionBudget) ([]Sibling, error) {
+	selector, err := metav1.LabelSelectorAsSelector(b.Spec.Selector)
+	if err != nil {
+		return nil, fmt.Errorf("PodDisruptionBudget %s/%s: %w", b.Namespace, b.Name, err)
+	}
+	list := &corev1.PodList{}
+	if err := r.kube.List(ctx, list, client.InNamespace(b.Namespace), client.MatchingLabelsSelector{Selector: selector}); err != nil {
+		return nil, fmt.Errorf("listing the pods of PodDisruptionBudget %s/%s: %w", b.Namespace, b.Name, err)
+	}
+	out := make([]Sibling, 0, len(list.Items))
+	for i := range list.Items {
+		out = append(out, siblingOf(&list.Items[i]))
+	}
+	return out, nil
+}
+
+func (r *Roller) memory(scope string) Memory {
+	m, ok := r.memories[scope]
+	if !ok {
+		m = Memory{}
+	}
+	return m.clone()
+}
