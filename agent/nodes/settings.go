@@ -71,7 +71,7 @@ func (s Settings) Poll() time.Duration {
 func (s Settings) Config(a api.Assignment, blockAll bool) (RollConfig, error) {
 	cfg := RollConfig{Surge: s.Surge, TaintEffect: s.TaintEffect, HardBlock: s.HardBlock, Blocked: map[string]bool{}, Poll: s.Poll()}
 	for _, p := range a.NodePools {
-		sla, err := ParseSLA(s.SLA.With(ownItems(a.ConfigItems, p.ConfigItems)))
+		sla, err := ParseSLA(s.SLA.With(api.PoolOwnItems(a.ConfigItems, p.ConfigItems)))
 		if err != nil {
 			return RollConfig{}, fmt.Errorf("the drain SLA of node pool %s: %w", p.Name, err)
 		}
@@ -107,16 +107,4 @@ func ClosedPools(a api.Assignment, now time.Time) (map[string]time.Time, error) 
 		}
 	}
 	return closed, errors.Join(errs...)
-}
-
-// ownItems are the config items a pool sets itself: the assignment gives a
-// pool the cluster's items merged with its own.
-func ownItems(cluster, pool map[string]string) map[string]string {
-	own := map[string]string{}
-	for k, v := range pool {
-		if cluster[k] != v {
-			own[k] = v
-		}
-	}
-	return own
 }

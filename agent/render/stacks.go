@@ -190,24 +190,8 @@ func newNodePoolData(a api.Assignment, items map[string]string, p api.AssignedNo
 	return &nodePoolData{
 		Name: p.Name, Profile: p.Profile, InstanceTypes: slices.Clone(p.InstanceTypes), MinSize: p.MinSize, MaxSize: p.MaxSize,
 		DiscountStrategy: p.DiscountStrategy, Spot: p.DiscountStrategy == api.DiscountSpot,
-		ConfigItems: poolConfigItems(a, items, p), Labels: cloneOrEmpty(p.Labels), Taints: slices.Clone(p.Taints),
+		ConfigItems: api.PoolConfigItems(a.ConfigItems, items, p.ConfigItems), Labels: cloneOrEmpty(p.Labels), Taints: slices.Clone(p.Taints),
 	}
-}
-
-// poolConfigItems layers the pool's own values over the cluster's effective
-// items. The assignment's pool items already hold the account's and the
-// cluster's registry values (BuildAssignment merges them) but not the repo's
-// defaults, and not what the agent made of items after the registry (a
-// decrypted value): only the values the pool sets itself, those that differ
-// from the cluster's, may override items.
-func poolConfigItems(a api.Assignment, items map[string]string, p api.AssignedNodePool) map[string]string {
-	own := map[string]string{}
-	for key, value := range p.ConfigItems {
-		if clusterValue, ok := a.ConfigItems[key]; !ok || clusterValue != value {
-			own[key] = value
-		}
-	}
-	return api.MergeConfigItems(items, own)
 }
 
 func cloneOrEmpty(m map[string]string) map[string]string {

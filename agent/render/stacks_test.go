@@ -386,17 +386,6 @@ func TestNoCloudFormationMeansNoStacks(t *testing.T) {
 	assert.NotNil(t, cluster)
 }
 
-func TestPoolConfigItemsOverrideTheClustersEffectiveItems(t *testing.T) {
-	a := stackAssignment()
-	a.ConfigItems = map[string]string{"secret": "aws:kms:cipher", "size": "10"}
-	pool := api.AssignedNodePool{Name: "p", InstanceTypes: []string{"m6i.large"},
-		ConfigItems: api.MergeConfigItems(a.ConfigItems, map[string]string{"size": "20", "own": "x"})}
-	// items as the agent holds them: defaults, and the secret decrypted.
-	items := map[string]string{"secret": "plain", "size": "10", "default_only": "d"}
-	got := poolConfigItems(a, items, pool)
-	assert.Equal(t, map[string]string{"secret": "plain", "size": "20", "own": "x", "default_only": "d"}, got)
-}
-
 func TestTemplateFunctions(t *testing.T) {
 	cases := map[string]struct {
 		template string
