@@ -53,6 +53,7 @@ func (r *Roller) execute(ctx context.Context, scope string, cmds []Command) (int
 }
 
 func (r *Roller) do(ctx context.Context, scope string, c Command) error {
+	r.log.V(1).Info("node command", "command", c.String())
 	switch c.Kind {
 	case SuspendRebalance:
 		r.log.Info("rolling a node pool", "pool", c.Pool, "group", c.Group)
@@ -97,6 +98,7 @@ func (r *Roller) evictAll(ctx context.Context, scope string, cmds []Command) (bo
 	for _, c := range cmds {
 		g.Go(func() error {
 			result, err := r.askToLeave(gctx, c.Pod)
+			r.log.V(1).Info("node command", "command", c.String(), "result", result.String())
 			if err != nil {
 				return err
 			}
@@ -137,6 +139,10 @@ const (
 	// throttled: the API server's own 429; asked again at the next pass.
 	throttled
 )
+
+func (e evictionResult) String() string {
+	return [...]string{evicted: "evicted", refusedByPDB: "refused", throttled: "throttled"}[e]
+}
 
 // askToLeave asks for the pod's eviction.
 func (r *Roller) askToLeave(ctx context.Context, pod *corev1.Pod) (evictionResult, error) {
@@ -191,7 +197,7 @@ func (r *Roller) force(ctx context.Context, scope string, c Command) error {
 	if err != nil || !still {
 		return err
 	}
-	if allowDisruption(budgets) {
+	if allowDisruption(pointers(budgets)) {
 		result, err := r.askToLeave(ctx, pod)
 		var refused bool
 		r.remember(scope, pod.UID, result, &refused)
@@ -249,15 +255,13 @@ func (r *Roller) reread(ctx context.Context, c Command) (*corev1.Pod, []policyv1
 	return pod, budgets, true, nil
 }
 
-// allowDisruption says whether none of the budgets, as read again, would
-// refuse an eviction any more; none left counts too.
-func allowDisruption(budgets []policyv1.PodDisruptionBudget) bool {
-	for _, b := range budgets {
-		if b.Status.DisruptionsAllowed < 1 {
-			return false
-		}
+
+func pointers(budgets []policyv1.PodDisruptionBudget) []*policyv1.PodDisruptionBudget {
+	out := make([]*policyv1.PodDisruptionBudget, len(budgets))
+	for i := range budgets {
+		out[i] = &budgets[i]
 	}
-	return true
+	return out
 }
 
 // forecast writes on the pod when it may be forced, and says so once in an

@@ -350,7 +350,7 @@ func (p *planner) move(pod *corev1.Pod, n *corev1.Node, node NodeState, sla SLA)
 		return nil
 	case !ref.Decided:
 		return p.decide(pod, n, node, sla, ref)
-	case ref.Due(p.snap.Now, p.counts, p.backstop):
+	case ref.Due(p.snap.Now, p.counts, len(p.snap.Pods[n.Name]), p.backstop):
 		p.emit(Command{Kind: AskEviction, Node: n, Pod: pod})
 		return nil
 	}
@@ -359,11 +359,14 @@ func (p *planner) move(pod *corev1.Pod, n *corev1.Node, node NodeState, sla SLA)
 
 // decide applies the SLA to a refused pod: it is forced now, or waits
 // with its forecast written. A pod whose budgets or siblings the snapshot
-// lacks is left for a pass that read them; one no budget selects any more
-// is asked again, since its eviction may pass now.
+// lacks is left for a pass that read them; one whose budgets all allow a
+// disruption now, or that no budget selects any more, is asked again.
 func (p *planner) decide(pod *corev1.Pod, n *corev1.Node, node NodeState, sla SLA, ref Refusal) *Decision {
 	budgets := budgetsOf(p.snap.Budgets, pod)
-	if len(budgets) == 0 {
+	if allowDisruption(budgets) {
+		// The budgets changed between the refusal and their reading: the
+		// eviction may pass now, and a change seen before the decision
+		// would not show as one after it.
 		delete(p.memory.Refusals, pod.UID)
 		p.emit(Command{Kind: AskEviction, Node: n, Pod: pod})
 		return nil
@@ -403,7 +406,7 @@ func (p *planner) decide(pod *corev1.Pod, n *corev1.Node, node NodeState, sla SL
 		}
 		return &d
 	}
-	ref.Decided, ref.Decision, ref.Budgets = true, d, counts
+	ref.Decided, ref.Decision, ref.Budgets, ref.NodePods = true, d, counts, len(p.snap.Pods[n.Name])
 	p.memory.Refusals[pod.UID] = ref
 	p.emit(Command{Kind: WriteForecast, Node: n, Pod: pod, Decision: d})
 	return &d

@@ -304,7 +304,7 @@ func TestPlanAsksARefusedPodAgainOnlyWhenDue(t *testing.T) {
 	}
 	counts := map[string]BudgetCounts{"team/a": {Allowed: 0, Healthy: 3, Expected: 3}}
 	forecast := start.Add(planSLA.GracePeriod)
-	decided := Refusal{Asked: t0.Add(-time.Second), Decided: true, Decision: Decision{Action: Wait, At: forecast, Rule: RuleGracePeriod}, Budgets: counts}
+	decided := Refusal{Asked: t0.Add(-time.Second), Decided: true, Decision: Decision{Action: Wait, At: forecast, Rule: RuleGracePeriod}, Budgets: counts, NodePods: 5}
 
 	cmds, out := Plan(base().refused("workers-0-p0", decided).s, rollConfig("workers"))
 	assert.Empty(t, cmds, "not due: nothing asked, nothing listed")
@@ -327,6 +327,15 @@ func TestPlanAsksARefusedPodAgainOnlyWhenDue(t *testing.T) {
 	quiet.s.Now = backstop.Asked.Add(30 * time.Second)
 	cmds, _ = Plan(quiet.s, rollConfig("workers"))
 	assert.Equal(t, []string{"evict team/workers-0-p0"}, names(cmds), "at the latest after drain_poll_interval")
+
+	backstop.NodePods = 2
+	left := base().refused("workers-0-p0", backstop)
+	cmds, _ = Plan(left.s, rollConfig("workers"))
+	assert.Equal(t, []string{"evict team/workers-0-p0"}, names(cmds), "a wait with no time ends when a pod left the node")
+	backstop.NodePods = 1
+	stayed := base().refused("workers-0-p0", backstop)
+	cmds, _ = Plan(stayed.s, rollConfig("workers"))
+	assert.Empty(t, cmds, "no pod left")
 }
 
 func TestPlanDecidesOnANewRefusal(t *testing.T) {

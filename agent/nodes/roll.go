@@ -90,9 +90,10 @@ func NewRoller(kube client.Client, fleet *Fleet, recorder events.Recorder, log l
 // rollScope is the memory of the rolls; a retired pool's is its name's.
 const rollScope = ""
 
-// passRounds bounds the read → plan → execute rounds of a pass: the
-// second decides at once on the pods whose eviction the first saw refused.
-const passRounds = 2
+// passRounds bounds the read → plan → execute rounds of a pass: each
+// round decides at once on the pods whose eviction the round before saw
+// refused, and a pass ends with the first round that saw none.
+const passRounds = 4
 
 // Pass makes one step of every pool's roll.
 func (r *Roller) Pass(ctx context.Context, cfg RollConfig, rolls []RollState) (PassResult, error) {

@@ -63,6 +63,10 @@ type Refusal struct {
 	Decision Decision
 	// Budgets are the counts of the pod's budgets when Decide answered.
 	Budgets map[string]BudgetCounts
+	// NodePods is how many pods its node had to move then. A wait with no
+	// time known (a sibling terminating) ends when a pod leaves: the
+	// budget's counts need not move when a terminating sibling ends.
+	NodePods int
 }
 
 // BudgetCounts are what a PodDisruptionBudget's status says; when they
@@ -77,12 +81,16 @@ func countsOf(b *policyv1.PodDisruptionBudget) BudgetCounts {
 func budgetKey(b *policyv1.PodDisruptionBudget) string { return b.Namespace + "/" + b.Name }
 
 // Due says whether a refused pod is asked again: at its forecast force,
-// when one of its budgets' counts moved (or the budget went), and at the
-// latest after backstop, for what no count shows. A refusal not decided
-// on yet is decided first.
-func (r Refusal) Due(now time.Time, counts map[string]BudgetCounts, backstop time.Duration) bool {
+// when one of its budgets' counts moved (or the budget went), for a wait
+// with no time known when a pod left its node, and at the latest after
+// backstop, for what nothing shows. A refusal not decided on yet is
+// decided first.
+func (r Refusal) Due(now time.Time, counts map[string]BudgetCounts, nodePods int, backstop time.Duration) bool {
 	if !r.Decided {
 		return false
+	}
+	if r.Decision.At.IsZero() && nodePods != r.NodePods {
+		return true
 	}
 	if !r.Decision.At.IsZero() && !now.Before(r.Decision.At) {
 		return true
@@ -109,6 +117,17 @@ func budgetsOf(all []policyv1.PodDisruptionBudget, pod *corev1.Pod) []*policyv1.
 		}
 	}
 	return out
+}
+
+// allowDisruption says whether none of the budgets would refuse an
+// eviction now; none at all counts too.
+func allowDisruption(budgets []*policyv1.PodDisruptionBudget) bool {
+	for _, b := range budgets {
+		if b.Status.DisruptionsAllowed < 1 {
+			return false
+		}
+	}
+	return true
 }
 
 // poolView is a pool's nodes joined with its group's instances.

@@ -123,7 +123,7 @@ func (w *world) roll(ctx context.Context) (*rollResult, error) {
 	}
 	defer logFile.Close()
 	reg := prometheus.NewRegistry()
-	log := logr.FromSlogHandler(slog.NewJSONHandler(logFile, nil))
+	log := logr.FromSlogHandler(slog.NewJSONHandler(logFile, &slog.HandlerOptions{Level: slog.Level(-1)}))
 	roller := nodes.NewRoller(kube, fleet, recorder, log, nodes.NewMetrics(reg))
 	watcher, err := client.NewWithWatch(restCfg, client.Options{Scheme: clientgoscheme.Scheme})
 	if err != nil {
