@@ -44,8 +44,15 @@ func metricsAddr(t *testing.T) string {
 	return addr
 }
 
-// metric reads one sample of the agent's metrics endpoint; 0 when absent.
+// metric reads one sample of the agent's metrics endpoint, by its kind
+// label; 0 when absent.
 func metric(t *testing.T, addr, name, kind string) float64 {
+	return labelledMetric(t, addr, name, "kind", kind)
+}
+
+// labelledMetric reads the sample whose label has value, any sample when
+// value is empty: counters and gauges, and a histogram's count.
+func labelledMetric(t *testing.T, addr, name, label, value string) float64 {
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
 		return -1
@@ -61,15 +68,18 @@ func metric(t *testing.T, addr, name, kind string) float64 {
 		return 0
 	}
 	for _, m := range fam.GetMetric() {
-		match := kind == ""
+		match := value == ""
 		for _, l := range m.GetLabel() {
-			match = match || l.GetName() == "kind" && l.GetValue() == kind
+			match = match || l.GetName() == label && l.GetValue() == value
 		}
 		if !match {
 			continue
 		}
-		if m.GetCounter() != nil {
+		switch {
+		case m.GetCounter() != nil:
 			return m.GetCounter().GetValue()
+		case m.GetHistogram() != nil:
+			return float64(m.GetHistogram().GetSampleCount())
 		}
 		return m.GetGauge().GetValue()
 	}

@@ -5,6 +5,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
+	kstatus "github.com/fluxcd/cli-utils/pkg/kstatus/status"
 	"strings"
 	"testing"
 	"time"
@@ -15,9 +16,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/caravan-gitops/caravan/agent/clusterconfig"
 	"github.com/caravan-gitops/caravan/agent/nodes"
 	"github.com/caravan-gitops/caravan/pkg/api"
 	"github.com/caravan-gitops/caravan/pkg/registry"
@@ -49,7 +52,8 @@ var scaledSLA = map[string]string{
 // the (scaled) SLA allows and never earlier.
 func TestOutdatedNodesRollUnderTheDrainSLA(t *testing.T) {
 	f := startFleet(t)
-	_, labels := guardedPool(t, f, scaledSLA, false)
+	addr := metricsAddr(t)
+	_, labels := guardedPool(t, f, scaledSLA, false, func() stoppable { return f.startAgentWithMetrics("test", false, addr) })
 
 	// A sibling that never becomes ready (no node for it; kwok makes every
 	// scheduled pod ready): no force may come before it is old enough.
@@ -71,13 +75,14 @@ func TestOutdatedNodesRollUnderTheDrainSLA(t *testing.T) {
 		}
 		return marked == 2 && len(f.poolNodes("workers")) >= 3
 	})
-	forecast, sawProgress, sawSuspended := false, false, false
+	forecast, sawProgress, sawSuspended, sawInProgress := false, false, false, false
 	drainStarts := map[string]time.Time{}
 	asg := autoscaling.NewFromConfig(f.aws.AWSConfig("eu-central-1"))
 	require.Eventually(t, func() bool {
 		for _, p := range f.clusterConfig().Status.NodePools {
 			sawProgress = sawProgress || (p.Name == "workers" && p.NextForcedEviction != nil && p.HeldBy != "")
 		}
+		sawInProgress = sawInProgress || f.kstatus() == kstatus.InProgressStatus
 		if groups, err := asg.DescribeAutoScalingGroups(f.ctx, &autoscaling.DescribeAutoScalingGroupsInput{}); err == nil {
 			for _, g := range groups.AutoScalingGroups {
 				for _, p := range g.SuspendedProcesses {
@@ -111,6 +116,8 @@ func TestOutdatedNodesRollUnderTheDrainSLA(t *testing.T) {
 	assert.True(t, forecast, "a refused pod is told when it may be forced")
 	assert.True(t, sawProgress, "the ClusterConfig showed the pool's progress with the next forced eviction")
 	assert.True(t, sawSuspended, "AZRebalance was suspended during the roll")
+	assert.True(t, sawInProgress, "kstatus read the ClusterConfig as InProgress during the roll")
+	f.eventually("kstatus reads the ClusterConfig as Current after the roll", func() bool { return f.kstatus() == kstatus.CurrentStatus })
 	groups, err := autoscaling.NewFromConfig(f.aws.AWSConfig("eu-central-1")).DescribeAutoScalingGroups(f.ctx, &autoscaling.DescribeAutoScalingGroupsInput{})
 	require.NoError(t, err)
 	for _, g := range groups.AutoScalingGroups {
@@ -141,6 +148,12 @@ func TestOutdatedNodesRollUnderTheDrainSLA(t *testing.T) {
 	}
 	assert.Equal(t, 2, nodeEvents["DrainStarted"], "Events on the Nodes say when each drain began")
 	assert.Equal(t, 2, nodeEvents["InstanceTerminated"], "and when its instance was terminated")
+	assert.Equal(t, 2.0, labelledMetric(t, addr, "caravan_agent_drain_duration_seconds", "", ""), "the metrics count both drains")
+	assert.Positive(t, labelledMetric(t, addr, "caravan_agent_evictions_total", "result", "refused"))
+	assert.Positive(t, labelledMetric(t, addr, "caravan_agent_force_waits_total", "rule", nodes.RuleGracePeriod))
+	assert.Equal(t, float64(podEvents(events, "ForcedEviction")), labelledMetric(t, addr, "caravan_agent_forced_deletions_total", "", ""),
+		"a forced deletion is counted and told in an Event each")
+	assert.Positive(t, podEvents(events, "ForceEvictionScheduled"), "a refused pod's forecast is told in an Event")
 	require.NotEmpty(t, forced, "the budget refused every eviction, so pods were forced")
 	sort.Slice(forced, func(i, j int) bool { return forced[i].Before(forced[j]) })
 	earliestStart := time.Time{}
@@ -161,11 +174,16 @@ func TestOutdatedNodesRollUnderTheDrainSLA(t *testing.T) {
 	assert.True(t, strings.Contains(f.status().CurrentVersion, "#"))
 }
 
+// stoppable is an agent, in the test's process or its own.
+type stoppable interface{ stop() }
+
+func (f *fleet) inProcess() stoppable { return f.startAgent("test", false) }
+
 // guardedPool starts the cloud bridge and the agent, with the drain SLA's
 // config items, on a pool of two nodes carrying a Deployment of two
 // replicas that a budget of two keeps from every eviction (with spread,
 // one replica on each node); it returns once the budget counts both.
-func guardedPool(t *testing.T, f *fleet, sla map[string]string, spread bool) (*runningAgent, map[string]string) {
+func guardedPool(t *testing.T, f *fleet, sla map[string]string, spread bool, start func() stoppable) (stoppable, map[string]string) {
 	bridge, err := cloudbridge.Start(f.ctx, cloudbridge.Config{AWS: f.aws.AWSConfig("eu-central-1"), ClusterID: clusterID, Kube: f.cp.Client, Log: t.Logf})
 	require.NoError(t, err)
 	t.Cleanup(bridge.Stop)
@@ -174,7 +192,7 @@ func guardedPool(t *testing.T, f *fleet, sla map[string]string, spread bool) (*r
 	_, _, err = f.reg.CreateNodePool(f.ctx, clusterID, &api.NodePool{Name: "workers", Profile: "worker-default",
 		InstanceTypes: []string{"m6i.large"}, MinSize: 2, MaxSize: 4, DiscountStrategy: "none"})
 	require.NoError(t, err)
-	agent := f.startAgent("test", false)
+	agent := start()
 	f.eventually("the pool's two nodes are up", func() bool { return len(f.poolNodes("workers")) == 2 && f.status().Phase == api.PhaseIdle })
 	replicas := int32(2)
 	labels := map[string]string{"app": "guarded"}
@@ -198,8 +216,8 @@ func guardedPool(t *testing.T, f *fleet, sla map[string]string, spread bool) (*r
 
 // rollingPool starts the agent on a pool of two outdated nodes whose pods
 // a budget holds, and returns once one node is draining.
-func rollingPool(t *testing.T, f *fleet, sla map[string]string) (*runningAgent, map[string]corev1.Node) {
-	agent, _ := guardedPool(t, f, sla, true)
+func rollingPool(t *testing.T, f *fleet, sla map[string]string, start func() stoppable) (stoppable, map[string]corev1.Node) {
+	agent, _ := guardedPool(t, f, sla, true, start)
 	old := f.poolNodes("workers")
 	_, _, err := f.reg.PatchNodePool(f.ctx, clusterID, "workers", map[string]any{"instance_types": []string{"m6i.xlarge"}}, "")
 	require.NoError(t, err)
@@ -230,23 +248,27 @@ func drainingNode(f *fleet) (corev1.Node, bool) {
 	return corev1.Node{}, false
 }
 
-// An agent killed mid-drain resumes with the same drain start; a block
-// stops the roll at once: the node only marked is un-marked, the node
-// being drained is finished; lifting the block completes the roll.
-func TestARollResumesAfterARestartAndStopsForABlock(t *testing.T) {
+// A caravan-agent process killed with SIGKILL mid-drain is followed by
+// one that keeps the drain's start; a block stops the roll at once: the
+// node only marked is un-marked, the node being drained is finished;
+// lifting the block completes the roll.
+func TestARollResumesAfterAKillAndStopsForABlock(t *testing.T) {
 	f := startFleet(t)
 	sla := map[string]string{}
 	for k, v := range scaledSLA {
 		sla[k] = v
 	}
-	sla["drain_grace_period"] = "15s"
-	first, old := rollingPool(t, f, sla)
+	// Long enough that the node is still draining when the next agent
+	// has made its first pass.
+	sla["drain_grace_period"] = "60s"
+	first := (*agentProcess)(nil)
+	_, old := rollingPool(t, f, sla, func() stoppable { first = f.startAgentProcess(); return first })
 	draining, ok := drainingNode(f)
 	require.True(t, ok)
 	start := draining.Annotations[nodes.DrainStartAnnotation]
 	require.NotEmpty(t, start)
 
-	first.stop()
+	first.kill()
 	block, _, err := f.reg.CreateBlock(f.ctx, clusterID, registry.BlockRequest{Reason: "incident"})
 	require.NoError(t, err)
 	f.startAgent("test", false)
@@ -258,9 +280,11 @@ func TestARollResumesAfterARestartAndStopsForABlock(t *testing.T) {
 		}
 		return f.status().Phase == api.PhaseBlocked
 	})
-	if n, ok := drainingNode(f); ok {
-		assert.Equal(t, start, n.Annotations[nodes.DrainStartAnnotation], "the restarted agent keeps the drain's start")
-	}
+	// The restarted agent made its first pass before it reported blocked.
+	after, still := f.poolNodes("workers")[draining.Name]
+	require.True(t, still, "the node drains for its grace period at least")
+	assert.Equal(t, nodes.DrainingValue, after.Labels[nodes.LifecycleLabel], "a soft block lets the node being drained finish")
+	assert.Equal(t, start, after.Annotations[nodes.DrainStartAnnotation], "the restarted agent keeps the drain's start")
 	f.eventually("the node being drained is finished despite the block", func() bool {
 		_, still := f.poolNodes("workers")[draining.Name]
 		return !still
@@ -285,4 +309,30 @@ func TestARollResumesAfterARestartAndStopsForABlock(t *testing.T) {
 		}
 		return len(current) == 2 && f.status().Phase == api.PhaseIdle
 	})
+}
+
+// kstatus is how kstatus, as Flux and kubectl wait read it, sees the
+// ClusterConfig.
+func (f *fleet) kstatus() kstatus.Status {
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(clusterconfig.GroupVersion.WithKind("ClusterConfig"))
+	if err := f.kube.Get(f.ctx, client.ObjectKey{Name: clusterconfig.Name}, u); err != nil {
+		return kstatus.UnknownStatus
+	}
+	res, err := kstatus.Compute(u)
+	if err != nil {
+		return kstatus.UnknownStatus
+	}
+	return res.Status
+}
+
+// podEvents counts the Events with reason on pods.
+func podEvents(events *corev1.EventList, reason string) int {
+	n := 0
+	for _, e := range events.Items {
+		if e.InvolvedObject.Kind == "Pod" && e.Reason == reason {
+			n += int(max(e.Count, 1))
+		}
+	}
+	return n
 }

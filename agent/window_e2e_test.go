@@ -118,7 +118,7 @@ func TestAFreezeHoldsTheClusterUntilItEnds(t *testing.T) {
 // roll goes on when the window opens again.
 func TestARollPausesOutsideItsNodeUpdateWindow(t *testing.T) {
 	f := startFleet(t)
-	_, old := rollingPool(t, f, scaledSLA)
+	_, old := rollingPool(t, f, scaledSLA, f.inProcess)
 	first, ok := drainingNode(f)
 	require.True(t, ok)
 

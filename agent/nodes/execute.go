@@ -255,7 +255,6 @@ func (r *Roller) reread(ctx context.Context, c Command) (*corev1.Pod, []policyv1
 	return pod, budgets, true, nil
 }
 
-
 func pointers(budgets []policyv1.PodDisruptionBudget) []*policyv1.PodDisruptionBudget {
 	out := make([]*policyv1.PodDisruptionBudget, len(budgets))
 	for i := range budgets {

@@ -87,6 +87,33 @@ func NewRoller(kube client.Client, fleet *Fleet, recorder events.Recorder, log l
 	return &Roller{kube: kube, fleet: fleet, events: recorder, log: log, metrics: metrics, now: time.Now, memories: map[string]Memory{}}
 }
 
+// Wake is the rule of a roll's passes (Trigger.Wake), with the trigger
+// told which budgets the refused pods wait on. A nil Roller has no
+// refused pods.
+func (r *Roller) Wake(t *Trigger, next time.Time, backstop time.Duration) (<-chan struct{}, func()) {
+	if r != nil {
+		t.WaitFor(r.waited())
+	}
+	return t.Wake(next, backstop)
+}
+
+// waited are the budgets the refused pods wait on, each with the counts of
+// its latest decision.
+func (r *Roller) waited() map[string]BudgetCounts {
+	out := map[string]BudgetCounts{}
+	latest := map[string]time.Time{}
+	for _, m := range r.memories {
+		for _, ref := range m.Refusals {
+			for key, counts := range ref.Budgets {
+				if ref.Asked.After(latest[key]) || latest[key].IsZero() {
+					out[key], latest[key] = counts, ref.Asked
+				}
+			}
+		}
+	}
+	return out
+}
+
 // rollScope is the memory of the rolls; a retired pool's is its name's.
 const rollScope = ""
 

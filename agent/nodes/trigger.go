@@ -30,12 +30,18 @@ type Trigger struct {
 	mu       sync.Mutex
 	stop     context.CancelFunc
 	draining map[string]context.CancelFunc
+
+	budgetMu sync.Mutex
+	// counts are each budget's counts as last seen; waited, when set, the
+	// budgets refused pods wait on, with the counts they were decided at.
+	counts map[string]BudgetCounts
+	waited map[string]BudgetCounts
 }
 
 // NewTrigger returns a Trigger that watches through watcher once Start is
 // called.
 func NewTrigger(watcher client.WithWatch, log logr.Logger) *Trigger {
-	return &Trigger{watcher: watcher, log: log, wake: make(chan struct{}, 1)}
+	return &Trigger{watcher: watcher, log: log, wake: make(chan struct{}, 1), counts: map[string]BudgetCounts{}}
 }
 
 // Start watches the pools' Nodes and the PodDisruptionBudgets, and the pods
@@ -50,7 +56,7 @@ func (t *Trigger) Start(ctx context.Context) {
 	ctx, t.stop = context.WithCancel(ctx)
 	t.draining = map[string]context.CancelFunc{}
 	go t.watch(ctx, &corev1.NodeList{}, []client.ListOption{client.HasLabels{PoolLabel}}, t.nodeChanges(ctx))
-	go t.watch(ctx, &policyv1.PodDisruptionBudgetList{}, nil, budgetChanges())
+	go t.watch(ctx, &policyv1.PodDisruptionBudgetList{}, nil, t.budgetChanges)
 }
 
 // Stop ends every watch.
@@ -121,6 +127,7 @@ func (t *Trigger) watch(ctx context.Context, list client.ObjectList, opts []clie
 				break
 			}
 			if changed(ev) {
+				t.log.V(2).Info("roll wakes", "kind", kindOf(list), "event", string(ev.Type))
 				t.signal()
 			}
 		}
@@ -172,25 +179,45 @@ func (t *Trigger) follow(ctx context.Context, node string, draining bool) {
 // be empty now, or a sibling that held a force back has ended.
 func podGone(ev watch.Event) bool { return ev.Type == watch.Deleted }
 
-// budgetChanges wakes when a budget's counts move: an eviction it refused
-// may pass now, or a sibling it waited for became Ready.
-func budgetChanges() func(watch.Event) bool {
-	type counts struct{ allowed, healthy, expected int32 }
-	seen := map[string]counts{}
-	return func(ev watch.Event) bool {
-		b, ok := ev.Object.(*policyv1.PodDisruptionBudget)
-		if !ok {
-			return false
+// budgetChanges wakes when the counts of a budget a refused pod waits on
+// move: the eviction may pass now, or a sibling it waited for is Ready. A
+// budget no refused pod waits on wakes nothing once WaitFor said which
+// ones do; before that, every budget does.
+func (t *Trigger) budgetChanges(ev watch.Event) bool {
+	b, ok := ev.Object.(*policyv1.PodDisruptionBudget)
+	if !ok {
+		return false
+	}
+	key := budgetKey(b)
+	t.budgetMu.Lock()
+	defer t.budgetMu.Unlock()
+	_, waited := t.waited[key]
+	waited = waited || t.waited == nil
+	if ev.Type == watch.Deleted {
+		delete(t.counts, key)
+		return waited
+	}
+	now := countsOf(b)
+	was, known := t.counts[key]
+	t.counts[key] = now
+	return waited && (!known || was != now)
+}
+
+// WaitFor narrows the budgets that wake the roll to those refused pods
+// wait on, with the counts they were decided at; counts that moved since
+// wake it at once, since their change was seen before.
+func (t *Trigger) WaitFor(budgets map[string]BudgetCounts) {
+	if t == nil {
+		return
+	}
+	t.budgetMu.Lock()
+	defer t.budgetMu.Unlock()
+	t.waited = budgets
+	for key, decided := range budgets {
+		if seen, ok := t.counts[key]; ok && seen != decided {
+			t.signal()
+			return
 		}
-		key := b.Namespace + "/" + b.Name
-		if ev.Type == watch.Deleted {
-			delete(seen, key)
-			return true
-		}
-		now := counts{b.Status.DisruptionsAllowed, b.Status.CurrentHealthy, b.Status.ExpectedPods}
-		was, known := seen[key]
-		seen[key] = now
-		return !known || was != now
 	}
 }
 

@@ -68,6 +68,20 @@ func TestTriggerWakesOnWhatARollWaitsFor(t *testing.T) {
 	woken(t, trigger, "a budget's counts moved")
 	settle(trigger)
 
+	// Once the roll says which budgets its refused pods wait on, no other
+	// budget wakes it; counts that moved since its decision wake it at once.
+	trigger.WaitFor(map[string]nodes.BudgetCounts{})
+	require.NoError(t, kube.Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "guarded-again", Namespace: "default", Labels: map[string]string{"app": "guarded"}},
+		Spec: corev1.PodSpec{NodeName: "outside", TerminationGracePeriodSeconds: new(int64), Containers: []corev1.Container{{Name: "app", Image: "app"}}}}))
+	require.Eventually(t, func() bool {
+		got := &policyv1.PodDisruptionBudget{}
+		return kube.Get(ctx, client.ObjectKeyFromObject(budget), got) == nil && got.Status.CurrentHealthy == 1
+	}, 20*time.Second, 100*time.Millisecond, "the budget to count the new pod")
+	quiet(t, trigger, "a budget no refused pod waits on")
+	trigger.WaitFor(map[string]nodes.BudgetCounts{"default/guarded": {}})
+	woken(t, trigger, "a waited budget whose counts moved since the decision")
+	trigger.WaitFor(nil)
+
 	// The pods of a node are followed once it is labelled draining.
 	deletePod(t, ctx, kube, "on-old-1")
 	quiet(t, trigger, "a pod gone from a node not being drained")

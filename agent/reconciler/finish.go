@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"time"
 
@@ -34,6 +35,9 @@ const (
 	ReasonWaitingForWindow = "WaitingForWindow"
 	// ReasonDecommissioning: the cluster's stacks are being deleted.
 	ReasonDecommissioning = "Decommissioning"
+	// ReasonRollingNodes: outdated nodes are being replaced, or the nodes
+	// of retired pools drained; the cluster is Reconciling meanwhile.
+	ReasonRollingNodes = "RollingNodes"
 )
 
 func metaTime(t time.Time) metav1.Time { return metav1.NewTime(t.UTC().Truncate(time.Second)) }
@@ -119,6 +123,11 @@ func (r *Reconciler) setConditions(cc *clusterconfig.ClusterConfig, o *outcome) 
 	case o.problem != nil:
 		conditions.MarkReconciling(cc, ReasonFailed, "retrying %s", o.status.NextVersion)
 		conditions.MarkFalse(cc, ReadyCondition, ReasonFailed, "%s: %s", o.problem.Title, o.problem.Detail)
+	case o.phase == api.PhaseRollingNodes:
+		// kstatus reads Reconciling=True as InProgress: the version is
+		// applied, its nodes are not all replaced yet.
+		conditions.MarkReconciling(cc, ReasonRollingNodes, "at version %s; %s", o.status.CurrentVersion, rollSummary(o.pools))
+		conditions.MarkUnknown(cc, ReadyCondition, ReasonRollingNodes, "at version %s; %s", o.status.CurrentVersion, rollSummary(o.pools))
 	case o.phase == api.PhaseDecommissioning || o.phase == api.PhaseDecommissioned:
 		conditions.MarkFalse(cc, ReadyCondition, ReasonDecommissioning, "the registry asks to decommission the cluster (%s)", o.phase)
 	case o.appliedNow:
@@ -130,6 +139,20 @@ func (r *Reconciler) setConditions(cc *clusterconfig.ClusterConfig, o *outcome) 
 	case o.status.CurrentVersion != "":
 		conditions.MarkTrue(cc, ReadyCondition, ReasonUpToDate, "at version %s", o.status.CurrentVersion)
 	}
+}
+
+// rollSummary says what a roll has left, pool by pool.
+func rollSummary(pools []api.NodePoolProgress) string {
+	parts := make([]string, 0, len(pools))
+	for _, p := range pools {
+		if p.Outdated > 0 || p.Draining > 0 {
+			parts = append(parts, fmt.Sprintf("pool %s: %d of %d nodes outdated, %d draining", p.Name, p.Outdated, p.NodesTotal, p.Draining))
+		}
+	}
+	if len(parts) == 0 {
+		return "replacing nodes"
+	}
+	return strings.Join(parts, "; ")
 }
 
 func (r *Reconciler) emit(before, cc *clusterconfig.ClusterConfig, o *outcome) {

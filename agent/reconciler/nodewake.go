@@ -8,7 +8,7 @@ import (
 )
 
 // nodeWake is what ends the loop's wait early while nodes are being
-// replaced or drained, by the roll's own rule (nodes.Trigger.Wake). Without
+// replaced or drained, by the roll's own rule (nodes.Roller.Wake). Without
 // node work it never fires and the Trigger's watches are stopped.
 func (r *Reconciler) nodeWake(ctx context.Context) (<-chan struct{}, func()) {
 	cc := r.config
@@ -16,7 +16,7 @@ func (r *Reconciler) nodeWake(ctx context.Context) (<-chan struct{}, func()) {
 		r.stopTrigger()
 		return nil, func() {}
 	}
-	return r.startTrigger(ctx).Wake(r.wakeAt, cc.Status.NodeUpdate.Poll())
+	return r.rollers.roller.Wake(r.startTrigger(ctx), r.wakeAt, cc.Status.NodeUpdate.Poll())
 }
 
 // timerAt fires at t; never for the zero time. stop releases the timer.

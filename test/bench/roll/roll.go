@@ -123,7 +123,7 @@ func (w *world) roll(ctx context.Context) (*rollResult, error) {
 	}
 	defer logFile.Close()
 	reg := prometheus.NewRegistry()
-	log := logr.FromSlogHandler(slog.NewJSONHandler(logFile, &slog.HandlerOptions{Level: slog.Level(-1)}))
+	log := logr.FromSlogHandler(slog.NewJSONHandler(logFile, &slog.HandlerOptions{Level: slog.Level(-2)}))
 	roller := nodes.NewRoller(kube, fleet, recorder, log, nodes.NewMetrics(reg))
 	watcher, err := client.NewWithWatch(restCfg, client.Options{Scheme: clientgoscheme.Scheme})
 	if err != nil {
@@ -197,7 +197,7 @@ func (w *world) roll(ctx context.Context) (*rollResult, error) {
 			lastReport = time.Now()
 			host.Progress("%d of %d nodes outdated", outdated, len(res.oldNodes))
 		}
-		wake, stop := trigger.Wake(nodes.NextWake(out.Progress), settings.Poll())
+		wake, stop := roller.Wake(trigger, nodes.NextWake(out.Progress), settings.Poll())
 		select {
 		case <-wake:
 		case <-ctx.Done():
