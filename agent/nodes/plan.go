@@ -90,6 +90,9 @@ type planner struct {
 func newPlanner(s Snapshot) *planner {
 	p := &planner{snap: s, memory: s.Memory.clone(), counts: map[string]BudgetCounts{},
 		nodeForced: map[string]time.Time{}, budgetForced: map[string]time.Time{}, forced: map[string]bool{}, seen: map[types.UID]bool{}}
+	for key, c := range s.Counts {
+		p.counts[key] = c
+	}
 	for i := range s.Budgets {
 		p.counts[budgetKey(&s.Budgets[i])] = countsOf(&s.Budgets[i])
 	}

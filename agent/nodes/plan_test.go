@@ -316,6 +316,15 @@ func TestPlanAsksARefusedPodAgainOnlyWhenDue(t *testing.T) {
 	cmds, _ = Plan(moved.s, rollConfig("workers"))
 	assert.Equal(t, []string{"evict team/workers-0-p0"}, names(cmds), "its budget's counts moved")
 
+	watched := base().refused("workers-0-p0", decided)
+	watched.s.Budgets = nil
+	watched.s.Counts = map[string]BudgetCounts{"team/a": {Allowed: 0, Healthy: 3, Expected: 3}}
+	cmds, _ = Plan(watched.s, rollConfig("workers"))
+	assert.Empty(t, cmds, "the counts a watch saw will do")
+	watched.s.Counts["team/a"] = BudgetCounts{Allowed: 1, Healthy: 3, Expected: 3}
+	cmds, _ = Plan(watched.s, rollConfig("workers"))
+	assert.Equal(t, []string{"evict team/workers-0-p0"}, names(cmds), "the watch saw the counts move")
+
 	late := base().refused("workers-0-p0", decided)
 	late.s.Now = forecast
 	cmds, _ = Plan(late.s, rollConfig("workers"))

@@ -30,18 +30,31 @@ func (r *Roller) readRoll(ctx context.Context, cfg RollConfig, rolls []RollState
 		return snap, err
 	}
 	snap.Groups = groups
+	return snap, r.readRollPods(ctx, cfg, &snap)
+}
+
+// rereadRoll is readRoll keeping the Nodes and groups of the snapshot
+// before, for a round after one that changed no group.
+func (r *Roller) rereadRoll(ctx context.Context, cfg RollConfig, before Snapshot, rolls []RollState) (Snapshot, error) {
+	snap := Snapshot{Now: r.now(), Rolls: rolls, Memory: r.memory(rollScope), Nodes: before.Nodes, Groups: before.Groups}
+	return snap, r.readRollPods(ctx, cfg, &snap)
+}
+
+// readRollPods reads the pods the snapshot's pools need, and the budgets
+// and siblings of the refused ones.
+func (r *Roller) readRollPods(ctx context.Context, cfg RollConfig, snap *Snapshot) error {
 	var nodes []string
 	for _, spec := range cfg.Pools {
-		for _, g := range groups {
+		for _, g := range snap.Groups {
 			if g.Pool == spec.Name {
 				nodes = append(nodes, podsNeeded(cfg, view(spec, g, snap.Nodes), snap.Memory)...)
 			}
 		}
 	}
-	if err := r.readPods(ctx, &snap, nodes); err != nil {
-		return snap, err
+	if err := r.readPods(ctx, snap, nodes); err != nil {
+		return err
 	}
-	return snap, r.readBudgets(ctx, &snap)
+	return r.readBudgets(ctx, snap)
 }
 
 // podsNeeded names the nodes of a pool whose pods a plan needs: the one
@@ -108,7 +121,8 @@ func (r *Roller) podsToMove(ctx context.Context, node string) ([]corev1.Pod, err
 }
 
 // readBudgets reads the PodDisruptionBudgets while a pod read was refused,
-// and the pods covered by the budgets of those not decided on yet.
+// and the pods covered by the budgets of those not decided on yet. While
+// every refusal is decided, the counts the Trigger's watch saw will do.
 func (r *Roller) readBudgets(ctx context.Context, snap *Snapshot) error {
 	var undecided []*corev1.Pod
 	refused := false
@@ -124,6 +138,12 @@ func (r *Roller) readBudgets(ctx context.Context, snap *Snapshot) error {
 	}
 	if !refused {
 		return nil
+	}
+	if len(undecided) == 0 {
+		if counts := r.trigger.Counts(); counts != nil {
+			snap.Counts = counts
+			return nil
+		}
 	}
 	list := &policyv1.PodDisruptionBudgetList{}
 	if err := r.kube.List(ctx, list); err != nil {

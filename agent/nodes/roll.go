@@ -80,6 +80,16 @@ type Roller struct {
 	metrics  *Metrics
 	now      func() time.Time
 	memories map[string]Memory
+	// trigger, when set, gives the budgets' counts a pass compares with
+	// its refusals', without listing the budgets.
+	trigger *Trigger
+}
+
+// WatchedBy lets the Roller read the budgets' counts from the Trigger's
+// watch while it runs.
+func (r *Roller) WatchedBy(t *Trigger) *Roller {
+	r.trigger = t
+	return r
 }
 
 // NewRoller returns a Roller.
@@ -125,12 +135,23 @@ const passRounds = 4
 // Pass makes one step of every pool's roll.
 func (r *Roller) Pass(ctx context.Context, cfg RollConfig, rolls []RollState) (PassResult, error) {
 	out := PassResult{Rolls: rolls}
+	var snap Snapshot
+	var cmds []Command
 	for round := 0; round < passRounds; round++ {
-		snap, err := r.readRoll(ctx, cfg, out.Rolls)
+		var err error
+		if round > 0 && !changesGroups(cmds) {
+			// The round before changed no group, and its changes to Nodes
+			// came back into its snapshot's Nodes: only pods and budgets
+			// are read again.
+			snap, err = r.rereadRoll(ctx, cfg, snap, out.Rolls)
+		} else {
+			snap, err = r.readRoll(ctx, cfg, out.Rolls)
+		}
 		if err != nil {
 			return out, err
 		}
-		cmds, planned := Plan(snap, cfg)
+		var planned Outcome
+		cmds, planned = Plan(snap, cfg)
 		r.memories[rollScope] = planned.Memory
 		done, refused, err := r.execute(ctx, rollScope, cmds)
 		out = PassResult{Rolls: settle(planned.Rolls, snap, cmds, done), Progress: planned.Progress}
@@ -139,6 +160,17 @@ func (r *Roller) Pass(ctx context.Context, cfg RollConfig, rolls []RollState) (P
 		}
 	}
 	return out, nil
+}
+
+// changesGroups says whether commands change a group or its instances.
+func changesGroups(cmds []Command) bool {
+	for _, c := range cmds {
+		switch c.Kind {
+		case SuspendRebalance, ResumeRebalance, SetDesiredCapacity, TerminateInstance:
+			return true
+		}
+	}
+	return false
 }
 
 // settle is the rolls a plan leaves when only its first done commands were

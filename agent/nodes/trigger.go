@@ -2,6 +2,7 @@ package nodes
 
 import (
 	"context"
+	"maps"
 	"sync"
 	"time"
 
@@ -67,6 +68,9 @@ func (t *Trigger) Stop() {
 		t.stop()
 		t.stop, t.draining = nil, nil
 	}
+	t.budgetMu.Lock()
+	t.counts, t.waited = map[string]BudgetCounts{}, nil
+	t.budgetMu.Unlock()
 }
 
 // Wake is the rule a roll's passes follow: the next pass is due at the
@@ -201,6 +205,23 @@ func (t *Trigger) budgetChanges(ev watch.Event) bool {
 	was, known := t.counts[key]
 	t.counts[key] = now
 	return waited && (!known || was != now)
+}
+
+// Counts are the budgets' counts as the watch last saw them; nil while
+// the Trigger does not watch.
+func (t *Trigger) Counts() map[string]BudgetCounts {
+	if t == nil {
+		return nil
+	}
+	t.mu.Lock()
+	watching := t.stop != nil
+	t.mu.Unlock()
+	if !watching {
+		return nil
+	}
+	t.budgetMu.Lock()
+	defer t.budgetMu.Unlock()
+	return maps.Clone(t.counts)
 }
 
 // WaitFor narrows the budgets that wake the roll to those refused pods

@@ -40,7 +40,7 @@ func (r *Reconciler) roller(c api.AssignedCluster) *nodes.Roller {
 	key := c.ID + "/" + c.Region
 	if r.rollers.key != key {
 		r.rollers.key = key
-		r.rollers.roller = nodes.NewRoller(r.kube, r.infra.AWS.Fleet(c.ID, c.Region), r.events, r.log, r.metrics.nodes)
+		r.rollers.roller = nodes.NewRoller(r.kube, r.infra.AWS.Fleet(c.ID, c.Region), r.events, r.log, r.metrics.nodes).WatchedBy(r.infra.Trigger)
 	}
 	return r.rollers.roller
 }

@@ -130,6 +130,7 @@ func (w *world) roll(ctx context.Context) (*rollResult, error) {
 		return nil, err
 	}
 	trigger := nodes.NewTrigger(watcher, log)
+	roller.WatchedBy(trigger)
 	trigger.Start(ctx)
 	defer trigger.Stop()
 
