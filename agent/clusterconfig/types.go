@@ -43,8 +43,15 @@ type Block struct {
 	Reason string `json:"reason"`
 }
 
+// StatusFormat is the format of the status this agent writes. Format 2
+// added it and each roll's desired capacity; an agent reads the statuses
+// of format 1 (no formatVersion) as they are, a roll's desired capacity
+// taken from its group.
+const StatusFormat = 2
+
 // Status is what the agent reports.
 type Status struct {
+	FormatVersion      int                `json:"formatVersion,omitempty"`
 	ObservedGeneration int64              `json:"observedGeneration,omitempty"`
 	Conditions         []metav1.Condition `json:"conditions,omitempty"`
 	CurrentVersion     string             `json:"currentVersion,omitempty"`

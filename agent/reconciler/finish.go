@@ -54,6 +54,7 @@ func (r *Reconciler) finish(ctx context.Context, cc *clusterconfig.ClusterConfig
 		o.status.Problems = nil
 	}
 	cc.Status = o.status
+	cc.Status.FormatVersion = clusterconfig.StatusFormat
 	cc.Status.ObservedGeneration = cc.Generation
 	r.setConditions(cc, o)
 	r.config = nil
