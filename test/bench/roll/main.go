@@ -8,7 +8,8 @@
 //  1. the roll's total time beside the lower bound the rules allow (goal:
 //     within 10%);
 //  2. forced deletions that came before every rule allowed them (goal: 0);
-//  3. the requests per second the roll makes to the API server.
+//  3. the requests per second the roll makes to the API server while a
+//     node drains (goal: at most 10).
 //
 // It runs the real parts: a control plane with kwok (test/controlplane);
 // moto (test/moto) with an auto scaling group of 50 instances whose launch
