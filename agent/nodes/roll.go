@@ -108,12 +108,15 @@ func (r *Roller) Wake(t *Trigger, next time.Time, backstop time.Duration) (<-cha
 }
 
 // waited are the budgets the refused pods wait on, each with the counts of
-// its latest decision.
-func (r *Roller) waited() map[string]BudgetCounts {
+// its latest decision, and whether one waits with no time known, for a pod
+// to leave.
+func (r *Roller) waited() (map[string]BudgetCounts, bool) {
 	out := map[string]BudgetCounts{}
 	latest := map[string]time.Time{}
+	pods := false
 	for _, m := range r.memories {
 		for _, ref := range m.Refusals {
+			pods = pods || !ref.Decided || ref.Decision.At.IsZero()
 			for key, counts := range ref.Budgets {
 				if ref.Asked.After(latest[key]) || latest[key].IsZero() {
 					out[key], latest[key] = counts, ref.Asked
@@ -121,7 +124,7 @@ func (r *Roller) waited() map[string]BudgetCounts {
 			}
 		}
 	}
-	return out
+	return out, pods
 }
 
 // rollScope is the memory of the rolls; a retired pool's is its name's.

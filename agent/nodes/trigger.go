@@ -9,6 +9,7 @@ import (
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
@@ -37,6 +38,8 @@ type Trigger struct {
 	// budgets refused pods wait on, with the counts they were decided at.
 	counts map[string]BudgetCounts
 	waited map[string]BudgetCounts
+	// waitPods: a refused pod waits for a pod to leave its node.
+	waitPods bool
 }
 
 // NewTrigger returns a Trigger that watches through watcher once Start is
@@ -56,8 +59,9 @@ func (t *Trigger) Start(ctx context.Context) {
 	}
 	ctx, t.stop = context.WithCancel(ctx)
 	t.draining = map[string]context.CancelFunc{}
-	go t.watch(ctx, &corev1.NodeList{}, []client.ListOption{client.HasLabels{PoolLabel}}, t.nodeChanges(ctx))
-	go t.watch(ctx, &policyv1.PodDisruptionBudgetList{}, nil, t.budgetChanges)
+	nodes := t.nodeChanges(ctx)
+	go t.watch(ctx, &corev1.NodeList{}, []client.ListOption{client.HasLabels{PoolLabel}}, func() func(watch.Event) bool { return nodes })
+	go t.watch(ctx, &policyv1.PodDisruptionBudgetList{}, nil, func() func(watch.Event) bool { return t.budgetChanges })
 }
 
 // Stop ends every watch.
@@ -69,7 +73,7 @@ func (t *Trigger) Stop() {
 		t.stop, t.draining = nil, nil
 	}
 	t.budgetMu.Lock()
-	t.counts, t.waited = map[string]BudgetCounts{}, nil
+	t.counts, t.waited, t.waitPods = map[string]BudgetCounts{}, nil, false
 	t.budgetMu.Unlock()
 }
 
@@ -117,8 +121,9 @@ func (t *Trigger) signal() {
 // changed before the watch began is seen by that pass, what changes after
 // by the watch. A new watch replays every object as added; the filters
 // know them already and stay quiet.
-func (t *Trigger) watch(ctx context.Context, list client.ObjectList, opts []client.ListOption, changed func(watch.Event) bool) {
+func (t *Trigger) watch(ctx context.Context, list client.ObjectList, opts []client.ListOption, filter func() func(watch.Event) bool) {
 	for ctx.Err() == nil {
+		changed := filter()
 		w, err := t.watcher.Watch(ctx, list, opts...)
 		if err != nil {
 			t.log.V(1).Info("watch refused; trying again", "kind", kindOf(list), "error", err.Error())
@@ -172,16 +177,40 @@ func (t *Trigger) follow(ctx context.Context, node string, draining bool) {
 	case draining && !followed:
 		podCtx, cancel := context.WithCancel(ctx)
 		t.draining[node] = cancel
-		go t.watch(podCtx, &corev1.PodList{}, []client.ListOption{client.MatchingFields{"spec.nodeName": node}}, podGone)
+		go t.watch(podCtx, &corev1.PodList{}, []client.ListOption{client.MatchingFields{"spec.nodeName": node}}, t.podsLeaving)
 	case !draining && followed:
 		stop()
 		delete(t.draining, node)
 	}
 }
 
-// podGone wakes when a pod of a node being drained is gone: the node may
-// be empty now, or a sibling that held a force back has ended.
-func podGone(ev watch.Event) bool { return ev.Type == watch.Deleted }
+// podsLeaving follows the pods that must leave a node being drained, from
+// a watch's start: it wakes when the last one left (the node is empty, its
+// instance can go), and when any one left while WaitFor said refused pods
+// wait for a pod to leave (a terminating sibling that held a force back).
+// Other departures change nothing a pass decides on.
+func (t *Trigger) podsLeaving() func(watch.Event) bool {
+	left := map[types.UID]bool{}
+	return func(ev watch.Event) bool {
+		pod, ok := ev.Object.(*corev1.Pod)
+		if !ok {
+			return false
+		}
+		_, had := left[pod.UID]
+		if ev.Type == watch.Deleted || !MustLeave(pod) {
+			delete(left, pod.UID)
+			if !had {
+				return false
+			}
+			t.budgetMu.Lock()
+			anyLeaving := t.waitPods
+			t.budgetMu.Unlock()
+			return len(left) == 0 || anyLeaving
+		}
+		left[pod.UID] = true
+		return false
+	}
+}
 
 // budgetChanges wakes when the counts of a budget a refused pod waits on
 // move: the eviction may pass now, or a sibling it waited for is Ready. A
@@ -226,14 +255,15 @@ func (t *Trigger) Counts() map[string]BudgetCounts {
 
 // WaitFor narrows the budgets that wake the roll to those refused pods
 // wait on, with the counts they were decided at; counts that moved since
-// wake it at once, since their change was seen before.
-func (t *Trigger) WaitFor(budgets map[string]BudgetCounts) {
+// wake it at once, since their change was seen before. With pods, a pod
+// leaving a node being drained wakes it, not only the last one.
+func (t *Trigger) WaitFor(budgets map[string]BudgetCounts, pods bool) {
 	if t == nil {
 		return
 	}
 	t.budgetMu.Lock()
 	defer t.budgetMu.Unlock()
-	t.waited = budgets
+	t.waited, t.waitPods = budgets, pods
 	for key, decided := range budgets {
 		if seen, ok := t.counts[key]; ok && seen != decided {
 			t.signal()

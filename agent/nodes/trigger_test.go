@@ -47,7 +47,7 @@ func TestTriggerWakesOnWhatARollWaitsFor(t *testing.T) {
 
 	// The budget covers a pod of its own; the pods of the pool's node are
 	// outside it, so that only the pod watch can wake for them.
-	pods := map[string]string{"on-old-1": "old", "on-old-2": "old", "on-outside": "outside", "guarded": "outside"}
+	pods := map[string]string{"on-old-1": "old", "on-old-2": "old", "on-old-3": "old", "on-old-4": "old", "on-outside": "outside", "guarded": "outside"}
 	for name, node := range pods {
 		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default", Labels: map[string]string{"app": name}},
 			Spec: corev1.PodSpec{NodeName: node, TerminationGracePeriodSeconds: new(int64),
@@ -70,7 +70,7 @@ func TestTriggerWakesOnWhatARollWaitsFor(t *testing.T) {
 
 	// Once the roll says which budgets its refused pods wait on, no other
 	// budget wakes it; counts that moved since its decision wake it at once.
-	trigger.WaitFor(map[string]nodes.BudgetCounts{})
+	trigger.WaitFor(map[string]nodes.BudgetCounts{}, false)
 	require.NoError(t, kube.Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "guarded-again", Namespace: "default", Labels: map[string]string{"app": "guarded"}},
 		Spec: corev1.PodSpec{NodeName: "outside", TerminationGracePeriodSeconds: new(int64), Containers: []corev1.Container{{Name: "app", Image: "app"}}}}))
 	require.Eventually(t, func() bool {
@@ -78,9 +78,9 @@ func TestTriggerWakesOnWhatARollWaitsFor(t *testing.T) {
 		return kube.Get(ctx, client.ObjectKeyFromObject(budget), got) == nil && got.Status.CurrentHealthy == 1
 	}, 20*time.Second, 100*time.Millisecond, "the budget to count the new pod")
 	quiet(t, trigger, "a budget no refused pod waits on")
-	trigger.WaitFor(map[string]nodes.BudgetCounts{"default/guarded": {}})
+	trigger.WaitFor(map[string]nodes.BudgetCounts{"default/guarded": {}}, false)
 	woken(t, trigger, "a waited budget whose counts moved since the decision")
-	trigger.WaitFor(nil)
+	trigger.WaitFor(nil, false)
 
 	// The pods of a node are followed once it is labelled draining.
 	deletePod(t, ctx, kube, "on-old-1")
@@ -96,7 +96,13 @@ func TestTriggerWakesOnWhatARollWaitsFor(t *testing.T) {
 	deletePod(t, ctx, kube, "on-outside")
 	quiet(t, trigger, "a pod gone from another node")
 	deletePod(t, ctx, kube, "on-old-2")
-	woken(t, trigger, "a pod left the node being drained")
+	quiet(t, trigger, "a pod left the node being drained, others still to go, and no refused pod waits for one")
+	trigger.WaitFor(nil, true)
+	deletePod(t, ctx, kube, "on-old-3")
+	woken(t, trigger, "a pod left the node being drained while a refused pod waits for one to")
+	trigger.WaitFor(nil, false)
+	deletePod(t, ctx, kube, "on-old-4")
+	woken(t, trigger, "the last pod left the node being drained")
 
 	require.NoError(t, kube.Delete(ctx, old))
 	woken(t, trigger, "a pool's Node went")
