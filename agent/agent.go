@@ -40,7 +40,9 @@ import (
 
 // Config is how the agent runs.
 type Config struct {
-	ClusterID      string
+	ClusterID string
+	// RegistryURL is the registry's URL, or its replicas' separated by
+	// commas.
 	RegistryURL    string
 	RegistryToken  string
 	Kube           *rest.Config
@@ -69,7 +71,10 @@ func scheme() (*runtime.Scheme, error) {
 
 // processMetrics registers the agent's metrics once per process, in
 // controller-runtime's registry, which the manager serves.
-var processMetrics = sync.OnceValue(func() *reconciler.Metrics { return reconciler.NewMetrics(metrics.Registry) })
+var (
+	processMetrics       = sync.OnceValue(func() *reconciler.Metrics { return reconciler.NewMetrics(metrics.Registry) })
+	processSourceMetrics = sync.OnceValue(func() *reconciler.SourceMetrics { return reconciler.NewSourceMetrics(metrics.Registry) })
+)
 
 // Run runs the agent until ctx ends.
 func Run(ctx context.Context, cfg Config) error {
@@ -126,6 +131,7 @@ func lead(ctx context.Context, cfg Config, s *runtime.Scheme, recorder events.Re
 	}
 	// Few, short retries: the loop itself polls again soon, and with the
 	// registry down it goes on with the last good assignment without waiting.
+	// A retry goes to the next replica at once when there are several.
 	reg, err := registry.New(cfg.RegistryURL, cfg.RegistryToken, registry.WithUserAgent("caravan-agent/"+cfg.Version),
 		registry.WithRetryMax(1), registry.WithRetryWait(500*time.Millisecond, 2*time.Second))
 	if err != nil {
@@ -155,8 +161,9 @@ func lead(ctx context.Context, cfg Config, s *runtime.Scheme, recorder events.Re
 	rc := reconciler.New(reconciler.Config{ClusterID: cfg.ClusterID, AgentVersion: cfg.Version, Interval: cfg.Interval,
 		HealthTimeout: cfg.HealthTimeout, Git: creds}, keeper, reg, kube, applier, recorder, cfg.Log, m).
 		WithInfrastructure(reconciler.Infrastructure{AWS: aws, Trigger: nodes.NewTrigger(watcher, cfg.Log.WithName("trigger"))}).
-		WithDrift(tracker)
-	cfg.Log.Info("leading: reconciling", "cluster", cfg.ClusterID)
+		WithDrift(tracker).
+		WithSourceMetrics(processSourceMetrics())
+	cfg.Log.Info("leading: reconciling", "cluster", cfg.ClusterID, "registry", reg.Endpoint())
 	return rc.Run(ctx)
 }
 

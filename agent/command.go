@@ -27,8 +27,9 @@ func Command() *cobra.Command {
 		Use:   "caravan-agent",
 		Short: "The Caravan agent: converges its cluster on its channel",
 		Long: `caravan-agent runs inside a cluster. It long-polls its assignment from the
-registry, lists its channel's branch, and when either changed it fetches that one
-commit, renders it (config defaults, KMS-encrypted config items decrypted in memory,
+registry, which names its channel's head commit, and when either changed it fetches
+the branch, checks that it holds the commit (a commit it does not hold is reported
+and not applied), renders it (config defaults, KMS-encrypted config items decrypted in memory,
 CloudFormation templates, kustomize, ${VAR} substitution), updates the cluster's
 CloudFormation stacks (the cluster stack, then one per node pool), applies the objects
 that changed with server-side apply, prunes what left the config, waits for health,
@@ -42,7 +43,12 @@ changing back, reporting the fight. A new version starts only inside the registr
 update_windows, a node is drained only inside its pool's node_update_windows, and a
 freeze holds the cluster like a block; windows are evaluated with this agent's clock,
 and a clock over a minute off the registry's is reported. With the registry down it goes
-on with the last good assignment, kept in a Secret.
+on with the last good assignment, kept in a Secret. It lists the branch itself only while
+the registry names no head or cannot be reached, at most every git_poll_interval (a
+config item, 10m by default), and then takes the listed head unless the channel's gate is
+enforced. --registry-url may name several replicas of the registry, separated by commas:
+the agent sticks to one while it answers and moves to the next when it cannot be reached
+or answers 502, 503 or 504.
 Every flag can also be set as CARAVAN_<FLAG>, dashes written as underscores.
 The Go garbage collector runs with GOGC=50 unless GOGC is set: a smaller peak heap
 for a little CPU in the agent's short bursts of work.`,
@@ -74,12 +80,12 @@ for a little CPU in the agent's short bursts of work.`,
 	cmd.SetVersionTemplate(version.Template)
 	fs := cmd.Flags()
 	fs.StringVar(&cfg.ClusterID, "cluster-id", "", "this cluster's id in the registry, such as aws:123456789012:eu-central-1:kube-1")
-	fs.StringVar(&cfg.RegistryURL, "registry-url", "", "the registry's URL")
+	fs.StringVar(&cfg.RegistryURL, "registry-url", "", "the registry's URL, or its replicas' separated by commas (https://a.example.org,https://b.example.org)")
 	fs.StringVar(&cfg.RegistryToken, "registry-token", "", "this cluster's agent token (better given as CARAVAN_REGISTRY_TOKEN)")
 	fs.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig to use; in-cluster configuration when empty")
 	fs.StringVar(&cfg.Namespace, "namespace", "caravan-system", "namespace of the agent's Secrets and leader election lease")
 	fs.StringVar(&cfg.GitSecret, "git-secret", "", "Secret in --namespace with the config repo's credentials (username/password, bearerToken, or identity and known_hosts)")
-	fs.DurationVar(&cfg.Interval, "interval", 30*time.Second, "longest wait of one assignment long-poll, and so of a new commit to be noticed")
+	fs.DurationVar(&cfg.Interval, "interval", 30*time.Second, "longest wait of one assignment long-poll; a new commit or assignment answers it at once")
 	fs.DurationVar(&cfg.HealthTimeout, "health-timeout", 10*time.Minute, "longest wait for applied objects to become healthy, unless the config item health_timeout says otherwise")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", ":8080", "address of the Prometheus metrics endpoint; 0 disables it")
 	fs.StringVar(&cfg.HealthAddr, "health-addr", ":9440", "address of /healthz and /readyz; 0 disables them")

@@ -68,7 +68,9 @@ func startFleet(t *testing.T) *fleet {
 	_, err := f.git.CreateRepo("config", "../manifests", "dev", "stable")
 	require.NoError(t, err)
 
-	central := centraltest.Start(t)
+	// The registry reads the channels' heads from the fleet's git server,
+	// as a production one does: agents learn commits from it.
+	central := centraltest.Start(t, readsHeadsOf(f.git))
 	f.central = central
 	f.reg, err = registry.New(central.URL, central.AdminToken, registry.WithRetryMax(0))
 	require.NoError(t, err)
@@ -310,6 +312,9 @@ func (f *fleet) hasEvent(parts ...string) bool {
 
 func TestRegistryDownKeepsTheLastAssignmentAcrossRestarts(t *testing.T) {
 	f := startFleet(t)
+	// Without its registry the agent lists the branch itself, at this pace.
+	_, _, err := f.reg.PatchCluster(f.ctx, clusterID, map[string]any{"config_items": map[string]string{"git_poll_interval": "1s"}}, "")
+	require.NoError(t, err)
 	first := f.startAgent("test", false)
 	f.eventually("the first version is applied", func() bool { return f.status().Phase == api.PhaseIdle && f.status().CurrentVersion != "" })
 	f.central.Stop(t)

@@ -121,11 +121,15 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := st.SeedChannels(ctx, DefaultChannels(cfg.RepositoryURL), "caravan-central"); err != nil {
 		return fmt.Errorf("seeding default channels: %w", err)
 	}
+	if err := st.ReconcilePublications(ctx); err != nil {
+		return fmt.Errorf("deciding what the channels publish: %w", err)
+	}
 	if err := ensureAdminToken(ctx, st, cfg.AdminToken, log); err != nil {
 		return err
 	}
 	// A head read from git, periodically or for a webhook, is recorded in
-	// the database: the clusters of its channels wake on every replica.
+	// the database: the clusters of the channels that publish it wake on
+	// every replica.
 	announce := func(repo, branch string, head api.ChannelHead) error {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()

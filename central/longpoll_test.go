@@ -31,6 +31,20 @@ func poll(c *client, cluster, etag, wait string) <-chan pollResult {
 	return out
 }
 
+// answered waits for a long-poll's 200 answer; the test fails, saying
+// what should have answered it, when none comes within 10 seconds.
+func answered(t *testing.T, waiting <-chan pollResult, what string) response {
+	t.Helper()
+	select {
+	case r := <-waiting:
+		require.Equal(t, http.StatusOK, r.res.Status, "%s", r.res.Body)
+		return r.res
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s did not answer the waiting long-poll", what)
+		return response{}
+	}
+}
+
 func assignmentETag(t *testing.T, c *client, cluster string) string {
 	t.Helper()
 	etag := c.must(http.StatusOK, "GET", "/api/v1/clusters/"+cluster+"/assignment", nil).Header.Get("ETag")

@@ -220,12 +220,16 @@ func tokenSecret(values map[string]any) (name, key string) {
 	return name, key
 }
 
+// helmEscape keeps a value whole for helm --set, which splits at commas:
+// several registry URLs are one comma-separated value.
+func helmEscape(value string) string { return strings.ReplaceAll(value, ",", `\,`) }
+
 // writeInstallScript prints the install as a shell script: the Namespace
 // and the token's Secret through kubectl, then helm with the values.
 func writeInstallScript(w io.Writer, clusterID string, token *api.Token, values map[string]any, f bootstrapFlags) error {
 	secret, key := tokenSecret(values)
 	args := []string{"helm", "upgrade", "--install", agentRelease, shellQuote(f.chart), "--namespace", shellQuote(f.namespace),
-		"--set", shellQuote("clusterID=" + clusterID), "--set", shellQuote("registry.url=" + f.registryURL)}
+		"--set", shellQuote("clusterID=" + clusterID), "--set", shellQuote("registry.url=" + helmEscape(f.registryURL))}
 	for _, s := range f.set {
 		args = append(args, "--set", shellQuote(s))
 	}

@@ -181,3 +181,12 @@ func (e *e2e) agentTokenIn(ctx context.Context, cp *controlplane.ControlPlane) s
 	require.NoError(e.t, err)
 	return string(s.Data["registry-token"])
 }
+
+// Several registry URLs reach the chart as one value: helm --set splits
+// at unescaped commas.
+func TestInstallScriptKeepsSeveralRegistryURLsWhole(t *testing.T) {
+	var out strings.Builder
+	f := bootstrapFlags{chart: "charts/caravan-agent", namespace: "caravan-system", registryURL: "https://a.example.org,https://b.example.org"}
+	require.NoError(t, writeInstallScript(&out, "aws:123456789012:eu-central-1:kube-1", &api.Token{Secret: "s"}, map[string]any{}, f))
+	assert.Contains(t, out.String(), `--set 'registry.url=https://a.example.org\,https://b.example.org'`)
+}

@@ -43,11 +43,20 @@ repository; every cluster follows one channel. Position orders the path.
 promotion_soak is how long a commit must have run on every cluster of the
 channel before 'caravan promote' takes it further (default: dev 0, alpha 1h,
 beta and any other channel 24h). The registry reads each branch's head from
-git; head and clusters are read-only.`,
+git and publishes a commit to each channel's agents (in their assignment).
+gate says which: advisory publishes the branch head; enforced (the default of
+stable, advisory for the others) publishes only a head that a recorded
+promotion let through, one whose gate was met from the channel before or
+overridden with a reason ('caravan promote'). A head that only arrived by a
+push is held, with the reason, and the agents keep the commit published
+before. The first channel (lowest position) has no channel before it and
+publishes its head whatever its gate says. Switching a channel to advisory
+publishes its head at once. head, clusters and publication are read-only.`,
 		Example: `  caravan channels list
   caravan channels history dev
   caravan channels rollout beta
-  caravan channels patch beta --patch '{"branch":"release/beta","promotion_soak":"48h"}'`,
+  caravan channels patch beta --patch '{"branch":"release/beta","promotion_soak":"48h"}'
+  caravan channels patch beta --patch '{"gate":"enforced"}'`,
 	}, a.channelsListCommand(), a.channelsHistoryCommand(), a.channelsRolloutCommand())
 	cmd.AddCommand(channelKind.commands(a)...)
 	return cmd
@@ -58,11 +67,15 @@ func (a *app) channelsListCommand() *cobra.Command {
 		Use:   "list",
 		Short: "List the release channels in promotion order, with their heads",
 		Long: `List the release channels ordered by position, the order in which a change is
-promoted through them. HEAD, SUBJECT, AUTHOR and AGE describe the newest commit
-of the channel's branch as the registry last read it (SUBJECT says why when it
-could not read it). CURRENT is how many of the channel's clusters in service
-run that commit, OLDER how many run another one and PROBLEM how many report a
-problem. -o wide adds POSITION, SOAK (the promotion soak) and REPOSITORY.`,
+promoted through them. GATE is the gate in effect (advisory or enforced).
+HEAD, SUBJECT, AUTHOR and AGE describe the newest commit of the channel's
+branch as the registry last read it (SUBJECT says why when it could not read
+it). PUBLISHED is the commit the channel's agents are given: the head, or,
+while an enforced gate holds the head ("held" after it), the commit published
+before; each held head is listed under the table with since when and why.
+CURRENT is how many of the channel's clusters in service run the published
+commit, OLDER how many run another one and PROBLEM how many report a problem.
+-o wide adds POSITION, SOAK (the promotion soak) and REPOSITORY.`,
 		Example: "  caravan channels list\n  caravan channels list -o wide\n  caravan channels list -o json",
 		Args:    cobra.NoArgs,
 	}, lister[api.Channel]{
@@ -82,7 +95,7 @@ problem. -o wide adds POSITION, SOAK (the promotion soak) and REPOSITORY.`,
 }
 
 func writeChannelTable(w io.Writer, channels []api.Channel, wide bool, now time.Time) error {
-	header := []string{"NAME", "BRANCH", "HEAD", "SUBJECT", "AUTHOR", "AGE", "CURRENT", "OLDER", "PROBLEM"}
+	header := []string{"NAME", "BRANCH", "GATE", "HEAD", "PUBLISHED", "SUBJECT", "AUTHOR", "AGE", "CURRENT", "OLDER", "PROBLEM"}
 	if wide {
 		header = append(header, "POSITION", "SOAK", "REPOSITORY")
 	}
@@ -90,7 +103,28 @@ func writeChannelTable(w io.Writer, channels []api.Channel, wide bool, now time.
 	for i, c := range channels {
 		rows[i] = channelRow(c, wide, now)
 	}
-	return writeTable(w, header, rows)
+	if err := writeTable(w, header, rows); err != nil {
+		return err
+	}
+	writeHeldHeads(w, channels, now)
+	return nil
+}
+
+// writeHeldHeads lists the heads the channels' gates hold, and what is
+// wrong with what they publish.
+func writeHeldHeads(w io.Writer, channels []api.Channel, now time.Time) {
+	for _, c := range channels {
+		p := c.Publication
+		if p == nil {
+			continue
+		}
+		if p.Held != nil {
+			fmt.Fprintf(w, "%s holds its head %s (for %s): %s\n", c.Name, truncate(p.Held.Commit, shortSHALength), age(p.Held.Since, now), cell(p.Held.Reason))
+		}
+		if p.Problem != "" {
+			fmt.Fprintf(w, "%s: %s\n", c.Name, cell(p.Problem))
+		}
+	}
 }
 
 func channelRow(c api.Channel, wide bool, now time.Time) []string {
@@ -111,7 +145,14 @@ func channelRow(c api.Channel, wide bool, now time.Time) []string {
 	if c.Clusters != nil {
 		n = *c.Clusters
 	}
-	row := []string{c.Name, c.Branch, truncate(head.Commit, shortSHALength), subject, head.Author, age(when, now),
+	gate, published := c.GateSetting(), ""
+	if p := c.Publication; p != nil {
+		gate, published = p.Gate, truncate(p.Commit, shortSHALength)
+		if p.Held != nil {
+			published += " held"
+		}
+	}
+	row := []string{c.Name, c.Branch, gate, truncate(head.Commit, shortSHALength), published, subject, head.Author, age(when, now),
 		fmt.Sprintf("%d/%d", n.Current, n.Total), strconv.Itoa(n.Older), strconv.Itoa(n.Problem)}
 	if !wide {
 		return row
@@ -193,7 +234,8 @@ state against the commit (current, older, unreported), its phase, since when its
 commit has been current (as an age, as far as its status history goes back) and
 its problems. A cluster whose agent holds a new version back until its update
 window opens shows "waiting for window (opens T)", T in UTC. The commit is the
-channel's head unless --commit names another.`,
+one the channel publishes to its agents (its head, unless an enforced gate
+holds it) unless --commit names another.`,
 		Example: "  caravan channels rollout dev\n  caravan channels rollout beta --commit 4b825dc642cb6eb9a060e54bf8d69288fbee4904",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -214,7 +256,7 @@ channel's head unless --commit names another.`,
 			return writeRollout(a.out, r, a.now())
 		},
 	}
-	cmd.Flags().StringVar(&commit, "commit", "", "full id of the commit to show (default: the channel's head)")
+	cmd.Flags().StringVar(&commit, "commit", "", "full id of the commit to show (default: the one the channel publishes)")
 	output = addOutputFlag(cmd, tableFormats...)
 	return cmd
 }

@@ -184,7 +184,7 @@ current value. The first context added becomes the current context.`,
 			})
 		},
 	}
-	cmd.Flags().StringVar(&server, "server", "", "URL of the registry, such as https://caravan.example.org")
+	cmd.Flags().StringVar(&server, "server", "", "URL of the registry, such as https://caravan.example.org, or of its replicas separated by commas")
 	cmd.Flags().StringVar(&token, "token", "", "API token for the registry")
 	return cmd
 }

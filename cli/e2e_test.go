@@ -149,8 +149,8 @@ func TestE2ENodePoolsAndChannels(t *testing.T) {
 	channels := e.run("channels", "list")
 	lines := strings.Split(strings.TrimSpace(channels), "\n")
 	require.GreaterOrEqual(t, len(lines), 2, channels)
-	assert.Regexp(t, `^NAME\s+BRANCH\s+HEAD\s+SUBJECT\s+AUTHOR\s+AGE\s+CURRENT\s+OLDER\s+PROBLEM$`, lines[0])
-	assert.Regexp(t, `^dev\s+dev\s+`, lines[1])
+	assert.Regexp(t, `^NAME\s+BRANCH\s+GATE\s+HEAD\s+PUBLISHED\s+SUBJECT\s+AUTHOR\s+AGE\s+CURRENT\s+OLDER\s+PROBLEM$`, lines[0])
+	assert.Regexp(t, `^dev\s+dev\s+advisory\s+`, lines[1])
 
 	e.run("nodepools", "create", e2eCluster, "-f", e.file("pool.yaml", `name: workers
 profile: worker-default

@@ -29,7 +29,8 @@ type gitFlags struct {
 
 func (f *gitFlags) add(cmd *cobra.Command) {
 	fs := cmd.Flags()
-	fs.StringVar(&f.gitUsername, "git-username", "", "git user name for HTTPS (default $"+envGitUsername+"); the password comes from $"+envGitPassword)
+	fs.StringVar(&f.gitUsername, "git-username", "", "git user name for HTTPS (default $"+envGitUsername+"), with the password or access token in $"+envGitPassword+
+		"; a bearer token goes in $"+envGitToken+" instead")
 	fs.StringVar(&f.sshKeyFile, "git-ssh-key-file", "", "PEM private key for SSH (default $"+envGitSSHKey+")")
 	fs.StringVar(&f.knownHostsFile, "git-known-hosts-file", "", "known_hosts file pinning the SSH server's keys (default $"+envKnownHosts+")")
 }

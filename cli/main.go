@@ -108,6 +108,8 @@ The registry server and token come from, in order: the --server and --token
 flags, the context named by --context, the CARAVAN_SERVER and CARAVAN_TOKEN
 environment variables, and the current context of the config file
 ($CARAVAN_CONFIG, else ~/.config/caravan/config.yaml; see 'caravan config').
+A server may be several URLs separated by commas, the replicas of one registry:
+caravan moves to the next when one cannot be reached or answers 502, 503 or 504.
 
 Exit codes: 0 success, 1 error (the registry's problem is printed on stderr),
 2 usage error.`,
@@ -134,7 +136,7 @@ Exit codes: 0 success, 1 error (the registry's problem is printed on stderr),
 	)
 	root.SetVersionTemplate(version.Template)
 	pf := root.PersistentFlags()
-	pf.StringVar(&a.flags.server, "server", "", "URL of the registry (overrides $"+envServer+" and the context)")
+	pf.StringVar(&a.flags.server, "server", "", "URL of the registry, or of its replicas separated by commas (overrides $"+envServer+" and the context)")
 	pf.StringVar(&a.flags.token, "token", "", "API token (overrides $"+envToken+" and the context)")
 	pf.StringVar(&a.flags.context, "context", "", "context of the config file to use instead of the current one")
 	return root

@@ -29,6 +29,9 @@ type promotion struct {
 	Gate      *api.PromotionGate `json:"gate"`
 	Pushed    bool               `json:"pushed"`
 	Promotion *api.Promotion     `json:"promotion,omitempty"`
+	// Published is what TO publishes to its agents once the promotion is
+	// recorded.
+	Published *api.ChannelPublication `json:"published,omitempty"`
 }
 
 func (a *app) promoteCommand() *cobra.Command {
@@ -39,7 +42,8 @@ func (a *app) promoteCommand() *cobra.Command {
 		Long: `Promote a commit from channel FROM to channel TO: fast-forward TO's branch to it
 and push, then record the promotion in the registry's audit log.
 
-The commit is FROM's head, as the registry last read it, unless --commit names
+The commit is what FROM publishes to its agents (its head, as the registry
+last read it, unless FROM's gate holds that head) unless --commit names
 another commit on FROM's branch. First the registry's promotion gate is
 checked: every cluster of FROM in service runs the commit, none reports a
 problem, and the commit has been current on all of them for at least FROM's
@@ -59,7 +63,16 @@ credentials: --git-username (or $CARAVAN_GIT_USERNAME) with the password or
 access token in $CARAVAN_GIT_PASSWORD, a bearer token in $CARAVAN_GIT_TOKEN, or
 an SSH key (--git-ssh-key-file or $CARAVAN_GIT_SSH_KEY_FILE, host keys from
 --git-known-hosts-file, $CARAVAN_GIT_KNOWN_HOSTS_FILE or ~/.ssh/known_hosts).
-A plain 'git merge --ff-only' and push promotes too; this is the checked path.`,
+
+When TO's gate is enforced (stable's by default, see 'caravan channels
+--help'), the registry gives TO's agents only a head that a recorded
+promotion let through: one whose gate was met from the channel before TO, or
+overridden with a reason. A plain 'git push' to TO's branch is held there,
+and the gate refuses a promotion into TO from any other channel. Promote a
+held head with --commit naming it and --override-gate --reason: it need not
+be on FROM's branch, since TO's branch has it already, and nothing is
+pushed. A promotion that the registry still holds (the verdict changed
+between the check and the record) exits 1 saying why.`,
 		Example: `  caravan promote dev alpha --dry-run
   CARAVAN_GIT_USERNAME=ops CARAVAN_GIT_PASSWORD="$TOKEN" caravan promote alpha beta
   caravan promote beta stable --commit 4b825dc642cb6eb9a060e54bf8d69288fbee4904 \
@@ -127,21 +140,59 @@ func (a *app) promote(ctx context.Context, from, to string, f *promoteFlags) err
 	if !gateMet(gate) {
 		a.printText(f, fmt.Sprintf("overriding the gate: %s", strings.TrimSpace(f.reason)))
 	}
+	short := configrepo.Short(gate.Commit)
+	if heldHead(gate) {
+		// TO's branch has the commit: only the registry's record is missing.
+		return a.recordPromotion(ctx, cl, from, to, gate, f, result, "", fmt.Sprintf("%s is at %s already, held back from its agents: recorded the promotion", to, short))
+	}
 	ff, err := a.fastForward(ctx, cl, from, to, gate.Commit, f)
 	if err != nil {
 		return err
 	}
-	if ff.UpToDate {
-		return a.printResult(f, result, fmt.Sprintf("%s is at %s already: nothing to promote", to, configrepo.Short(gate.Commit)))
+	switch {
+	case ff.UpToDate && awaitsPromotion(gate):
+		return a.recordPromotion(ctx, cl, from, to, gate, f, result, ff.Previous, fmt.Sprintf("%s is at %s already, not yet published to its agents: recorded the promotion", to, short))
+	case ff.UpToDate:
+		return a.printResult(f, result, fmt.Sprintf("%s is at %s already: nothing to promote", to, short))
 	}
 	result.Pushed = true
-	rec, err := cl.RecordPromotion(ctx, to, &api.PromotionRequest{From: from, Commit: gate.Commit, PreviousCommit: ff.Previous, OverrideReason: strings.TrimSpace(f.reason)})
+	return a.recordPromotion(ctx, cl, from, to, gate, f, result, ff.Previous, fmt.Sprintf("promoted %s (%s) from %s to %s, which was at %s",
+		short, ff.Commit.Subject, from, to, configrepo.Short(ff.Previous)))
+}
+
+// recordPromotion records the promotion of gate.Commit to TO, whose branch
+// points to it, and checks that the registry publishes it: a gate whose
+// verdict changed since it was checked may hold it back.
+func (a *app) recordPromotion(ctx context.Context, cl *registry.Client, from, to string, gate *api.PromotionGate, f *promoteFlags, result *promotion, previous, done string) error {
+	short := configrepo.Short(gate.Commit)
+	rec, err := cl.RecordPromotion(ctx, to, &api.PromotionRequest{From: from, Commit: gate.Commit, PreviousCommit: previous, OverrideReason: strings.TrimSpace(f.reason)})
 	if err != nil {
-		return fmt.Errorf("%s now points to %s, but recording the promotion in the registry failed: %w", to, configrepo.Short(gate.Commit), err)
+		return fmt.Errorf("%s now points to %s, but recording the promotion in the registry failed: %w", to, short, err)
 	}
 	result.Promotion = rec
-	return a.printResult(f, result, fmt.Sprintf("promoted %s (%s) from %s to %s, which was at %s",
-		configrepo.Short(gate.Commit), ff.Commit.Subject, from, to, configrepo.Short(ff.Previous)))
+	target, _, err := cl.GetChannel(ctx, to)
+	if err != nil {
+		return fmt.Errorf("the promotion of %s to %s is recorded, but reading what %s publishes failed: %w", short, to, to, err)
+	}
+	result.Published = target.Publication
+	if held := target.Publication; held != nil && held.Held != nil && held.Held.Commit == gate.Commit {
+		return errors.Join(a.printResult(f, result, done),
+			fmt.Errorf("the registry holds %s back from the agents of %s: %s", short, to, held.Held.Reason))
+	}
+	return a.printResult(f, result, done)
+}
+
+// awaitsPromotion reports whether TO's gate is enforced and TO does not
+// publish the commit yet: its branch may point there already, by a push
+// that a promotion has not recorded.
+func awaitsPromotion(gate *api.PromotionGate) bool {
+	p := gate.ToPublication
+	return p != nil && p.Gate == api.GateEnforced && p.Commit != gate.Commit
+}
+
+// heldHead reports whether the commit is the head that TO's gate holds.
+func heldHead(gate *api.PromotionGate) bool {
+	return awaitsPromotion(gate) && gate.ToPublication.Held != nil && gate.ToPublication.Held.Commit == gate.Commit
 }
 
 // gateMet reports whether the gate lets the promotion through: a freeze of
@@ -254,6 +305,9 @@ func writeGate(w io.Writer, g *api.PromotionGate, now func() time.Time) error {
 		if err := writeTable(w, []string{"FREEZE", "SCOPE", "UNTIL", "BY", "REASON"}, rows); err != nil {
 			return err
 		}
+	}
+	if p := g.ToPublication; p != nil && p.Held != nil {
+		fmt.Fprintf(w, "%s holds its head %s back from its agents since %s: %s\n", g.To, configrepo.Short(p.Held.Commit), clock(p.Held.Since), p.Held.Reason)
 	}
 	if g.Met && len(g.Freezes) == 0 {
 		fmt.Fprintln(w, "verdict: met")

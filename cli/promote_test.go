@@ -55,6 +55,7 @@ func startPromotionFleet(t *testing.T) *promotionFleet {
 		c.RepositoryURL = git.RepoURL("config")
 		c.Git = gitauth.Credentials{Username: git.User, Password: git.Password}
 		c.GitRefresh = time.Hour
+		c.WebhookSecret = webhookSecret
 	})
 	f.server = srv
 	t.Setenv(envGitUsername, git.User)
@@ -81,6 +82,17 @@ func (f *promotionFleet) commit(branch, message string) string {
 	c, err := f.git.Commit("config", branch, message, map[string][]byte{"changes/" + strings.ReplaceAll(message, " ", "-"): []byte(message)})
 	require.NoError(f.t, err)
 	return c
+}
+
+// webhookSecret signs the promotion fleet's git webhooks.
+const webhookSecret = "promote-webhook-secret"
+
+// forcePush points branch at commit on the git server, as a push does
+// whatever the branch held.
+func (f *promotionFleet) forcePush(branch, commit string) {
+	f.t.Helper()
+	out, err := exec.Command("git", "--git-dir", filepath.Join(f.git.Root, "config.git"), "update-ref", "refs/heads/"+branch, commit).CombinedOutput()
+	require.NoError(f.t, err, "%s", out)
 }
 
 // head is the commit branch points to on the git server.
@@ -327,10 +339,11 @@ func TestChannelsListHistoryAndRollout(t *testing.T) {
 
 	lines := strings.Split(strings.TrimSpace(f.run("channels", "list")), "\n")
 	require.Len(t, lines, 6)
-	assert.Regexp(t, `^NAME\s+BRANCH\s+HEAD\s+SUBJECT\s+AUTHOR\s+AGE\s+CURRENT\s+OLDER\s+PROBLEM$`, lines[0])
-	assert.Regexp(t, `^dev\s+dev\s+`+f.dns[:7]+`\s+four DNS replicas\s+Caravan Test\s+\d+s\s+1/2\s+1\s+1$`, lines[1])
-	assert.Regexp(t, `^alpha\s+alpha\s+`+f.first[:7]+`\s+Initial configuration\s+Caravan Test\s+\d+s\s+0/1\s+0\s+0$`, lines[2])
-	assert.Regexp(t, `^broken\s+main\s+-\s+unreadable: .*127\.0\.0\.1:1.*\s+-\s+-\s+0/0\s+0\s+0$`, lines[5], "an unreadable repository is reported on its channel alone")
+	assert.Regexp(t, `^NAME\s+BRANCH\s+GATE\s+HEAD\s+PUBLISHED\s+SUBJECT\s+AUTHOR\s+AGE\s+CURRENT\s+OLDER\s+PROBLEM$`, lines[0])
+	assert.Regexp(t, `^dev\s+dev\s+advisory\s+`+f.dns[:7]+`\s+`+f.dns[:7]+`\s+four DNS replicas\s+Caravan Test\s+\d+s\s+1/2\s+1\s+1$`, lines[1])
+	assert.Regexp(t, `^alpha\s+alpha\s+advisory\s+`+f.first[:7]+`\s+`+f.first[:7]+`\s+Initial configuration\s+Caravan Test\s+\d+s\s+0/1\s+0\s+0$`, lines[2])
+	assert.Regexp(t, `^stable\s+stable\s+enforced\s+`+f.first[:7]+`\s+`+f.first[:7]+`\s+Initial configuration\s+`, lines[4])
+	assert.Regexp(t, `^broken\s+main\s+advisory\s+-\s+-\s+unreadable: .*127\.0\.0\.1:1.*\s+-\s+-\s+0/0\s+0\s+0$`, lines[5], "an unreadable repository is reported on its channel alone")
 	wide := f.run("channels", "list", "-o", "wide")
 	assert.Regexp(t, `(?m)^beta\s+.*\s+2\s+24h\s+`+regexp.QuoteMeta(f.git.RepoURL("config"))+`$`, wide)
 
@@ -419,4 +432,78 @@ func TestRolloutShowsClustersWaitingForAWindow(t *testing.T) {
 			assert.Equal(t, opens, c.NextWindow.UTC())
 		}
 	}
+}
+
+// TestAPushToAnEnforcedChannelIsHeldUntilAnOverride: a commit pushed to
+// stable by hand reaches no agent; the command line shows it held, and
+// promoting it with an override, which pushes nothing, lets it through.
+func TestAPushToAnEnforcedChannelIsHeldUntilAnOverride(t *testing.T) {
+	f := startPromotionFleet(t)
+	pushed := f.commit("stable", "pushed by hand")
+	f.server.AnnouncePush(t, webhookSecret, "stable")
+
+	lines := strings.Split(strings.TrimSpace(f.run("channels", "list")), "\n")
+	require.Len(t, lines, 6)
+	assert.Regexp(t, `^stable\s+stable\s+enforced\s+`+pushed[:7]+`\s+`+f.first[:7]+` held\s+pushed by hand\s+`, lines[4])
+	assert.Regexp(t, `^stable holds its head `+pushed[:7]+` \(for \d+s\): `+pushed[:7]+` arrived on branch stable without a promotion from beta \(a push to the branch\): its agents keep `+f.first[:7]+` until a promotion records it; caravan promote beta stable --commit `+pushed+` --override-gate --reason "\.\.\." lets it through$`, lines[5])
+	var stable api.Channel
+	require.NoError(t, json.Unmarshal([]byte(f.run("channels", "get", "stable", "-o", "json")), &stable))
+	require.NotNil(t, stable.Publication)
+	assert.Equal(t, f.first, stable.Publication.Commit)
+	require.NotNil(t, stable.Publication.Held)
+	assert.Equal(t, pushed, stable.Publication.Held.Commit)
+
+	code, stdout, _ := f.try("", "promote", "beta", "stable", "--dry-run")
+	assert.Equal(t, ExitError, code, "beta has no clusters: no evidence")
+	assert.Regexp(t, `(?m)^stable holds its head `+pushed[:7]+` back from its agents since 20\S+ \S+ UTC: `+pushed[:7]+` arrived on branch stable without a promotion from beta \(a push to the branch\): its agents keep `+f.first[:7]+` until`, stdout)
+	code, stdout, _ = f.try("", "promote", "dev", "stable", "--dry-run")
+	assert.Equal(t, ExitError, code)
+	assert.Contains(t, stdout, "  - the gate of channel stable is enforced: it takes promotions from beta, the channel before it, not from dev\n")
+
+	out := f.run("promote", "beta", "stable", "--commit", pushed, "--override-gate", "--reason", "hotfix for incident 4711, pushed by hand")
+	assert.Contains(t, out, "stable is at "+pushed[:7]+" already, held back from its agents: recorded the promotion")
+	assert.Equal(t, pushed, f.head("stable"), "nothing was pushed")
+	recorded := f.promotions()
+	require.Len(t, recorded, 1)
+	assert.Equal(t, pushed, recorded[0].Commit)
+	assert.Equal(t, "hotfix for incident 4711, pushed by hand", recorded[0].OverrideReason)
+	lines = strings.Split(strings.TrimSpace(f.run("channels", "list")), "\n")
+	require.Len(t, lines, 5, "nothing is held any more")
+	assert.Regexp(t, `^stable\s+stable\s+enforced\s+`+pushed[:7]+`\s+`+pushed[:7]+`\s+pushed by hand\s+`, lines[4])
+}
+
+// TestPromotingTheHeldHeadWithTheGateMetPushesNothing: beta's head pushed
+// to stable by hand is held; once the gate from beta is met for it, a
+// plain promote records it and the registry publishes it.
+func TestPromotingTheHeldHeadWithTheGateMetPushesNothing(t *testing.T) {
+	f := startPromotionFleet(t)
+	betaCluster := "aws:123456789012:eu-central-1:beta-1"
+	f.run("clusters", "create", "-f", f.file("beta.yaml", `id: `+betaCluster+`
+infrastructure_account: aws:123456789012
+region: eu-central-1
+api_server_url: https://beta-1.example.org
+environment: test
+channel: beta
+lifecycle_status: ready
+`))
+	f.run("channels", "patch", "beta", "--patch", `{"promotion_soak":"1h"}`)
+	fix := f.commit("beta", "a fix on beta")
+	f.server.AnnouncePush(t, webhookSecret, "beta")
+	f.forcePush("stable", fix)
+	f.server.AnnouncePush(t, webhookSecret, "stable")
+	f.ran(betaCluster, fix, time.Now().Add(-2*time.Hour))
+	f.reported(betaCluster)
+
+	var result promotion
+	require.NoError(t, json.Unmarshal([]byte(f.run("promote", "beta", "stable", "-o", "json")), &result))
+	assert.True(t, result.Gate.Met, "%v", result.Gate.Reasons)
+	assert.Equal(t, fix, result.Gate.Commit)
+	require.NotNil(t, result.Gate.ToPublication)
+	require.NotNil(t, result.Gate.ToPublication.Held, "stable held beta's head when the gate was checked")
+	assert.False(t, result.Pushed, "stable's branch had the commit already")
+	require.NotNil(t, result.Promotion)
+	assert.True(t, result.Promotion.GateMet)
+	require.NotNil(t, result.Published)
+	assert.Equal(t, fix, result.Published.Commit, "the registry publishes it")
+	assert.Nil(t, result.Published.Held)
 }

@@ -207,6 +207,7 @@ func (r *Roller) force(ctx context.Context, scope string, c Command) error {
 		return client.IgnoreNotFound(err)
 	}
 	r.metrics.forced.Inc()
+	r.log.Info("forced the deletion of a pod its budget refused to evict", "pod", pod.Namespace+"/"+pod.Name, "node", c.Node.Name, "rule", c.Decision.String())
 	now := r.now().UTC().Format(time.RFC3339Nano)
 	events.Publish(r.events, forcedEvictionEvent(pod, c.Node))
 	if err := r.patchNode(ctx, c.Node, func(n *corev1.Node) { n.Annotations[LastForcedAnnotation] = now }); err != nil {
@@ -294,6 +295,7 @@ func (r *Roller) terminate(ctx context.Context, n *corev1.Node) error {
 	if err := r.fleet.Terminate(ctx, InstanceID(n.Spec.ProviderID)); err != nil {
 		return err
 	}
+	r.log.Info("drained; instance terminated", "node", n.Name, "instance", InstanceID(n.Spec.ProviderID))
 	if start, err := time.Parse(time.RFC3339, n.Annotations[DrainStartAnnotation]); err == nil {
 		r.metrics.drainDuration.Observe(r.now().Sub(start).Seconds())
 	}

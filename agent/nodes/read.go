@@ -81,9 +81,13 @@ func podsNeeded(cfg RollConfig, v *poolView, memory Memory) []string {
 	return names
 }
 
-// readPods reads the pods that must leave of each node named, a few nodes
-// at a time.
+// readPods reads the pods that must leave of each node named: a node's at
+// a time for a few nodes, and for more (a pool's candidates) all pods in
+// pages, once, rather than a listing per node.
 func (r *Roller) readPods(ctx context.Context, snap *Snapshot, nodes []string) error {
+	if len(nodes) > perNodeListings {
+		return r.readAllPods(ctx, snap, nodes)
+	}
 	out := make([][]corev1.Pod, len(nodes))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(podListConcurrency)
@@ -105,6 +109,37 @@ func (r *Roller) readPods(ctx context.Context, snap *Snapshot, nodes []string) e
 
 // podListConcurrency bounds the pod listings of a pass in flight.
 const podListConcurrency = 8
+
+// perNodeListings is the most nodes whose pods are listed node by node.
+const perNodeListings = 1
+
+// podPage is the page size of a listing of all pods.
+const podPage = 500
+
+// readAllPods lists every pod, a page at a time, and keeps those that must
+// leave the nodes named.
+func (r *Roller) readAllPods(ctx context.Context, snap *Snapshot, nodes []string) error {
+	snap.Pods = make(map[string][]corev1.Pod, len(nodes))
+	for _, n := range nodes {
+		snap.Pods[n] = []corev1.Pod{}
+	}
+	opts := []client.ListOption{client.Limit(podPage)}
+	for {
+		list := &corev1.PodList{}
+		if err := r.kube.List(ctx, list, opts...); err != nil {
+			return fmt.Errorf("listing the pods: %w", err)
+		}
+		for _, p := range list.Items {
+			if pods, wanted := snap.Pods[p.Spec.NodeName]; wanted && MustLeave(&p) {
+				snap.Pods[p.Spec.NodeName] = append(pods, p)
+			}
+		}
+		if list.Continue == "" {
+			return nil
+		}
+		opts = []client.ListOption{client.Limit(podPage), client.Continue(list.Continue)}
+	}
+}
 
 func (r *Roller) podsToMove(ctx context.Context, node string) ([]corev1.Pod, error) {
 	list := &corev1.PodList{}

@@ -114,7 +114,7 @@ func (r *Reconciler) setConditions(cc *clusterconfig.ClusterConfig, o *outcome) 
 	conditions.Delete(cc, ReconcilingCondition)
 	conditions.Delete(cc, StalledCondition)
 	switch {
-	case o.blockReason != "" && strings.HasPrefix(o.blockReason, "suspended"):
+	case o.suspended:
 		conditions.MarkUnknown(cc, ReadyCondition, ReasonSuspended, "%s", o.blockReason)
 	case o.blockReason != "":
 		conditions.MarkFalse(cc, ReadyCondition, ReasonBlocked, "%s", o.blockReason)

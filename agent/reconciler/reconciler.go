@@ -1,11 +1,15 @@
-// Package reconciler is the agent's loop: poll the assignment and the
-// branch head, decide, and when there is a new version render it, apply it,
-// wait for health and report, in the cluster and at the registry.
+// Package reconciler is the agent's loop: poll the assignment, which
+// names the channel's head commit, decide, and when there is a new version
+// check the commit against its branch, render it, apply it, wait for
+// health and report, in the cluster and at the registry.
 package reconciler
 
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -30,8 +34,7 @@ import (
 type Config struct {
 	ClusterID    string
 	AgentVersion string
-	// Interval is how long one assignment long-poll waits, and so how often
-	// the branch head is checked when nothing else happens.
+	// Interval is how long one assignment long-poll waits.
 	Interval time.Duration
 	// HealthTimeout bounds the health wait unless the config item
 	// health_timeout says otherwise.
@@ -55,7 +58,10 @@ type Reconciler struct {
 	events   events.Recorder
 	log      logr.Logger
 	metrics  *Metrics
-	now      func() time.Time
+	// sourceMetrics count the branch listings; unregistered unless
+	// WithSourceMetrics gives them.
+	sourceMetrics *SourceMetrics
+	now           func() time.Time
 	// config is the ClusterConfig as the last reconcile left it, read again
 	// only when its resourceVersion moved: the status holds the inventory,
 	// and most reconciles change nothing.
@@ -63,8 +69,10 @@ type Reconciler struct {
 	infra  Infrastructure
 	// open opens the config repo; nil opens the repository itself.
 	open OpenSource
-	// listed is the branch head the last reconcile listed.
-	listed listedHead
+	// registryDown is set while the last poll did not reach the registry.
+	registryDown atomic.Bool
+	// branch is what the agent knows of its branch besides the assignment.
+	branch branchState
 	// wakeAt is the earliest forecast force, or opening of a node update
 	// window, the last reconcile found.
 	wakeAt time.Time
@@ -85,8 +93,6 @@ type Reconciler struct {
 	}
 }
 
-type listedHead struct{ url, branch, commit string }
-
 // New returns a Reconciler.
 func New(cfg Config, keeper *assignment.Keeper, registry StatusReporter, kube client.Client, applier *apply.Applier,
 	recorder events.Recorder, log logr.Logger, metrics *Metrics) *Reconciler {
@@ -96,18 +102,21 @@ func New(cfg Config, keeper *assignment.Keeper, registry StatusReporter, kube cl
 	if cfg.HealthTimeout == 0 {
 		cfg.HealthTimeout = 10 * time.Minute
 	}
-	return &Reconciler{cfg: cfg, keeper: keeper, registry: registry, kube: kube, applier: applier, events: recorder, log: log, metrics: metrics, now: time.Now}
+	return &Reconciler{cfg: cfg, keeper: keeper, registry: registry, kube: kube, applier: applier, events: recorder, log: log, metrics: metrics,
+		sourceMetrics: NewSourceMetrics(nil), now: time.Now, branch: branchState{spread: rand.Float64()}}
 }
 
-// Reconcile converges the cluster on the assignment, once.
+// Reconcile converges the cluster on the assignment once, at the head of
+// its branch listed now (a rehearsal's source pins it), whatever commit
+// the assignment names.
 func (r *Reconciler) Reconcile(ctx context.Context, a *api.Assignment) {
-	r.reconcile(ctx, a, true)
+	r.reconcile(ctx, a, listBranch)
 }
 
-// reconcile converges the cluster on the assignment; without listHead it
-// takes the branch head the last reconcile listed, when that was of the
-// same branch: a roll's passes come often and need no new look at git.
-func (r *Reconciler) reconcile(ctx context.Context, a *api.Assignment, listHead bool) {
+// reconcile converges the cluster on the assignment, at the commit mode
+// takes: in the loop the registry's head, the branch listed only as the
+// fallback, so a roll's frequent passes need no look at git.
+func (r *Reconciler) reconcile(ctx context.Context, a *api.Assignment, mode headMode) {
 	a, plans := withoutPlans(a)
 	// Deferred before finish is, so it runs after it: plans are answered
 	// once the reconcile has reported, and never hold its convergence back.
@@ -126,12 +135,23 @@ func (r *Reconciler) reconcile(ctx context.Context, a *api.Assignment, listHead 
 		out.fail("source", "The config repo cannot be read", err)
 		return
 	}
-	head, err := r.head(ctx, repo, a.Channel.Branch, listHead)
+	head, err := r.pickHead(ctx, repo, a, mode)
 	if err != nil {
 		out.fail("source", "The channel's branch cannot be listed", err)
 		return
 	}
-	d := Decide(cc.Spec, a, head, cc.Status, r.now())
+	commit := head.Commit
+	if commit == "" {
+		// Nothing published yet under an enforced gate: the cluster
+		// stays at its version, with the assignment's other changes.
+		commit = cc.Status.LastAppliedRevision
+	}
+	if commit == "" {
+		r.log.Info("the registry has published no head of the channel yet; waiting for it", "channel", a.Channel.Name)
+		out.keepProblems = true
+		return
+	}
+	d := Decide(cc.Spec, a, commit, cc.Status, r.now())
 	r.holdDrift(d)
 	if d.Action != Converge && d.Action != Decommission {
 		r.adoptVersion(ctx, cc, repo, a)
@@ -140,14 +160,14 @@ func (r *Reconciler) reconcile(ctx context.Context, a *api.Assignment, listHead 
 	case Nothing:
 		out.keepProblems = true
 	case Suspended:
-		out.block(d.Reason)
+		out.block(d.Reason, true)
 	case Blocked:
-		out.block(d.Reason)
+		out.block(d.Reason, false)
 		if len(out.status.Rolls) > 0 {
 			r.rollNodes(ctx, *a, &out, true)
 		}
 	case Converge:
-		r.converge(ctx, cc, repo, a, d, &out)
+		r.converge(ctx, cc, repo, a, commit, d, &out)
 	case NodeWork:
 		out.keepProblems = true
 		r.nodeWork(ctx, cc, *a, &out)
@@ -225,15 +245,21 @@ func (r *Reconciler) readClusterConfig(ctx context.Context) (*clusterconfig.Clus
 	return cc, nil
 }
 
-// converge renders, applies and waits for one version.
-func (r *Reconciler) converge(ctx context.Context, cc *clusterconfig.ClusterConfig, repo Source, a *api.Assignment, d Decision, out *outcome) {
+// converge checks the commit against its branch, renders, applies and
+// waits for one version.
+func (r *Reconciler) converge(ctx context.Context, cc *clusterconfig.ClusterConfig, repo Source, a *api.Assignment, commit string, d Decision, out *outcome) {
+	snap, err := r.fetchCommit(ctx, repo, a, commit)
+	if errors.Is(err, configrepo.ErrNotOnBranch) {
+		// Not a version under way: nothing of it started.
+		out.fail("source", fmt.Sprintf("Commit %s is not on branch %s; nothing of it was applied", configrepo.Short(commit), a.Channel.Branch), err)
+		return
+	}
 	out.status.NextVersion = d.Version
-	r.report(ctx, out.status, api.PhaseRendering, nil)
-	snap, err := repo.Fetch(ctx, a.Channel.Branch)
 	if err != nil {
 		out.fail("source", "The commit cannot be fetched", err)
 		return
 	}
+	r.report(ctx, out.status, api.PhaseRendering, nil)
 	r.log.Info("fetched the commit", "commit", snap.Commit)
 	version := Version(snap.Commit, a)
 	out.status.NextVersion = version
@@ -262,6 +288,7 @@ func (r *Reconciler) converge(ctx context.Context, cc *clusterconfig.ClusterConf
 		return
 	}
 	plain, rendered, cluster := built.Assignment, built.Manifests, built.Cluster
+	r.keepRenderedPoll(rendered.ConfigItems)
 	objects, err := rendered.Digest()
 	if err != nil {
 		out.fail("render", "The rendered objects cannot be encoded", err)
@@ -396,11 +423,12 @@ func (r *Reconciler) waitHealthy(ctx context.Context, repo Source, a *api.Assign
 // errSuperseded ends a health wait that a newer version made pointless.
 var errSuperseded = errors.New("superseded by a newer version before it became healthy")
 
-// watchForNewer cancels the health wait once the branch head or the
-// assignment no longer make version. It reads the assignment the loop's
-// long-poll keeps (Keeper.Latest), which a change at the registry answers
-// at once, and never polls itself: a Poll of its own would race with the
-// loop's, or, made to take turns, wait out the loop's long-poll.
+// watchForNewer cancels the health wait once the head the registry
+// publishes (or, as the fallback, the branch's head) or the assignment no
+// longer make version. It reads the assignment the loop's long-poll keeps
+// (Keeper.Latest), which a change at the registry answers at once, and
+// never polls itself: a Poll of its own would race with the loop's, or,
+// made to take turns, wait out the loop's long-poll.
 func (r *Reconciler) watchForNewer(ctx context.Context, cancel context.CancelCauseFunc, repo Source, a *api.Assignment, version string) {
 	tick := time.NewTicker(max(r.cfg.Interval/6, time.Second))
 	defer tick.Stop()
@@ -414,11 +442,12 @@ func (r *Reconciler) watchForNewer(ctx context.Context, cancel context.CancelCau
 		if latest == nil {
 			continue
 		}
-		head, err := repo.Head(ctx, latest.Channel.Branch)
-		if err != nil {
+		next, _ := withoutPlans(latest)
+		head, err := r.pickHead(ctx, repo, next, followRegistry)
+		if err != nil || head.Commit == "" {
 			continue
 		}
-		if next, _ := withoutPlans(latest); Version(head, next) != version {
+		if Version(head.Commit, next) != version {
 			r.log.Info("a newer version arrived during the health wait", "version", version)
 			cancel(errSuperseded)
 			return
@@ -434,8 +463,10 @@ type outcome struct {
 	keepProblems bool
 	stalled      bool
 	blockReason  string
-	changes      *apply.Result
-	appliedNow   bool
+	// suspended: the block is the ClusterConfig's spec.suspend.
+	suspended  bool
+	changes    *apply.Result
+	appliedNow bool
 	// sameObjects: the version renders what the current version rendered,
 	// so it was taken without an apply.
 	sameObjects bool
@@ -450,9 +481,9 @@ func (o *outcome) fail(kind, title string, err error) {
 	o.problem = &api.StatusProblem{Type: api.ProblemTypeBase + kind, Title: title, Detail: err.Error()}
 }
 
-func (o *outcome) block(reason string) {
+func (o *outcome) block(reason string, suspended bool) {
 	o.phase = api.PhaseBlocked
-	o.blockReason = reason
+	o.blockReason, o.suspended = reason, suspended
 }
 
 func (o *outcome) applied(version, commit string, now time.Time) {

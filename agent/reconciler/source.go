@@ -18,6 +18,15 @@ type Source interface {
 	FetchCommit(ctx context.Context, commit string) (fs.FS, error)
 }
 
+// BranchReader is a Source that reads a given commit of a branch, once the
+// branch shows it holds it (configrepo.ErrNotOnBranch otherwise): the
+// agent's own repository, which checks so the commit the registry
+// publishes. A source without it, such as a rehearsal's that pins every
+// branch to one commit, is followed by its head alone.
+type BranchReader interface {
+	FetchOnBranch(ctx context.Context, branch, commit string) (*configrepo.Snapshot, error)
+}
+
 // OpenSource opens the config repo at a URL.
 type OpenSource func(url string) (Source, error)
 

@@ -3,11 +3,13 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 
+	"github.com/caravan-gitops/caravan/central/publication"
 	"github.com/caravan-gitops/caravan/central/store"
 	"github.com/caravan-gitops/caravan/channels"
 	"github.com/caravan-gitops/caravan/pkg/api"
@@ -19,7 +21,8 @@ const (
 )
 
 // presentChannels sorts channels into promotion order and adds each one's
-// head, as last read from git, and its cluster counts against that head.
+// head, as last read from git, what it publishes to its agents, and its
+// cluster counts against the published commit.
 func (s *Server) presentChannels(ctx context.Context, cs []api.Channel) error {
 	sortChannels(cs)
 	if len(cs) == 0 {
@@ -34,10 +37,14 @@ func (s *Server) presentChannels(ctx context.Context, cs []api.Channel) error {
 		return err
 	}
 	heads := s.heads.Of(ctx, cs)
+	pubs, err := publication.Of(ctx, s.store, s.heads, cs)
+	if err != nil {
+		return err
+	}
 	for i := range cs {
-		head := heads[cs[i].Name]
-		counts := channels.Counts(channels.ClustersOf(byChannel[cs[i].Name], nil), head.Commit)
-		cs[i].Head, cs[i].Clusters = &head, &counts
+		head, pub := heads[cs[i].Name], pubs[cs[i].Name]
+		counts := channels.Counts(channels.ClustersOf(byChannel[cs[i].Name], nil), publication.Commit(pub, head))
+		cs[i].Gate, cs[i].Head, cs[i].Clusters, cs[i].Publication = cs[i].GateSetting(), &head, &counts, pub
 	}
 	return nil
 }
@@ -80,7 +87,16 @@ func (s *Server) getRollout(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, channels.Rollout(ch, s.heads.Head(ctx, ch), commit, clusters))
+	head := s.heads.Head(ctx, ch)
+	if commit == "" {
+		pub, err := publication.One(ctx, s.store, s.heads, ch)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		commit = publication.Commit(pub, head)
+	}
+	writeJSON(w, http.StatusOK, channels.Rollout(ch, head, commit, clusters))
 }
 
 func historyLimit(q url.Values) (int, error) {
@@ -113,7 +129,12 @@ func (s *Server) getHistory(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	head := s.heads.Head(ctx, ch)
-	out := api.ChannelHistory{Channel: ch.Name, Branch: ch.Branch, Head: &head, Total: len(channels.InService(clusters)), Commits: []api.HistoryCommit{}}
+	pub, err := publication.One(ctx, s.store, s.heads, ch)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	out := api.ChannelHistory{Channel: ch.Name, Branch: ch.Branch, Head: &head, Total: len(channels.InService(clusters)), Commits: []api.HistoryCommit{}, Publication: pub}
 	log, err := s.heads.Log(ctx, ch, limit)
 	if err != nil {
 		// An unreachable repository is the answer's to report, not a failure.
@@ -140,7 +161,8 @@ func (s *Server) targetChannel(ctx context.Context, field, name string, other ap
 	return ch, nil
 }
 
-// gate decides on promoting commit (from's head when empty) from from to to.
+// gate decides on promoting commit (what from publishes when empty) from
+// from to to, and says what to publishes now.
 func (s *Server) gate(ctx context.Context, from, to api.Channel, commit string) (api.PromotionGate, error) {
 	clusters, err := s.clustersWithHistory(ctx, from.Name)
 	if err != nil {
@@ -153,10 +175,45 @@ func (s *Server) gate(ctx context.Context, from, to api.Channel, commit string) 
 	}
 	in := channels.GateInput{From: from, To: to, Commit: commit, Clusters: clusters, Freezes: freezes, Now: now, HeartbeatTimeout: s.heartbeatTimeout}
 	if commit == "" {
+		// The clusters of from run what it publishes, not a head its gate holds.
 		head := s.heads.Head(ctx, from)
-		in.Commit, in.HeadError = head.Commit, head.Error
+		pub, err := publication.One(ctx, s.store, s.heads, from)
+		if err != nil {
+			return api.PromotionGate{}, err
+		}
+		in.Commit, in.HeadError = publication.Commit(pub, head), head.Error
 	}
-	return channels.Gate(in), nil
+	g := channels.Gate(in)
+	skipped, err := s.skippedChannel(ctx, from, to)
+	if err != nil {
+		return api.PromotionGate{}, err
+	}
+	if skipped != "" {
+		g.Reasons, g.Met = append(g.Reasons, skipped), false
+	}
+	if g.ToPublication, err = publication.One(ctx, s.store, s.heads, to); err != nil {
+		return api.PromotionGate{}, err
+	}
+	return g, nil
+}
+
+// skippedChannel says why an enforced gate does not take a promotion into
+// to from a channel other than the one before it; empty when it does.
+func (s *Server) skippedChannel(ctx context.Context, from, to api.Channel) (string, error) {
+	chans, err := s.store.AllChannels(ctx)
+	if err != nil {
+		return "", err
+	}
+	for i, ch := range chans {
+		if ch.Name != to.Name {
+			continue
+		}
+		if i == 0 || ch.GateSetting() != api.GateEnforced || chans[i-1].Name == from.Name {
+			return "", nil
+		}
+		return fmt.Sprintf("the gate of channel %s is enforced: it takes promotions from %s, the channel before it, not from %s", to.Name, chans[i-1].Name, from.Name), nil
+	}
+	return "", nil
 }
 
 func (s *Server) getPromotionGate(w http.ResponseWriter, r *http.Request) {

@@ -142,10 +142,11 @@ func channelResource(s *Server) resource[api.Channel] {
 		filters: map[string]string{},
 		prepareCreate: func(_ context.Context, _ *http.Request, c *api.Channel) error {
 			c.CreatedAt, c.UpdatedAt = s.timestamp(), s.timestamp()
-			c.Head, c.Clusters = nil, nil
+			c.Head, c.Clusters, c.Publication = nil, nil, nil
 			if c.RepositoryURL == "" {
 				c.RepositoryURL = s.repositoryURL
 			}
+			c.Gate = c.GateSetting()
 			return c.Validate()
 		},
 		prepareUpdate: func(_ context.Context, _ *http.Request, old api.Channel, c *api.Channel) error {
@@ -156,7 +157,8 @@ func channelResource(s *Server) resource[api.Channel] {
 				return err
 			}
 			c.CreatedAt, c.UpdatedAt = old.CreatedAt, s.timestamp()
-			c.Head, c.Clusters = nil, nil
+			c.Head, c.Clusters, c.Publication = nil, nil, nil
+			c.Gate = c.GateSetting()
 			return c.Validate()
 		},
 		present: s.presentChannels,

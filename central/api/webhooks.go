@@ -23,9 +23,10 @@ import (
 // A git webhook announces a push to the config repo. The registry then
 // reads the pushed branch's head from git at once, as its periodic refresh
 // does (the payload's commit is only a hint, never taken as the head), and
-// a new head wakes the long-polls of the clusters of the channels
-// following that branch, on every replica (channels.Heads' change callback
-// records it with store.SetChannelHead, which notifies). The request is
+// a new head that the channels following that branch publish (an enforced
+// gate holds one no promotion records) wakes the long-polls of their
+// clusters, on every replica (channels.Heads' change callback records it
+// with store.SetChannelHead, which decides and notifies). The request is
 // authenticated by the shared secret of --webhook-secret-file alone:
 //
 //   - GitHub: X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body>,

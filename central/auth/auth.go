@@ -4,6 +4,7 @@ package auth
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -53,8 +54,13 @@ func Permit(p Principal, access Access, clusterID string) bool {
 // ErrUnauthenticated means the request carries no valid token.
 var ErrUnauthenticated = errors.New("a valid bearer token is required")
 
+// ErrNoToken is a TokenSource's answer for a secret no unrevoked token has.
+var ErrNoToken = errors.New("no unrevoked token has this secret")
+
 // TokenSource finds a token by its secret; the store implements it.
 type TokenSource interface {
+	// TokenBySecret answers an error that is ErrNoToken when no unrevoked
+	// token has the secret; any other error is a failure to look.
 	TokenBySecret(ctx context.Context, secret string) (api.Token, error)
 	TokenGeneration() uint64
 }
@@ -98,8 +104,13 @@ func (a *Authenticator) Authenticate(ctx context.Context, header string) (Princi
 		return c.principal, nil
 	}
 	t, err := a.source.TokenBySecret(ctx, secret)
-	if err != nil {
+	if errors.Is(err, ErrNoToken) {
 		return Principal{}, ErrUnauthenticated
+	}
+	if err != nil {
+		// The database is down, say: the caller answers 503, not a 401
+		// that would make an agent think its token is bad.
+		return Principal{}, fmt.Errorf("checking a token: %w", err)
 	}
 	p := Principal{TokenID: t.ID, Name: t.Name, Role: t.Role, ClusterID: t.ClusterID}
 	a.mu.Lock()

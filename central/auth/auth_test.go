@@ -40,13 +40,17 @@ type fakeTokens struct {
 	tokens map[string]api.Token
 	gen    uint64
 	calls  int
+	down   bool
 }
 
 func (f *fakeTokens) TokenBySecret(_ context.Context, secret string) (api.Token, error) {
 	f.calls++
+	if f.down {
+		return api.Token{}, errors.New("connection refused")
+	}
 	t, ok := f.tokens[secret]
 	if !ok {
-		return api.Token{}, errors.New("not found")
+		return api.Token{}, ErrNoToken
 	}
 	return t, nil
 }
@@ -83,4 +87,17 @@ func TestAuthenticatorCachesUntilTokensChangeOrTTL(t *testing.T) {
 		_, err = a.Authenticate(ctx, h)
 		assert.ErrorIs(t, err, ErrUnauthenticated, h)
 	}
+}
+
+// A token that cannot be looked up is not a bad token: the caller answers
+// 503 and an agent keeps its credentials.
+func TestAuthenticatorTellsAnUnknownTokenFromAFailedLookup(t *testing.T) {
+	src := &fakeTokens{tokens: map[string]api.Token{}}
+	a := NewAuthenticator(src, time.Now)
+	_, err := a.Authenticate(context.Background(), "Bearer unknown")
+	assert.ErrorIs(t, err, ErrUnauthenticated)
+	src.down = true
+	_, err = a.Authenticate(context.Background(), "Bearer unknown")
+	assert.Error(t, err)
+	assert.NotErrorIs(t, err, ErrUnauthenticated)
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/caravan-gitops/caravan/central"
 	"github.com/caravan-gitops/caravan/central/store"
 	"github.com/caravan-gitops/caravan/pkg/api"
+	"github.com/caravan-gitops/caravan/test/gitserver"
 )
 
 // Server is a running registry.
@@ -96,5 +97,15 @@ func (s *Server) Stop(t testing.TB) {
 		}
 	case <-time.After(40 * time.Second):
 		t.Error("caravan-central did not stop within 40s")
+	}
+}
+
+// AnnouncePush sends the registry the plain git webhook of a push to
+// branch, signed with secret (the server's WebhookSecret), as a git host
+// does after a push: the registry reads the branch before it answers.
+func (s *Server) AnnouncePush(t testing.TB, secret, branch string) {
+	t.Helper()
+	if err := gitserver.AnnouncePush(context.Background(), s.URL, secret, branch); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -59,14 +59,14 @@ func (s *Store) Assignment(ctx context.Context, clusterID string) (Assignment, e
 		return Assignment{}, err
 	}
 	a.Plans, changesAt = plans, api.Earliest(changesAt, plansExpire)
-	commit, err := s.channelHead(ctx, in.Channel.RepositoryURL, in.Channel.Branch)
+	// The channel carries the commit the registry publishes on it: the
+	// branch head as last read (SetChannelHead), unless an enforced gate
+	// holds that head back. A newly published commit reaches the waiting
+	// long-polls of the channel's clusters.
+	a.Channel.Commit, a.Channel.Gate, err = s.published(ctx, in.Channel.Name)
 	if err != nil {
 		return Assignment{}, err
 	}
-	// The channel carries the branch's head as the registry last read it
-	// (SetChannelHead), so a new commit reaches the waiting long-polls of
-	// the channel's clusters.
-	a.Channel.Commit = commit
 	body, err := json.Marshal(a)
 	if err != nil {
 		return Assignment{}, fmt.Errorf("encoding assignment: %w", err)

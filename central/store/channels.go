@@ -76,31 +76,32 @@ func (s *Store) StatusHistories(ctx context.Context, clusterIDs []string) (map[s
 }
 
 // RecordPromotion writes a promotion into the audit log, as the action
-// promote on the channel promoted to.
+// promote on the channel promoted to, and decides again what that channel
+// publishes: a promotion that passed the gate lets its commit through an
+// enforced gate, at once when it is the branch head already, else when the
+// registry reads it as the head.
 func (s *Store) RecordPromotion(ctx context.Context, p api.Promotion, actor string) error {
-	return s.inTx(ctx, func(tx *sql.Tx, _ *notes) error {
-		return s.audit(ctx, tx, actor, "promote", Channels.resource, p.To, nil, p)
+	doc, err := json.Marshal(p)
+	if err != nil {
+		return fmt.Errorf("encoding the promotion: %w", err)
+	}
+	return s.inTx(ctx, func(tx *sql.Tx, n *notes) error {
+		if err := s.lockPublications(ctx, tx); err != nil {
+			return err
+		}
+		if err := s.audit(ctx, tx, actor, "promote", Channels.resource, p.To, nil, json.RawMessage(doc)); err != nil {
+			return err
+		}
+		return s.republish(ctx, tx, n, func(ch api.Channel) bool { return ch.Name == p.To }, func(cur *publication) {
+			cur.Promotion = string(doc)
+			if p.PassedGate() {
+				cur.Promoted = p.Commit
+			}
+		})
 	})
 }
 
 // AllChannels returns every channel, in promotion order.
 func (s *Store) AllChannels(ctx context.Context) ([]api.Channel, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT doc FROM channels ORDER BY position, key`)
-	if err != nil {
-		return nil, fmt.Errorf("reading the channels: %w", err)
-	}
-	defer rows.Close()
-	var out []api.Channel
-	for rows.Next() {
-		var doc string
-		if err := rows.Scan(&doc); err != nil {
-			return nil, fmt.Errorf("reading the channels: %w", err)
-		}
-		var c api.Channel
-		if err := json.Unmarshal([]byte(doc), &c); err != nil {
-			return nil, fmt.Errorf("decoding a channel: %w", err)
-		}
-		out = append(out, c)
-	}
-	return out, rows.Err()
+	return s.channelsIn(ctx, s.read)
 }

@@ -89,11 +89,16 @@ var Channels = Kind[api.Channel]{
 	columns: []string{"position"},
 	values:  func(c api.Channel) []any { return []any{c.Position} },
 	stored: func(c api.Channel) api.Channel {
-		c.Head, c.Clusters = nil, nil
+		c.Head, c.Clusters, c.Publication = nil, nil, nil
 		return c
 	},
 	affected: func(ctx context.Context, s *Store, q querier, ref Ref) ([]string, error) {
 		return clusterIDsWhere(ctx, s, q, "channel", ref.Key)
+	},
+	// A channel's gate, position, branch or existence changes what it
+	// and the channel after it publish.
+	afterWrite: func(ctx context.Context, s *Store, tx *sql.Tx, n *notes) error {
+		return s.republish(ctx, tx, n, nil, nil)
 	},
 	beforeDelete: func(ctx context.Context, s *Store, q querier, ref Ref) error {
 		if err := refuseWhileReferenced(ctx, s, q, "channel", ref.Key, "clusters still follow the channel"); err != nil {

@@ -50,6 +50,10 @@ type Kind[T any] struct {
 	references func(v T, ref Ref) []reference
 	// hasAssignment marks clusters, whose cached assignment a delete drops.
 	hasAssignment bool
+	// afterWrite runs inside the transaction of a create, update or
+	// delete, once the resource is written: for what depends on all
+	// resources of the kind at once.
+	afterWrite func(ctx context.Context, s *Store, tx *sql.Tx, n *notes) error
 }
 
 // reference is a resource another one refers to. A write checks it inside
@@ -222,6 +226,9 @@ func insert[T any](ctx context.Context, s *Store, tx *sql.Tx, n *notes, k Kind[T
 	if err := s.noteAffected(ctx, tx, n, k, ref); err != nil {
 		return Record[T]{}, err
 	}
+	if err := k.written(ctx, s, tx, n); err != nil {
+		return Record[T]{}, err
+	}
 	return Record[T]{Value: v, Revision: 1, ETag: etagOf(doc)}, nil
 }
 
@@ -285,7 +292,10 @@ func Update[T any](ctx context.Context, s *Store, k Kind[T], ref Ref, revision i
 		if err := s.audit(ctx, tx, actor, "update", k.resource, ref.Key, before, json.RawMessage(doc)); err != nil {
 			return err
 		}
-		return s.noteAffected(ctx, tx, n, k, ref)
+		if err := s.noteAffected(ctx, tx, n, k, ref); err != nil {
+			return err
+		}
+		return k.written(ctx, s, tx, n)
 	})
 	if err != nil {
 		return Record[T]{}, err
@@ -315,8 +325,18 @@ func Delete[T any](ctx context.Context, s *Store, k Kind[T], ref Ref, revision i
 		if k.hasAssignment {
 			n.deleted = append(n.deleted, ref.Key)
 		}
-		return s.audit(ctx, tx, actor, "delete", k.resource, ref.Key, before, nil)
+		if err := s.audit(ctx, tx, actor, "delete", k.resource, ref.Key, before, nil); err != nil {
+			return err
+		}
+		return k.written(ctx, s, tx, n)
 	})
+}
+
+func (k Kind[T]) written(ctx context.Context, s *Store, tx *sql.Tx, n *notes) error {
+	if k.afterWrite == nil {
+		return nil
+	}
+	return k.afterWrite(ctx, s, tx, n)
 }
 
 func (s *Store) missingOrStale(ctx context.Context, q querier, table, resource, key string) error {

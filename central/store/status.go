@@ -157,7 +157,12 @@ func (s *Store) Details(ctx context.Context, clusters []api.Cluster) error {
 }
 
 func (s *Store) scanDocs(ctx context.Context, query string, args []any, fn func(id string, doc []byte) error) error {
-	rows, err := s.read.QueryContext(ctx, s.rebind(query), args...)
+	return s.scanDocsWith(ctx, s.read, query, args, fn)
+}
+
+// scanDocsWith is scanDocs through q, a transaction's for one.
+func (s *Store) scanDocsWith(ctx context.Context, q querier, query string, args []any, fn func(id string, doc []byte) error) error {
+	rows, err := q.QueryContext(ctx, s.rebind(query), args...)
 	if err != nil {
 		return err
 	}

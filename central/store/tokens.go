@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/caravan-gitops/caravan/central/auth"
 	"github.com/caravan-gitops/caravan/pkg/api"
 )
 
@@ -88,11 +89,11 @@ func (s *Store) insertToken(ctx context.Context, name, role, clusterID, secret, 
 // TokenBySecret finds the unrevoked token with this secret.
 func (s *Store) TokenBySecret(ctx context.Context, secret string) (api.Token, error) {
 	rec, err := s.tokenWhere(ctx, "hash", HashToken(secret))
+	if errors.Is(err, ErrNotFound) || err == nil && rec.Value.RevokedAt != nil {
+		return api.Token{}, fmt.Errorf("%w: %w", ErrNotFound, auth.ErrNoToken)
+	}
 	if err != nil {
 		return api.Token{}, err
-	}
-	if rec.Value.RevokedAt != nil {
-		return api.Token{}, ErrNotFound
 	}
 	return rec.Value, nil
 }

@@ -313,3 +313,25 @@ func blockFromTheAPI(t *testing.T, f *fleet) {
 	res.Body.Close()
 	require.Equal(t, http.StatusCreated, res.StatusCode)
 }
+
+// TestHeldHeadInChromium: the channels page shows, in a browser, the head
+// that stable's enforced gate holds after a plain push, and why.
+func TestHeldHeadInChromium(t *testing.T) {
+	f := startFleet(t)
+	pushed := f.push(t, "stable", "Pushed by hand")
+	b := tab{t: t, ctx: chromium(t), f: f}
+	b.signIn(f.reader)
+	require.Equal(t, http.StatusOK, b.click(`header nav a[href="/channels"]`))
+
+	publication := b.text("#channel-stable div.publication")
+	assert.Contains(t, publication, "Published "+f.first[:8]+" gate enforced, since ")
+	held := b.text("#channel-stable p.held")
+	assert.Contains(t, held, "Held "+pushed[:8]+" since ")
+	assert.Contains(t, held, pushed[:7]+" arrived on branch stable without a promotion from beta (a push to the branch): its agents keep "+f.first[:7])
+	assert.Contains(t, held, `caravan promote beta stable --commit `+pushed+` --override-gate --reason "..."`)
+	assert.Equal(t, 1, b.count("p.held"), "only stable holds its head")
+	border, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`getComputedStyle(document.querySelector("p.held")).borderLeftColor`))
+	require.NoError(t, err)
+	assert.Equal(t, "rgb(239, 108, 0)", border, "a held head stands out: the stylesheet loads under the page's CSP")
+	assert.Contains(t, b.text("#channel-dev div.publication"), "Published "+f.devHead[:8]+" gate advisory")
+}

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/caravan-gitops/caravan/central/publication"
 	"github.com/caravan-gitops/caravan/channels"
 	"github.com/caravan-gitops/caravan/pkg/api"
 )
@@ -14,14 +15,18 @@ type channelsPage struct {
 	Channels []channelView
 }
 
-// channelView is one channel: where its head stands on its clusters and,
-// for every channel but the last, the verdict on promoting the head on.
+// channelView is one channel: what it publishes to its agents, where that
+// commit stands on its clusters and, for every channel but the last, the
+// verdict on promoting it on.
 type channelView struct {
 	api.Channel
-	Rollout api.ChannelRollout
-	Gate    *api.PromotionGate
-	Bar     bar
-	Rows    []rolloutRow
+	// Published is what the registry publishes to the channel's agents,
+	// and the head it holds back; nil before it was decided on.
+	Published *api.ChannelPublication
+	Rollout   api.ChannelRollout
+	Gate      *api.PromotionGate
+	Bar       bar
+	Rows      []rolloutRow
 	// Freezes are those that cover the channel's clusters, all of them or
 	// those of one environment, in force or to come.
 	Freezes []channelFreeze
@@ -68,14 +73,20 @@ func (u *UI) channelViews(ctx context.Context) ([]channelView, error) {
 	}
 	shown := freezeViews(freezes, now)
 	heads := u.heads.Of(ctx, chans)
+	pubs, err := publication.Of(ctx, u.store, u.heads, chans)
+	if err != nil {
+		return nil, err
+	}
 	views := make([]channelView, len(chans))
 	for i, ch := range chans {
-		head := heads[ch.Name]
+		ch.Gate = ch.GateSetting()
+		head, pub := heads[ch.Name], pubs[ch.Name]
+		commit := publication.Commit(pub, head)
 		clusters := byChannel[ch.Name]
-		view := channelView{Channel: ch, Rollout: channels.Rollout(ch, head, "", clusters), Freezes: channelFreezes(ch.Name, shown)}
+		view := channelView{Channel: ch, Published: pub, Rollout: channels.Rollout(ch, head, commit, clusters), Freezes: channelFreezes(ch.Name, shown)}
 		if i+1 < len(chans) {
 			gate := channels.Gate(channels.GateInput{
-				From: ch, To: chans[i+1], Commit: head.Commit, HeadError: head.Error, Clusters: clusters, Freezes: freezes, Now: now,
+				From: ch, To: chans[i+1], Commit: commit, HeadError: head.Error, Clusters: clusters, Freezes: freezes, Now: now,
 				HeartbeatTimeout: u.heartbeatTimeout,
 			})
 			view.Gate = &gate
@@ -117,7 +128,8 @@ func rolloutRows(rollout api.ChannelRollout, gate *api.PromotionGate) []rolloutR
 }
 
 // rolloutBar shows each cluster in service once: reporting a problem,
-// waiting for its update window, on the head, on an older commit, silent,
+// waiting for its update window, on the published commit (the head unless
+// the gate holds it), on an older commit, silent,
 // or, while the head is unknown, reporting a version that cannot be placed.
 func rolloutBar(channel string, rollout api.ChannelRollout) bar {
 	counts := map[string]int{}
@@ -139,8 +151,12 @@ func rolloutBar(channel string, rollout api.ChannelRollout) bar {
 	if opens != nil {
 		waiting += " (the first opens " + timestamp(opens) + ")"
 	}
+	current := "on the head"
+	if rollout.Head != nil && rollout.Commit != rollout.Head.Commit {
+		current = "on the published commit"
+	}
 	return newBar(channel+" rollout",
-		barPart{class: "seg-ok", label: "on the head", count: counts[api.RolloutCurrent]},
+		barPart{class: "seg-ok", label: current, count: counts[api.RolloutCurrent]},
 		barPart{class: "seg-waiting", label: waiting, count: counts["waiting"]},
 		barPart{class: "seg-pending", label: "on an older commit", count: counts[api.RolloutOlder]},
 		barPart{class: "seg-failed", label: "with problems", count: counts["problem"]},

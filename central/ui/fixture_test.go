@@ -51,6 +51,7 @@ func demoCluster(alias string) api.Cluster {
 // commit ahead of the other branches.
 type fleet struct {
 	srv    *centraltest.Server
+	git    *gitserver.Server
 	store  *store.Store
 	admin  string
 	reader string
@@ -79,6 +80,7 @@ func startFleet(t *testing.T) *fleet {
 	srv := centraltest.Start(t, func(c *central.Config) {
 		c.RepositoryURL = git.RepoURL("config")
 		c.Git = gitauth.Credentials{Username: git.User, Password: git.Password}
+		c.WebhookSecret = webhookSecret
 	})
 	ctx := context.Background()
 	st, err := store.Open(ctx, srv.Database)
@@ -86,7 +88,7 @@ func startFleet(t *testing.T) *fleet {
 	t.Cleanup(func() { _ = st.Close() })
 	_, err = demo.Seed(ctx, st)
 	require.NoError(t, err)
-	f := &fleet{srv: srv, store: st, first: first, devHead: devHead}
+	f := &fleet{srv: srv, git: git, store: st, first: first, devHead: devHead}
 	f.admin = f.token(t, "ui-admin", api.RoleAdmin, "")
 	f.reader = f.token(t, "ui-reader", api.RoleReader, "")
 	f.agent = f.token(t, "ui-agent", api.RoleAgent, testDev.ID)
@@ -94,6 +96,20 @@ func startFleet(t *testing.T) *fleet {
 	f.scheduleFleet(t)
 	f.reportStatus(t)
 	return f
+}
+
+// webhookSecret signs the fleet's git webhooks.
+const webhookSecret = "ui-webhook-secret"
+
+// push commits to branch on the git server and announces it with a
+// webhook, so that the registry reads the branch at once, as after a plain
+// git push; it returns the commit.
+func (f *fleet) push(t *testing.T, branch, message string) string {
+	t.Helper()
+	commit, err := f.git.Commit("config", branch, message, map[string][]byte{"pushed/" + branch: []byte(message)})
+	require.NoError(t, err)
+	f.srv.AnnouncePush(t, webhookSecret, branch)
+	return commit
 }
 
 // closedWindow is a one-hour weekly window that opens a few hours from

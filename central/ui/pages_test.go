@@ -177,6 +177,25 @@ func TestChannelsPage(t *testing.T) {
 	assert.Contains(t, rowOf(t, stable, "production-stable"), `<span class="phase phase-waiting">waiting-for-window</span><div class="waiting">waiting for window (opens `+opens+`)</div>`)
 }
 
+// TestChannelsPageShowsAHeldHead: a push to stable, whose gate is
+// enforced, is held with the reason; the agents keep the commit published.
+func TestChannelsPageShowsAHeldHead(t *testing.T) {
+	f := startFleet(t)
+	pushed := f.push(t, "stable", "Pushed by hand")
+	p := signedIn(t, f, f.reader).get("/channels")
+	require.Equal(t, http.StatusOK, p.Status)
+	start := strings.Index(p.Body, `<section class="channel" id="channel-stable"`)
+	require.GreaterOrEqual(t, start, 0)
+	stable := p.Body[start : start+strings.Index(p.Body[start:], "</section>")]
+	assert.Contains(t, stable, `<code title="`+pushed+`">`+pushed[:8]+`</code> Pushed by hand`, "the head read from git")
+	assert.Contains(t, stable, `Published <code title="`+f.first+`">`+f.first[:8]+`</code> <span class="legend">gate enforced, since `)
+	assert.Contains(t, stable, `<p class="held">Held <code title="`+pushed+`">`+pushed[:8]+`</code> <span class="legend">since `)
+	assert.Contains(t, stable, pushed[:7]+" arrived on branch stable without a promotion from beta (a push to the branch): its agents keep "+f.first[:7])
+	assert.Contains(t, rowOf(t, stable, "production-stable"), `<span class="legend">current</span>`, "the rollout is about the commit the agents are given, not the held head")
+	assert.NotContains(t, p.Body[:start], `class="held"`, "no other channel holds its head")
+	assert.Contains(t, p.Body, `Published <code title="`+f.devHead+`">`+f.devHead[:8]+`</code> <span class="legend">gate advisory, since `)
+}
+
 // ts is a time as the pages show it.
 func ts(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") }
 

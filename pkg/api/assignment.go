@@ -102,7 +102,6 @@ func BuildAssignment(in AssignmentInput, now time.Time) (Assignment, time.Time) 
 		NodePools:   make([]AssignedNodePool, 0, len(in.NodePools)),
 		Blocks:      []Block{},
 		Freezes:     []Freeze{},
-		Drain:       EffectiveDrainSLA(c.Environment, items),
 	}
 	pools := slices.Clone(in.NodePools)
 	slices.SortFunc(pools, func(x, y NodePool) int { return strings.Compare(x.Name, y.Name) })

@@ -68,8 +68,6 @@ func TestBuildAssignment(t *testing.T) {
 	assert.Equal(t, "system", a.NodePools[0].Name, "pools are sorted by name")
 	assert.Equal(t, "cluster", a.NodePools[0].ConfigItems["x"])
 	assert.Equal(t, "pool", a.NodePools[1].ConfigItems["x"], "pool items override cluster items")
-	assert.Equal(t, "1h0m0s", a.Drain.GracePeriod)
-	assert.Equal(t, "72h0m0s", a.Drain.MinPodLifetime)
 	var ids []string
 	for _, b := range a.Blocks {
 		ids = append(ids, b.ID)

@@ -30,6 +30,62 @@ type ChannelHead struct {
 	Error     string     `json:"error,omitempty"`
 }
 
+// ChannelPublication is what the registry publishes to a channel's agents:
+// the commit in their assignment (channel.commit), and the branch head it
+// holds back from them when that head did not pass the promotion gate.
+type ChannelPublication struct {
+	// Gate is how the gate binds in effect: the channel's gate, except for
+	// the first channel, which has no channel before it and is advisory.
+	Gate string `json:"gate"`
+	// Commit is the published commit; empty until the branch was read.
+	Commit string `json:"commit,omitempty"`
+	// PublishedAt is when the registry began to publish Commit.
+	PublishedAt *time.Time `json:"published_at,omitempty"`
+	// Held is the branch head the registry does not publish, and why;
+	// nil while it publishes the head.
+	Held *HeldHead `json:"held,omitempty"`
+	// Promoted is the commit of the last promotion into the channel that
+	// passed the gate (met from the channel before, or overridden with a
+	// reason): the registry publishes it once it reads it as the head.
+	Promoted string `json:"promoted,omitempty"`
+	// Problem says what is wrong with the published commit as git has it
+	// now: no longer on the branch after a force-push.
+	Problem string `json:"problem,omitempty"`
+}
+
+// HeldHead is a branch head that only arrived by a push: no promotion that
+// passed the gate records it. The agents keep the published commit until a
+// promotion, or an override with a reason, records it.
+type HeldHead struct {
+	Commit string `json:"commit"`
+	Reason string `json:"reason"`
+	// Since is when the registry first held this commit.
+	Since time.Time `json:"since"`
+}
+
+// DefaultGate is the gate of a channel that sets none: enforced for stable,
+// where a plain push must not reach production, advisory for the others.
+func DefaultGate(channel string) string {
+	if channel == "stable" {
+		return GateEnforced
+	}
+	return GateAdvisory
+}
+
+// GateSetting is the channel's gate, or the default of its name.
+func (c *Channel) GateSetting() string {
+	if c.Gate != "" {
+		return c.Gate
+	}
+	return DefaultGate(c.Name)
+}
+
+func validateGate(v *ValidationError, field, gate string) {
+	if gate != "" && gate != GateEnforced && gate != GateAdvisory {
+		v.add(field, "must be %s or %s, got %q", GateEnforced, GateAdvisory, gate)
+	}
+}
+
 // ClusterCounts sums up a channel's clusters in service against one commit
 // (the head unless another is asked for). Problem overlaps the others: a
 // cluster on the commit may report a problem too. Total minus Current and
@@ -88,6 +144,9 @@ type ChannelHistory struct {
 	Total   int             `json:"total"`
 	Commits []HistoryCommit `json:"commits"`
 	Error   string          `json:"error,omitempty"`
+	// Publication is the commit the channel's agents are given, and the
+	// head held back from them, if any.
+	Publication *ChannelPublication `json:"publication,omitempty"`
 }
 
 // HistoryCommit is one commit of a channel's history. A cluster has reached
@@ -120,6 +179,9 @@ type PromotionGate struct {
 	// promotion back (a reason) until it ends or is overridden.
 	Freezes   []Freeze  `json:"freezes"`
 	CheckedAt time.Time `json:"checked_at"`
+	// ToPublication is what To publishes to its agents now, and the head
+	// it holds back until a promotion records it.
+	ToPublication *ChannelPublication `json:"to_publication,omitempty"`
 }
 
 // GateEvidence is what one cluster of the source channel says about the
@@ -164,6 +226,11 @@ type Promotion struct {
 	By             string    `json:"by"`
 	At             time.Time `json:"at"`
 }
+
+// PassedGate reports whether the promotion lets its commit through an
+// enforced gate: the gate was met when it was recorded, or overridden with
+// a reason.
+func (p *Promotion) PassedGate() bool { return p.GateMet || p.OverrideReason != "" }
 
 // ProblemChannelFrozen (409): a promotion into a channel that a freeze in
 // force covers was recorded without override_reason.

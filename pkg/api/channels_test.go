@@ -32,6 +32,28 @@ func TestDefaultPromotionSoaks(t *testing.T) {
 	}
 }
 
+func TestChannelGate(t *testing.T) {
+	for name, want := range map[string]string{"stable": GateEnforced, "beta": GateAdvisory, "dev": GateAdvisory, "production": GateAdvisory} {
+		c := Channel{Name: name, Branch: name}
+		assert.Equal(t, want, c.GateSetting(), name)
+	}
+	for _, gate := range []string{GateEnforced, GateAdvisory} {
+		c := Channel{Name: "stable", Branch: "stable", Gate: gate}
+		require.NoError(t, c.Validate(), gate)
+		assert.Equal(t, gate, c.GateSetting())
+	}
+	for _, gate := range []string{"Enforced", "strict", " advisory"} {
+		c := Channel{Name: "beta", Branch: "beta", Gate: gate}
+		var verr *ValidationError
+		require.ErrorAs(t, c.Validate(), &verr, gate)
+		assert.Equal(t, "gate", verr.Errors[0].Field, gate)
+		assert.Equal(t, `must be enforced or advisory, got "`+gate+`"`, verr.Errors[0].Detail)
+	}
+	assert.True(t, (&Promotion{GateMet: true}).PassedGate())
+	assert.True(t, (&Promotion{OverrideReason: "incident 4711"}).PassedGate())
+	assert.False(t, (&Promotion{GateReasons: []string{"kube-1: silent"}}).PassedGate())
+}
+
 func TestPromotionRequestValidate(t *testing.T) {
 	sha := strings.Repeat("0", 40)
 	require.NoError(t, (&PromotionRequest{From: "dev", Commit: sha}).Validate())

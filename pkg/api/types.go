@@ -137,8 +137,9 @@ type NodePool struct {
 }
 
 // Channel is one step of the promotion path, backed by one git branch.
-// Head and Clusters are read-only: the registry reads the branch head from
-// git and counts the channel's clusters when it answers.
+// Head, Clusters and Publication are read-only: the registry reads the
+// branch head from git, counts the channel's clusters and says what it
+// publishes when it answers.
 type Channel struct {
 	Name          string `json:"name"`
 	Branch        string `json:"branch"`
@@ -147,11 +148,19 @@ type Channel struct {
 	// PromotionSoak is how long a commit must have been current on every
 	// cluster of this channel before it may be promoted from it, a Go
 	// duration; empty means DefaultPromotionSoak of the channel's name.
-	PromotionSoak string         `json:"promotion_soak,omitempty"`
-	Head          *ChannelHead   `json:"head,omitempty"`
-	Clusters      *ClusterCounts `json:"clusters,omitempty"`
-	CreatedAt     time.Time      `json:"created_at"`
-	UpdatedAt     time.Time      `json:"updated_at"`
+	PromotionSoak string `json:"promotion_soak,omitempty"`
+	// Gate is how the promotion gate binds on this channel, GateEnforced
+	// or GateAdvisory; empty means DefaultGate of the channel's name. The
+	// first channel (lowest position) has no channel before it and
+	// publishes its branch head whatever Gate says.
+	Gate     string         `json:"gate,omitempty"`
+	Head     *ChannelHead   `json:"head,omitempty"`
+	Clusters *ClusterCounts `json:"clusters,omitempty"`
+	// Publication is what the registry hands the channel's agents, and
+	// the head it holds back; read-only, like Head and Clusters.
+	Publication *ChannelPublication `json:"publication,omitempty"`
+	CreatedAt   time.Time           `json:"created_at"`
+	UpdatedAt   time.Time           `json:"updated_at"`
 }
 
 // Block stops updates of a cluster, or of one node pool when NodePool is set.
@@ -254,7 +263,6 @@ type Assignment struct {
 	Blocks      []Block            `json:"blocks"`
 	// Freezes are the freezes in force that cover the cluster.
 	Freezes []Freeze `json:"freezes"`
-	Drain   DrainSLA `json:"drain"`
 	// Plans are the cluster's plans awaiting the agent's answer; left out
 	// when there are none, and no part of the version the agent converges to.
 	Plans []AssignedPlan `json:"plans,omitempty"`

@@ -244,6 +244,7 @@ func (c *Channel) Validate() error {
 	if c.PromotionSoak != "" {
 		validatePromotionSoak(v, "promotion_soak", c.PromotionSoak)
 	}
+	validateGate(v, "gate", c.Gate)
 	return v.err()
 }
 

@@ -14,7 +14,7 @@ import (
 
 // Errors of a fast-forward that is refused.
 var (
-	ErrNotOnBranch    = errors.New("the commit is not on the source branch")
+	ErrNotOnBranch    = errors.New("the commit is not on the branch")
 	ErrNotFastForward = errors.New("not a fast-forward")
 	ErrTargetMovedOn  = errors.New("the target branch moved during the promotion")
 )

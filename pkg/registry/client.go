@@ -5,6 +5,11 @@
 // Retry-After) only when a replay cannot apply a change twice: GET, PUT and
 // DELETE always, PATCH only with If-Match, POST only when the connection was
 // never established. Failed answers are *api.Problem errors.
+//
+// A client may be given several base URLs, the replicas of one registry:
+// it sticks to one while it answers and moves to the next on a connection
+// error, a timeout, 502, 503 or 504; a retry goes to the next one at once,
+// and waits a jittered exponential backoff only once every one failed.
 package registry
 
 import (
@@ -15,6 +20,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strings"
@@ -36,7 +42,8 @@ const (
 	mediaProblem     = "application/problem+json"
 )
 
-// Client talks to one caravan-central. It is safe for concurrent use.
+// Client talks to one caravan-central, through one of its replicas. It is
+// safe for concurrent use.
 //
 // Every Get, Create, Update and Patch returns the resource with its ETag.
 // Update, Patch and Delete send ifMatch as If-Match when it is not empty, so
@@ -45,7 +52,10 @@ const (
 // JSON ([]byte, json.RawMessage) or a value that encodes to a JSON object,
 // where null removes a key.
 type Client struct {
+	// base is where requests are made against: the first endpoint, which
+	// the failover transport moves each attempt to the endpoint in use.
 	base      string
+	endpoints *endpoints
 	token     string
 	userAgent string
 	http      *retryablehttp.Client
@@ -59,6 +69,7 @@ type settings struct {
 	timeout    time.Duration
 	logger     *slog.Logger
 	userAgent  string
+	failback   time.Duration
 }
 
 // Option changes a setting of New.
@@ -76,8 +87,10 @@ func WithRetryMax(n int) Option {
 	return func(s *settings) { s.retryMax = n }
 }
 
-// WithRetryWait bounds the exponential backoff between retries. A
-// Retry-After header of the server takes precedence over it.
+// WithRetryWait bounds the jittered exponential backoff between retries. A
+// Retry-After header of the server takes precedence over it. With several
+// endpoints a retry goes to the next one without waiting, until every one
+// failed.
 func WithRetryWait(minWait, maxWait time.Duration) Option {
 	return func(s *settings) { s.waitMin, s.waitMax = minWait, maxWait }
 }
@@ -98,15 +111,20 @@ func WithUserAgent(ua string) Option {
 	return func(s *settings) { s.userAgent = ua }
 }
 
-// New returns a client of the registry at baseURL (scheme and host, optionally
-// a path prefix) that authenticates with the bearer token.
-func New(baseURL, token string, opts ...Option) (*Client, error) {
-	u, err := url.Parse(baseURL)
+// WithFailback sets how long a client that moved off the endpoint it
+// started at stays away before it tries that one again (5 minutes by
+// default), so that a replica back from a failure gets its share again.
+func WithFailback(d time.Duration) Option {
+	return func(s *settings) { s.failback = d }
+}
+
+// New returns a client of the registry at baseURLs (scheme and host,
+// optionally a path prefix; several replicas separated by commas) that
+// authenticates with the bearer token.
+func New(baseURLs, token string, opts ...Option) (*Client, error) {
+	urls, err := parseEndpoints(baseURLs)
 	if err != nil {
-		return nil, fmt.Errorf("registry URL %q: %w", baseURL, err)
-	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("registry URL %q: must be an absolute http(s) URL", baseURL)
+		return nil, err
 	}
 	s := settings{
 		retryMax:  defaultRetryMax,
@@ -114,17 +132,19 @@ func New(baseURL, token string, opts ...Option) (*Client, error) {
 		waitMax:   defaultWaitMax,
 		timeout:   defaultTimeout,
 		userAgent: defaultUserAgent,
+		failback:  defaultFailback,
 	}
 	for _, opt := range opts {
 		opt(&s)
 	}
+	eps := newEndpoints(urls, rand.IntN(len(urls)), s.failback, time.Now)
 	rc := &retryablehttp.Client{
-		HTTPClient:   withAttemptTimeout(s.httpClient, s.timeout),
+		HTTPClient:   withTransports(s.httpClient, eps, s.timeout),
 		RetryWaitMin: s.waitMin,
 		RetryWaitMax: s.waitMax,
 		RetryMax:     s.retryMax,
 		CheckRetry:   checkRetry,
-		Backoff:      retryablehttp.DefaultBackoff,
+		Backoff:      eps.backoff,
 		// The last answer of a request that exhausted its retries still
 		// carries the server's problem document, so it is handed back as is.
 		ErrorHandler: retryablehttp.PassthroughErrorHandler,
@@ -133,17 +153,23 @@ func New(baseURL, token string, opts ...Option) (*Client, error) {
 		rc.Logger = s.logger
 	}
 	return &Client{
-		base:      strings.TrimSuffix(u.String(), "/") + apiPrefix,
+		base:      urls[0].String(),
+		endpoints: eps,
 		token:     token,
 		userAgent: s.userAgent,
 		http:      rc,
 	}, nil
 }
 
-// withAttemptTimeout copies hc (or a fresh pooled client) with a transport
-// that bounds each attempt. http.Client.Timeout cannot do this: it is one
-// value for every request, and long polls need a longer one.
-func withAttemptTimeout(hc *http.Client, timeout time.Duration) *http.Client {
+// Endpoint is the base URL the client sends its requests to now: one of
+// those it was given.
+func (c *Client) Endpoint() string { return c.endpoints.base() }
+
+// withTransports copies hc (or a fresh pooled client) with a transport
+// that sends each attempt to the endpoint in use and bounds it.
+// http.Client.Timeout cannot do the latter: it is one value for every
+// request, and long polls need a longer one.
+func withTransports(hc *http.Client, eps *endpoints, timeout time.Duration) *http.Client {
 	if hc == nil {
 		hc = cleanhttp.DefaultPooledClient()
 	}
@@ -152,7 +178,7 @@ func withAttemptTimeout(hc *http.Client, timeout time.Duration) *http.Client {
 	if next == nil {
 		next = http.DefaultTransport
 	}
-	c.Transport = &timeoutTransport{next: next, timeout: timeout}
+	c.Transport = &failoverTransport{endpoints: eps, next: &timeoutTransport{next: next, timeout: timeout}}
 	return &c
 }
 

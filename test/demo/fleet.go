@@ -10,6 +10,7 @@ import (
 	"github.com/caravan-gitops/caravan/central"
 	"github.com/caravan-gitops/caravan/central/demo"
 	"github.com/caravan-gitops/caravan/central/store"
+	"github.com/caravan-gitops/caravan/channels"
 	"github.com/caravan-gitops/caravan/pkg/api"
 	"github.com/caravan-gitops/caravan/test/moto"
 )
@@ -65,12 +66,18 @@ var liveItems = map[string]map[string]string{
 // fleet is the demo fleet of central/demo with the live clusters moved
 // into moto's account (keeping their region, and the config items their
 // account gave them) and given the small pools and the items above.
+//
+// The clusters without an agent are registered but not in service
+// (lifecycle_status requested, as a cluster is before its agent first
+// runs): they never report, and the promotion gate would otherwise name
+// each one as a silent cluster, missing evidence, and never be met.
 func fleet() ([]api.InfrastructureAccount, []api.Cluster) {
 	accounts := append(slices.Clone(demo.Accounts), localAccount)
 	clusters := demo.Clusters()
 	for i, c := range clusters {
 		pools, live := livePools[c.Alias]
 		if !live {
+			clusters[i].LifecycleStatus = api.LifecycleRequested
 			continue
 		}
 		_, region, local, _ := api.ParseClusterID(c.ID)
@@ -101,15 +108,18 @@ func liveCluster(alias string) api.Cluster {
 func clusterID(alias string) string { return liveCluster(alias).ID }
 
 // seed stores the demo fleet, points every channel at the demo's git
-// server, and creates an admin token and an agent token for each live cluster.
-func seed(ctx context.Context, database, repoURL string) (string, map[string]string, error) {
+// server, gives dev the promotion soak devSoak, and creates an admin token
+// and an agent token for each live cluster.
+func seed(ctx context.Context, database, repoURL string, devSoak time.Duration) (string, map[string]string, error) {
 	const actor = "demo"
 	st, err := store.Open(ctx, database)
 	if err != nil {
 		return "", nil, err
 	}
 	defer st.Close()
-	if err := st.SeedChannels(ctx, central.DefaultChannels(repoURL), actor); err != nil {
+	chans := central.DefaultChannels(repoURL)
+	chans[0].PromotionSoak = channels.FormatDuration(devSoak)
+	if err := st.SeedChannels(ctx, chans, actor); err != nil {
 		return "", nil, err
 	}
 	now := time.Now().UTC().Truncate(time.Millisecond)

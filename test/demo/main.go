@@ -6,7 +6,9 @@
 // their clusters' CloudFormation stacks. A cloud bridge per cluster plays
 // cloud-controller-manager: the instances moto launches for a node pool
 // become the cluster's Nodes, so a pool change rolls real (kwok) nodes.
-// Ctrl-C stops everything.
+// The git server announces every push to the registry's webhook, and the
+// demo clusters without an agent are registered but not in service, so
+// the promotion gate weighs the live clusters alone. Ctrl-C stops everything.
 package main
 
 import (
@@ -15,8 +17,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -31,6 +35,7 @@ import (
 
 	"github.com/caravan-gitops/caravan/agent"
 	"github.com/caravan-gitops/caravan/central"
+	"github.com/caravan-gitops/caravan/channels"
 	"github.com/caravan-gitops/caravan/pkg/gitauth"
 	"github.com/caravan-gitops/caravan/test/cloudbridge"
 	"github.com/caravan-gitops/caravan/test/controlplane"
@@ -38,23 +43,47 @@ import (
 	"github.com/caravan-gitops/caravan/test/moto"
 )
 
+// options are the demo's settings.
+type options struct {
+	// dir holds the demo's state, demo.env and the kubeconfigs.
+	dir       string
+	listen    string
+	manifests string
+	// bin holds the caravan command that demo.env puts on PATH.
+	bin string
+	// devSoak is the promotion_soak of channel dev.
+	devSoak time.Duration
+	// ready, when set, is called once the fleet runs and demo.env is written.
+	ready func()
+}
+
 func main() {
-	dir := flag.String("dir", ".caravan", "folder for the demo's state, demo.env and kubeconfigs")
-	listen := flag.String("listen", "127.0.0.1:8080", "address of the registry")
-	manifests := flag.String("manifests", "manifests", "the reference config repo to serve")
+	var o options
+	flag.StringVar(&o.dir, "dir", ".caravan", "folder for the demo's state, demo.env and kubeconfigs")
+	flag.StringVar(&o.listen, "listen", "127.0.0.1:8080", "address of the registry")
+	flag.StringVar(&o.manifests, "manifests", "manifests", "the reference config repo to serve")
+	flag.StringVar(&o.bin, "bin", "bin", "folder of the caravan command (make build's), which demo.env puts on PATH")
+	flag.DurationVar(&o.devSoak, "dev-soak", time.Minute, "promotion_soak of channel dev: how long test-dev runs a commit before it may be promoted to alpha")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *dir, *listen, *manifests); err != nil && !errors.Is(err, context.Canceled) {
+	if err := run(ctx, o); err != nil && !errors.Is(err, context.Canceled) {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, dir, listen, manifests string) error {
-	dir, err := filepath.Abs(dir)
+func run(ctx context.Context, o options) error {
+	dir, err := filepath.Abs(o.dir)
 	if err != nil {
 		return err
+	}
+	bin, err := filepath.Abs(o.bin)
+	if err != nil {
+		return err
+	}
+	if _, err := exec.LookPath("curl"); err != nil {
+		return fmt.Errorf("the demo's git server announces pushes to the registry with curl: install curl: %w", err)
 	}
 	if err := os.RemoveAll(filepath.Join(dir, "run")); err != nil {
 		return err
@@ -79,20 +108,25 @@ func run(ctx context.Context, dir, listen, manifests string) error {
 	if err := os.MkdirAll(git.Root, 0o755); err != nil {
 		return err
 	}
-	if _, err := git.CreateRepo("config", manifests, "dev", "alpha", "beta", "stable"); err != nil {
+	if _, err := git.CreateRepo("config", o.manifests, "dev", "alpha", "beta", "stable"); err != nil {
 		return fmt.Errorf("creating the config repo: %w", err)
 	}
 
 	database := "sqlite://" + filepath.Join(dir, "run", "registry.db")
-	adminToken, agentTokens, err := seed(ctx, database, git.RepoURL("config"))
+	adminToken, agentTokens, err := seed(ctx, database, git.RepoURL("config"), o.devSoak)
+	if err != nil {
+		return err
+	}
+	webhookSecret, err := newWebhookSecret()
 	if err != nil {
 		return err
 	}
 	addr := make(chan string, 1)
 	centralDone := make(chan error, 1)
 	go func() {
-		centralDone <- central.Run(ctx, central.Config{Listen: listen, Database: database, Logger: log,
-			Git: gitauth.Credentials{Username: git.User, Password: git.Password}, Ready: func(a string) { addr <- a }})
+		centralDone <- central.Run(ctx, central.Config{Listen: o.listen, Database: database, Logger: log,
+			Git: gitauth.Credentials{Username: git.User, Password: git.Password}, WebhookSecret: webhookSecret,
+			Ready: func(a string) { addr <- a }})
 	}()
 	var url string
 	select {
@@ -100,6 +134,9 @@ func run(ctx context.Context, dir, listen, manifests string) error {
 		url = "http://" + a
 	case err := <-centralDone:
 		return fmt.Errorf("starting caravan-central: %w", err)
+	}
+	if err := installPushHook(filepath.Join(git.Root, "config.git"), url, webhookSecret); err != nil {
+		return err
 	}
 
 	agentsDone := make(chan error, len(liveClusters))
@@ -125,10 +162,16 @@ func run(ctx context.Context, dir, listen, manifests string) error {
 			})
 		}()
 	}
-	if err := writeEnv(dir, url, adminToken, git, aws.Endpoint, region); err != nil {
+	if err := linkKubectl(dir); err != nil {
 		return err
 	}
-	announce(os.Stdout, dir, url, adminToken, git, aws.Endpoint, region)
+	if err := writeEnv(dir, bin, url, adminToken, git, aws.Endpoint, region); err != nil {
+		return err
+	}
+	announce(os.Stdout, dir, url, adminToken, git, aws.Endpoint, region, o.devSoak)
+	if o.ready != nil {
+		o.ready()
+	}
 	select {
 	case <-ctx.Done():
 	case err := <-centralDone:
@@ -227,8 +270,15 @@ func bridgeLog(dir, alias string) func(format string, args ...any) {
 	}
 }
 
-func writeEnv(dir, url, token string, git *gitserver.Server, awsEndpoint, region string) error {
-	vars := [][2]string{{"CARAVAN_SERVER", url}, {"CARAVAN_TOKEN", token}, {"CARAVAN_GIT_URL", git.AuthURL("config")}, {"CARAVAN_AWS_ENDPOINT", awsEndpoint}}
+// writeEnv writes DIR/demo.env, which a shell sources to use the demo: the
+// registry and its admin token, the config repo's URL (with the
+// credentials in it, for the git command) and the same credentials as
+// caravan reads them (CARAVAN_GIT_USERNAME and CARAVAN_GIT_PASSWORD, for
+// caravan promote, render and rehearse), moto's endpoint and test
+// credentials, and PATH with caravan and the demo's kubectl first.
+func writeEnv(dir, bin, url, token string, git *gitserver.Server, awsEndpoint, region string) error {
+	vars := [][2]string{{"CARAVAN_SERVER", url}, {"CARAVAN_TOKEN", token}, {"CARAVAN_GIT_URL", git.AuthURL("config")},
+		{"CARAVAN_GIT_USERNAME", git.User}, {"CARAVAN_GIT_PASSWORD", git.Password}, {"CARAVAN_AWS_ENDPOINT", awsEndpoint}}
 	vars = append(vars, awsEnv(region)...)
 	var env strings.Builder
 	names := make([]string, 0, len(vars))
@@ -239,13 +289,32 @@ func writeEnv(dir, url, token string, git *gitserver.Server, awsEndpoint, region
 	fmt.Fprintf(&env, "export %s\n", strings.Join(names, " "))
 	// moto's credentials, not a profile's or a session's.
 	env.WriteString("unset AWS_PROFILE AWS_DEFAULT_PROFILE AWS_SESSION_TOKEN\n")
-	if bin, err := filepath.Abs("bin"); err == nil {
-		fmt.Fprintf(&env, "PATH=%q:\"$PATH\"\n", bin)
-	}
+	fmt.Fprintf(&env, "PATH=%q:%q:\"$PATH\"\n", bin, filepath.Join(dir, "bin"))
 	return os.WriteFile(filepath.Join(dir, "demo.env"), []byte(env.String()), 0o600)
 }
 
-func announce(w io.Writer, dir, url, token string, git *gitserver.Server, awsEndpoint, region string) {
+// linkKubectl links the test control plane's kubectl, of the clusters'
+// own Kubernetes version, as DIR/bin/kubectl.
+func linkKubectl(dir string) error {
+	tools, err := controlplane.BinDir()
+	if err != nil {
+		return err
+	}
+	kubectl := filepath.Join(tools, "kubectl")
+	if _, err := os.Stat(kubectl); err != nil {
+		return fmt.Errorf("the demo's kubectl is missing: run `make tools`: %w", err)
+	}
+	link := filepath.Join(dir, "bin", "kubectl")
+	if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
+		return err
+	}
+	if err := os.Remove(link); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return os.Symlink(kubectl, link)
+}
+
+func announce(w io.Writer, dir, url, token string, git *gitserver.Server, awsEndpoint, region string, devSoak time.Duration) {
 	rel := func(p string) string {
 		if cwd, err := os.Getwd(); err == nil {
 			if r, err := filepath.Rel(cwd, p); err == nil && !strings.HasPrefix(r, "..") {
@@ -260,8 +329,9 @@ func announce(w io.Writer, dir, url, token string, git *gitserver.Server, awsEnd
 Caravan demo fleet is running.
 
   registry:     %s   (admin token %s)
-  config repo:  %s   (branches dev, alpha, beta, stable)
+  config repo:  %s   (branches dev, alpha, beta, stable; a push reaches the registry at once)
   clusters:     %s follows dev, %s follows stable; agents log to %s/agent-*.log
+                (the others have no agent and are not in service: lifecycle_status requested)
   AWS (moto):   %s   (account %s, %s): the clusters' stacks; the node pools'
                 instances become the clusters' Nodes (%s/cloudbridge-*.log)
 
@@ -272,7 +342,9 @@ Try, in another terminal:
   # change kubernetes/base, commit, git push origin dev, and watch:
   caravan clusters list --channel dev
   kubectl --kubeconfig %s get clusterconfig,deploy -A
-  # promote: git push origin dev:stable
+  # once %s has run the commit for dev's promotion_soak (%s), the gate is met:
+  caravan promote dev alpha --dry-run
+  caravan promote dev alpha
 
 The stacks, and the versions of a node pool's launch template:
   aws --endpoint-url "$CARAVAN_AWS_ENDPOINT" cloudformation describe-stacks --query 'Stacks[].[StackName,StackStatus]' --output text
@@ -288,5 +360,5 @@ nodes in a few minutes (a surge node, then each old node marked, drained and ter
 
 Ctrl-C stops everything.
 `, url, token, git.RepoURL("config"), liveClusters[0], liveClusters[1], rel(dir), awsEndpoint, moto.AccountID, region, rel(dir),
-		env, kubeconfig, liveClusters[0], liveClusters[0], id, kubeconfig, id)
+		env, kubeconfig, liveClusters[0], channels.FormatDuration(devSoak), liveClusters[0], liveClusters[0], id, kubeconfig, id)
 }

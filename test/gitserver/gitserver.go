@@ -24,6 +24,7 @@ type Server struct {
 	Password string
 	URL      string
 	srv      *http.Server
+	requests requestCounts
 }
 
 // Launch serves the bare repositories under root on a free loopback port
@@ -65,6 +66,7 @@ func (s *Server) handler(gitPath string) http.Handler {
 			http.Error(w, "authentication required", http.StatusUnauthorized)
 			return
 		}
+		s.requests.count(r)
 		// http-backend allows pushes only when REMOTE_USER is set.
 		h := &cgi.Handler{
 			Path: gitPath,

@@ -36,6 +36,19 @@ func NewRegistry(template api.Assignment) *Registry {
 func (r *Registry) Change() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.next()
+}
+
+// PublishHead publishes the next generation with the channel's head
+// commit and gate, as caravan-central does once it read a new head.
+func (r *Registry) PublishHead(commit, gate string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.template.Channel.Commit, r.template.Channel.Gate = commit, gate
+	r.next()
+}
+
+func (r *Registry) next() {
 	r.gen++
 	close(r.changed)
 	r.changed = make(chan struct{})

@@ -28,9 +28,14 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- .Values.aws.region | default (index (splitList ":" .Values.clusterID) 2) }}
 {{- end }}
 
+{{/* registry.url as the agent's --registry-url: a list joined with commas. */}}
+{{- define "caravan-agent.registryURL" -}}
+{{- if kindIs "slice" .Values.registry.url }}{{ join "," .Values.registry.url }}{{ else }}{{ .Values.registry.url }}{{ end }}
+{{- end }}
+
 {{/* The settings the agent reads through envFrom, in the ConfigMap. */}}
 {{- define "caravan-agent.settings" -}}
-CARAVAN_REGISTRY_URL: {{ .Values.registry.url | quote }}
+CARAVAN_REGISTRY_URL: {{ include "caravan-agent.registryURL" . | quote }}
 AWS_REGION: {{ include "caravan-agent.region" . | quote }}
 {{- with .Values.git.credentialsSecret }}
 CARAVAN_GIT_SECRET: {{ . | quote }}

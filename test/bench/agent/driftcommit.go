@@ -145,7 +145,7 @@ func (d *driftRun) measureCommit(ctx context.Context) error {
 		return err
 	}
 	host.Progress("drift 2. a commit that changes one ConfigMap: caravan-agent")
-	if r.commit, err = b.fleet.git.Commit(processRepo, d.assignment.Channel.Branch, "bench: change one ConfigMap", map[string][]byte{file: content}); err != nil {
+	if r.commit, err = b.fleet.push(ctx, processRepo, d.assignment.Channel.Branch, "bench: change one ConfigMap", map[string][]byte{file: content}); err != nil {
 		return err
 	}
 	pushed := time.Now()

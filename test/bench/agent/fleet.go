@@ -15,6 +15,7 @@ import (
 	"github.com/caravan-gitops/caravan/central"
 	"github.com/caravan-gitops/caravan/central/store"
 	"github.com/caravan-gitops/caravan/pkg/api"
+	"github.com/caravan-gitops/caravan/pkg/gitauth"
 	"github.com/caravan-gitops/caravan/pkg/registry"
 	"github.com/caravan-gitops/caravan/test/gitserver"
 )
@@ -44,6 +45,19 @@ type fleet struct {
 	repos  map[string]string // generated repo folders by name
 	cancel context.CancelFunc
 	done   chan error
+}
+
+// webhookSecret signs the git server's push webhooks to the registry.
+const webhookSecret = "caravan-bench-webhook-secret"
+
+// push commits files to a branch of a repo and tells the registry, as a
+// git host's webhook does: agents learn new commits from the registry.
+func (f *fleet) push(ctx context.Context, repo, branch, message string, files map[string][]byte) (string, error) {
+	sha, err := f.git.Commit(repo, branch, message, files)
+	if err != nil {
+		return "", err
+	}
+	return sha, gitserver.AnnouncePush(ctx, f.url, webhookSecret, branch)
 }
 
 // startFleet generates the config repos, serves them from the git server
@@ -77,6 +91,7 @@ func startFleet(ctx context.Context, dir string) (*fleet, error) {
 	f.cancel, f.done = cancel, make(chan error, 1)
 	go func() {
 		f.done <- central.Run(runCtx, central.Config{Listen: "127.0.0.1:0", Database: db, RepositoryURL: f.git.RepoURL(inProcessRepo),
+			Git: gitauth.Credentials{Username: f.git.User, Password: f.git.Password}, WebhookSecret: webhookSecret,
 			Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)), Ready: func(a string) { addr <- a }})
 	}()
 	select {

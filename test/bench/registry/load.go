@@ -11,6 +11,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/caravan-gitops/caravan/test/bench/host"
 )
 
 // nextRequest builds a worker's iter-th request and the status it expects.
@@ -66,7 +68,7 @@ func newLoadClient(clients int) *http.Client {
 
 // runLoad runs next from cfg.clients workers against srv and measures the
 // window after the warm-up.
-func runLoad(ctx context.Context, client *http.Client, srv *process, cfg loadConfig, next nextRequest) (loadRun, error) {
+func runLoad(ctx context.Context, client *http.Client, srv *host.Process, cfg loadConfig, next nextRequest) (loadRun, error) {
 	start := time.Now()
 	from := start.Add(cfg.warmup)
 	end := from.Add(cfg.duration)
@@ -152,18 +154,9 @@ func summarize(runs ...loadRun) loadResult {
 	slices.Sort(all)
 	r.requests = len(all)
 	r.rate = float64(len(all)) / window.Seconds()
-	r.p50, r.p99 = percentile(all, 0.50), percentile(all, 0.99)
+	r.p50, r.p99 = host.Percentile(all, 0.50), host.Percentile(all, 0.99)
 	r.serverCPU, r.benchCPU, r.otherCPU = cpu.server.Seconds()/window.Seconds(), cpu.bench.Seconds()/window.Seconds(), cpu.other.Seconds()/window.Seconds()
 	return r
-}
-
-// percentile of sorted durations, nearest rank.
-func percentile(sorted []time.Duration, q float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	i := int(q*float64(len(sorted))+0.5) - 1
-	return sorted[min(max(i, 0), len(sorted)-1)]
 }
 
 // cpuTimes is the CPU time the server, the load generator and other
@@ -179,23 +172,23 @@ type cpuUsage struct {
 // and the whole machine.
 type cpuSample struct{ server, bench, machine time.Duration }
 
-func takeCPUSample(srv *process) (cpuSample, error) {
-	server, err := srv.cpuTime()
+func takeCPUSample(srv *host.Process) (cpuSample, error) {
+	server, err := srv.CPUTime()
 	if err != nil {
 		return cpuSample{}, err
 	}
-	machine, err := machineCPUTime()
+	machine, err := host.MachineCPUTime()
 	if err != nil {
 		return cpuSample{}, err
 	}
-	return cpuSample{server: server, bench: selfCPUTime(), machine: machine}, nil
+	return cpuSample{server: server, bench: host.SelfCPUTime(), machine: machine}, nil
 }
 
 // sampleCPU measures, in the background, the CPU time the server, the load
 // generator and any other process used between from and end: on 2 cores
 // the first two share the machine, and the split says who the bottleneck
 // is; the third says whether the machine was quiet.
-func sampleCPU(srv *process, from, end time.Time) <-chan cpuUsage {
+func sampleCPU(srv *host.Process, from, end time.Time) <-chan cpuUsage {
 	out := make(chan cpuUsage, 1)
 	go func() {
 		time.Sleep(time.Until(from))

@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/caravan-gitops/caravan/test/bench/host"
 )
 
 // longPollMetric is caravan-central's gauge of waiting long-polls.
@@ -31,7 +33,7 @@ func (r longPollResult) perPoll() int64 {
 	if r.waiting == 0 {
 		return 0
 	}
-	return (r.held.rss - r.before.rss) / int64(r.waiting)
+	return (r.held.RSS - r.before.RSS) / int64(r.waiting)
 }
 
 // pollWait is how long each long-poll asks to wait: long enough to read the
@@ -44,7 +46,7 @@ const pollWait = 30 * time.Second
 // each on its own connection as every agent holds one, waits until the
 // server's gauge waitingMetric says they all wait, reads the server's
 // memory, and waits for the 304 answers when the wait ends.
-func (b *bench) longPolls(ctx context.Context, srv *process, waitingMetric string, n int) (longPollResult, error) {
+func (b *bench) longPolls(ctx context.Context, srv *host.Process, waitingMetric string, n int) (longPollResult, error) {
 	n = min(n, len(b.agents))
 	r := longPollResult{wanted: n}
 	var err error
@@ -75,7 +77,7 @@ func (b *bench) longPolls(ctx context.Context, srv *process, waitingMetric strin
 	}
 	left, err := b.awaitWaiting(ctx, srv, waitingMetric, func(w int) bool { return w == 0 }, 30*time.Second)
 	if err == nil && left > 0 {
-		err = fmt.Errorf("%d long-polls still waiting on %s 30 s after their wait ended", left, srv.name)
+		err = fmt.Errorf("%d long-polls still waiting on %s 30 s after their wait ended", left, srv.Name)
 	}
 	return r, err
 }
@@ -98,7 +100,7 @@ func (p *openPolls) fail(err error) {
 }
 
 // openLongPolls starts one long-poll per agent; they end when ctx does.
-func (b *bench) openLongPolls(ctx context.Context, client *http.Client, srv *process, agents []*agent) *openPolls {
+func (b *bench) openLongPolls(ctx context.Context, client *http.Client, srv *host.Process, agents []*agent) *openPolls {
 	p := &openPolls{}
 	for _, a := range agents {
 		p.wg.Add(1)
@@ -114,8 +116,8 @@ func (b *bench) openLongPolls(ctx context.Context, client *http.Client, srv *pro
 
 // longPoll waits for a change of the agent's assignment; none comes, so it
 // ends with 304 when its wait runs out.
-func longPoll(ctx context.Context, client *http.Client, srv *process, a *agent) error {
-	req, err := agentRequest(ctx, http.MethodGet, assignmentURL(srv.url, a)+"?wait="+pollWait.String(), a, nil)
+func longPoll(ctx context.Context, client *http.Client, srv *host.Process, a *agent) error {
+	req, err := agentRequest(ctx, http.MethodGet, assignmentURL(srv.URL, a)+"?wait="+pollWait.String(), a, nil)
 	if err != nil {
 		return err
 	}
@@ -157,10 +159,10 @@ func longPollTransport(n int) *http.Transport {
 
 // awaitWaiting reads the server's gauge of waiting long-polls until done
 // says the count is reached or the timeout runs out; it returns the last count.
-func (b *bench) awaitWaiting(ctx context.Context, srv *process, metric string, done func(waiting int) bool, timeout time.Duration) (int, error) {
+func (b *bench) awaitWaiting(ctx context.Context, srv *host.Process, metric string, done func(waiting int) bool, timeout time.Duration) (int, error) {
 	deadline := time.Now().Add(timeout)
 	for {
-		values, err := readMetrics(ctx, b.client, srv, metric)
+		values, err := host.ReadMetrics(ctx, b.client, srv, metric)
 		if err != nil {
 			return 0, err
 		}

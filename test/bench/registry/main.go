@@ -85,7 +85,7 @@ func run(o options) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	// Before any server starts, so that they inherit the limit.
-	if err := raiseFileLimit(65536); err != nil {
+	if _, err := host.RaiseFileLimit(65536); err != nil {
 		return err
 	}
 	dir, err := os.MkdirTemp("", "caravan-bench-")
@@ -100,7 +100,7 @@ func run(o options) error {
 		return err
 	}
 	measureErr := b.measure(ctx, rep)
-	stopErr := errors.Join(b.central.stop(), b.bare.stop())
+	stopErr := errors.Join(b.central.Stop(), b.bare.Stop())
 	if err := errors.Join(measureErr, stopErr); err != nil {
 		return err
 	}
@@ -120,7 +120,7 @@ func run(o options) error {
 // bare baseline.
 func setUp(ctx context.Context, o options, dir string, rep *report) (*bench, error) {
 	progress("building caravan-central")
-	bin, err := buildCentral(ctx, dir)
+	bin, err := host.BuildCentral(ctx, dir)
 	if err != nil {
 		return nil, err
 	}
@@ -134,36 +134,36 @@ func setUp(ctx context.Context, o options, dir string, rep *report) (*bench, err
 	rep.seeding = time.Since(start)
 
 	b := &bench{opts: o, agents: agents, client: newLoadClient(o.clients)}
-	addr, err := freeAddr()
+	addr, err := host.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
-	b.central, err = startProcess(ctx, processSpec{
-		name: "caravan-central", addr: addr, readyPath: "/readyz", logPath: filepath.Join(dir, "central.log"),
-		argv: []string{bin, "serve", "--listen", addr, "--database", db, "--repository-url", repositoryURL, "--log-level", "warn"},
-		env:  o.centralEnv,
+	b.central, err = host.StartProcess(ctx, host.ProcessSpec{
+		Name: "caravan-central", Addr: addr, ReadyPath: "/readyz", LogPath: filepath.Join(dir, "central.log"),
+		Argv: []string{bin, "serve", "--listen", addr, "--database", db, "--repository-url", repositoryURL, "--log-level", "warn"},
+		Env:  o.centralEnv,
 	})
 	if err != nil {
 		return nil, err
 	}
 	if b.bare, err = startBare(ctx, dir); err != nil {
-		return nil, errors.Join(err, b.central.stop())
+		return nil, errors.Join(err, b.central.Stop())
 	}
 	return b, nil
 }
 
-func startBare(ctx context.Context, dir string) (*process, error) {
+func startBare(ctx context.Context, dir string) (*host.Process, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("finding this program to run the bare server: %w", err)
 	}
-	addr, err := freeAddr()
+	addr, err := host.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
-	return startProcess(ctx, processSpec{
-		name: "bare server", addr: addr, readyPath: "/readyz", logPath: filepath.Join(dir, "bare.log"),
-		argv: []string{self, "-bare-server", addr},
+	return host.StartProcess(ctx, host.ProcessSpec{
+		Name: "bare server", Addr: addr, ReadyPath: "/readyz", LogPath: filepath.Join(dir, "bare.log"),
+		Argv: []string{self, "-bare-server", addr},
 	})
 }
 

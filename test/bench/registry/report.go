@@ -54,7 +54,7 @@ func (r *report) markdown() string {
 		"of a Go load generator, on the same cores, each with a keep-alive connection and its own clusters and their agent tokens, "+
 		"send requests for %s of warm-up and then %s measured; scenario 1 alternates caravan-central and the bare server in %d rounds "+
 		"of %s + %s, so that both meet whatever else the machine runs alike. Latency is per request, seen by the client.\n\n",
-		thousands(r.opts.clusters), r.opts.clients, r.opts.warmup, r.opts.duration,
+		host.Thousands(r.opts.clusters), r.opts.clients, r.opts.warmup, r.opts.duration,
 		steadyRounds, r.opts.warmup/steadyRounds, r.opts.duration/steadyRounds)
 	if len(r.opts.centralEnv) > 0 {
 		fmt.Fprintf(&b, "caravan-central ran with `%s` in its environment.\n\n", r.opts.centralEnv.String())
@@ -77,12 +77,12 @@ func (r *report) writeLoadTable(b *strings.Builder) {
 	}{
 		{"1. Assignment GET, matching `If-None-Match` → 304", r.steady},
 		{"1. Baseline: bare `net/http` handler → 304", r.bare},
-		{fmt.Sprintf("2. Assignment GET, no `If-None-Match` → 200 (%s bytes)", thousands(r.prime.bodyBytes)), r.full},
+		{fmt.Sprintf("2. Assignment GET, no `If-None-Match` → 200 (%s bytes)", host.Thousands(r.prime.bodyBytes)), r.full},
 		{fmt.Sprintf("3. Status PUT (heartbeats; 1 in %d reports a new phase)", rolloutEvery), r.put},
 	}
 	for _, row := range rows {
-		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %d | %.2f + %.2f (+ %.2f) |\n", row.name, thousands(row.res.requests),
-			thousands(int(row.res.rate+0.5)), ms(row.res.p50), ms(row.res.p99), row.res.errors, row.res.serverCPU, row.res.benchCPU, row.res.otherCPU)
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %d | %.2f + %.2f (+ %.2f) |\n", row.name, host.Thousands(row.res.requests),
+			host.Thousands(int(row.res.rate+0.5)), ms(row.res.p50), ms(row.res.p99), row.res.errors, row.res.serverCPU, row.res.benchCPU, row.res.otherCPU)
 	}
 	b.WriteString("\n")
 }
@@ -97,16 +97,16 @@ func (r *report) ratio() float64 {
 func (r *report) writeGoalTable(b *strings.Builder) {
 	b.WriteString("| Goal | Measured | Target | Met |\n|---|---:|---:|:-:|\n")
 	fmt.Fprintf(b, "| 1. 304 steady state, as a share of the bare server's rate | %.2f (%s vs %s req/s) | ≥ %.1f | %s |\n",
-		r.ratio(), thousands(int(r.steady.rate+0.5)), thousands(int(r.bare.rate+0.5)), goalRatio,
+		r.ratio(), host.Thousands(int(r.steady.rate+0.5)), host.Thousands(int(r.bare.rate+0.5)), goalRatio,
 		met(r.ratio() >= goalRatio, r.steady.errors+r.bare.errors))
 	fmt.Fprintf(b, "| 2. Full assignment GETs | %s req/s | ≥ %s req/s | %s |\n",
-		thousands(int(r.full.rate+0.5)), thousands(goalFullGets), met(r.full.rate >= goalFullGets, r.full.errors))
+		host.Thousands(int(r.full.rate+0.5)), host.Thousands(goalFullGets), met(r.full.rate >= goalFullGets, r.full.errors))
 	fmt.Fprintf(b, "| 3. Status PUTs on SQLite | %s req/s | ≥ %s req/s | %s |\n",
-		thousands(int(r.put.rate+0.5)), thousands(goalPuts), met(r.put.rate >= goalPuts, r.put.errors))
+		host.Thousands(int(r.put.rate+0.5)), host.Thousands(goalPuts), met(r.put.rate >= goalPuts, r.put.errors))
 	held := r.polls.waiting >= r.polls.wanted
 	fmt.Fprintf(b, "| 4. RSS holding %s clusters and %s open long-polls | %s (bare `net/http`: %s) | ≤ %s | %s |\n",
-		thousands(r.opts.clusters), thousands(r.polls.wanted), mib(r.polls.held.rss), mib(r.barePolls.held.rss), mib(goalRSS),
-		met(held && r.polls.held.rss <= goalRSS, r.polls.errors))
+		host.Thousands(r.opts.clusters), host.Thousands(r.polls.wanted), host.MiB(r.polls.held.RSS), host.MiB(r.barePolls.held.RSS), host.MiB(goalRSS),
+		met(held && r.polls.held.RSS <= goalRSS, r.polls.errors))
 	b.WriteString("\n")
 }
 
@@ -124,17 +124,17 @@ func met(ok bool, errors int) string {
 
 func (r *report) writeLongPollTable(b *strings.Builder) {
 	fmt.Fprintf(b, "| 4. %s long-polls (`?wait=30s`, matching ETag), one connection each | caravan-central | bare `net/http` handler holding the request |\n",
-		thousands(r.polls.wanted))
+		host.Thousands(r.polls.wanted))
 	b.WriteString("|---|---:|---:|\n")
 	c, n := r.polls, r.barePolls
 	rows := []struct{ what, central, bare string }{
-		{"waiting, by the server's count", thousands(c.waiting), thousands(n.waiting)},
+		{"waiting, by the server's count", host.Thousands(c.waiting), host.Thousands(n.waiting)},
 		{"all waiting after", seconds(c.opening), seconds(n.opening)},
-		{"RSS before → while they wait", mib(c.before.rss) + " → " + mib(c.held.rss), mib(n.before.rss) + " → " + mib(n.held.rss)},
+		{"RSS before → while they wait", host.MiB(c.before.RSS) + " → " + host.MiB(c.held.RSS), host.MiB(n.before.RSS) + " → " + host.MiB(n.held.RSS)},
 		{"RSS per waiting poll", kib(c.perPoll()), kib(n.perPoll())},
-		{"Go heap in use while they wait", mib(c.held.goHeap), mib(n.held.goHeap)},
-		{"goroutine stacks while they wait", mib(c.held.goStacks), mib(n.held.goStacks)},
-		{"goroutines while they wait", thousands(c.held.goroutines), thousands(n.held.goroutines)},
+		{"Go heap in use while they wait", host.MiB(c.held.goHeap), host.MiB(n.held.goHeap)},
+		{"goroutine stacks while they wait", host.MiB(c.held.goStacks), host.MiB(n.held.goStacks)},
+		{"goroutines while they wait", host.Thousands(c.held.goroutines), host.Thousands(n.held.goroutines)},
 		{"errors", strconv.Itoa(c.errors), strconv.Itoa(n.errors)},
 	}
 	for _, row := range rows {
@@ -149,22 +149,22 @@ func (r *report) writeMemoryTable(b *strings.Builder) {
 		when string
 		mem  memory
 	}{
-		{"idle after start, " + thousands(r.opts.clusters) + " clusters in the database", r.memIdle},
+		{"idle after start, " + host.Thousands(r.opts.clusters) + " clusters in the database", r.memIdle},
 		{"after every assignment was fetched once (all cached)", r.memPrimed},
 		{"after the load scenarios", r.memLoaded},
-		{fmt.Sprintf("holding %s long-polls (%s waiting)", thousands(r.polls.wanted), thousands(r.polls.waiting)), r.polls.held},
+		{fmt.Sprintf("holding %s long-polls (%s waiting)", host.Thousands(r.polls.wanted), host.Thousands(r.polls.waiting)), r.polls.held},
 		{"after the long-polls ended", r.memEnd},
 	}
 	for _, row := range rows {
-		fmt.Fprintf(b, "| %s | %s | %s | %s | %s |\n", row.when, mib(row.mem.rss), mib(row.mem.goHeap), mib(row.mem.goStacks), thousands(row.mem.goroutines))
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s |\n", row.when, host.MiB(row.mem.RSS), host.MiB(row.mem.goHeap), host.MiB(row.mem.goStacks), host.Thousands(row.mem.goroutines))
 	}
-	fmt.Fprintf(b, "| peak over the run (VmHWM) | %s | | | |\n\n", mib(r.memEnd.peak))
+	fmt.Fprintf(b, "| peak over the run (VmHWM) | %s | | | |\n\n", host.MiB(r.memEnd.Peak))
 }
 
 func (r *report) writeNotes(b *strings.Builder) {
 	fmt.Fprintf(b, "Seeding %s clusters with their node pools and tokens through the store API took %.1f s. "+
 		"The first fetch of every assignment, built from the database, ran at %s req/s.\n",
-		thousands(r.opts.clusters), r.seeding.Seconds(), thousands(int(float64(r.prime.requests)/r.prime.elapsed.Seconds()+0.5)))
+		host.Thousands(r.opts.clusters), r.seeding.Seconds(), host.Thousands(int(float64(r.prime.requests)/r.prime.elapsed.Seconds()+0.5)))
 	for _, e := range []struct{ name, err string }{
 		{"1. caravan-central 304", r.steady.firstError}, {"1. bare 304", r.bare.firstError},
 		{"2. full GET", r.full.firstError}, {"3. status PUT", r.put.firstError}, {"4. long-polls", r.polls.firstError}, {"4. bare long-polls", r.barePolls.firstError},
@@ -173,35 +173,19 @@ func (r *report) writeNotes(b *strings.Builder) {
 			fmt.Fprintf(b, "\nFirst error of %s: `%s`\n", e.name, strings.ReplaceAll(e.err, "`", "'"))
 		}
 	}
-	if r.polls.held.rss > goalRSS && r.barePolls.waiting > 0 {
+	if r.polls.held.RSS > goalRSS && r.barePolls.waiting > 0 {
 		fmt.Fprintf(b, "\nEach waiting long-poll adds %s to caravan-central's RSS, and %s to the bare server's, which holds nothing but "+
 			"the request in its handler: %s such requests cost `net/http` alone %s, before caravan-central holds anything.\n",
-			kib(r.polls.perPoll()), kib(r.barePolls.perPoll()), thousands(r.barePolls.waiting), mib(r.barePolls.held.rss-r.barePolls.before.rss))
+			kib(r.polls.perPoll()), kib(r.barePolls.perPoll()), host.Thousands(r.barePolls.waiting), host.MiB(r.barePolls.held.RSS-r.barePolls.before.RSS))
 	}
 	if r.polls.waiting < r.polls.wanted {
-		fmt.Fprintf(b, "\nOnly %s of %s long-polls were waiting when the benchmark gave up.\n", thousands(r.polls.waiting), thousands(r.polls.wanted))
+		fmt.Fprintf(b, "\nOnly %s of %s long-polls were waiting when the benchmark gave up.\n", host.Thousands(r.polls.waiting), host.Thousands(r.polls.wanted))
 	}
 	b.WriteString("\n")
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
 
-func mib(n int64) string { return fmt.Sprintf("%.0f MiB", float64(n)/(1<<20)) }
-
 func kib(n int64) string { return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10)) }
 
 func seconds(d time.Duration) string { return fmt.Sprintf("%.1f s", d.Seconds()) }
-
-// thousands writes n with comma separators, as the issue writes its goals.
-func thousands[N int | float64](n N) string {
-	s := strconv.Itoa(int(n))
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	for i := len(s) - 3; i > 0; i -= 3 {
-		s = s[:i] + "," + s[i:]
-	}
-	if neg {
-		s = "-" + s
-	}
-	return s
-}

@@ -18,14 +18,15 @@ import (
 	"time"
 
 	"github.com/caravan-gitops/caravan/pkg/api"
+	"github.com/caravan-gitops/caravan/test/bench/host"
 )
 
 // bench holds what the scenarios share: the fleet and the running servers.
 type bench struct {
 	opts    options
 	agents  []*agent
-	central *process
-	bare    *process
+	central *host.Process
+	bare    *host.Process
 	client  *http.Client
 }
 
@@ -74,7 +75,7 @@ func (b *bench) prime(ctx context.Context) (primeResult, error) {
 	var bodyBytes atomic.Int64
 	start := time.Now()
 	err := forEachAgent(ctx, b.agents, b.opts.clients, func(ctx context.Context, a *agent) error {
-		req, err := agentRequest(ctx, http.MethodGet, assignmentURL(b.central.url, a), a, nil)
+		req, err := agentRequest(ctx, http.MethodGet, assignmentURL(b.central.URL, a), a, nil)
 		if err != nil {
 			return err
 		}
@@ -126,10 +127,10 @@ func (b *bench) steadyState(ctx context.Context) (central, bare loadResult, err 
 // conditionalPolls is the agents' steady state: an assignment GET whose
 // If-None-Match matches, answered 304, against srv (caravan-central or the
 // bare baseline, which ignores the path and answers 304 alike).
-func (b *bench) conditionalPolls(ctx context.Context, srv *process, cfg loadConfig) (loadRun, error) {
+func (b *bench) conditionalPolls(ctx context.Context, srv *host.Process, cfg loadConfig) (loadRun, error) {
 	return runLoad(ctx, b.client, srv, cfg, func(ctx context.Context, worker, iter int) (*http.Request, int, error) {
 		a := ownAgent(b.agents, b.opts.clients, worker, iter)
-		req, err := agentRequest(ctx, http.MethodGet, assignmentURL(srv.url, a), a, nil)
+		req, err := agentRequest(ctx, http.MethodGet, assignmentURL(srv.URL, a), a, nil)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -142,7 +143,7 @@ func (b *bench) conditionalPolls(ctx context.Context, srv *process, cfg loadConf
 func (b *bench) fullGets(ctx context.Context) (loadResult, error) {
 	return b.measureOne(ctx, func(ctx context.Context, worker, iter int) (*http.Request, int, error) {
 		a := ownAgent(b.agents, b.opts.clients, worker, iter)
-		req, err := agentRequest(ctx, http.MethodGet, assignmentURL(b.central.url, a), a, nil)
+		req, err := agentRequest(ctx, http.MethodGet, assignmentURL(b.central.URL, a), a, nil)
 		return req, http.StatusOK, err
 	})
 }
@@ -160,7 +161,7 @@ func (b *bench) statusPuts(ctx context.Context) (loadResult, error) {
 		if err != nil {
 			return nil, 0, fmt.Errorf("encoding a status report: %w", err)
 		}
-		target := b.central.url + "/api/v1/clusters/" + url.PathEscape(a.clusterID) + "/status"
+		target := b.central.URL + "/api/v1/clusters/" + url.PathEscape(a.clusterID) + "/status"
 		req, err := agentRequest(ctx, http.MethodPut, target, a, body)
 		return req, http.StatusOK, err
 	})

@@ -4,19 +4,12 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"time"
 
-	"github.com/caravan-gitops/caravan/central"
-	"github.com/caravan-gitops/caravan/central/store"
-	"github.com/caravan-gitops/caravan/pkg/api"
+	"github.com/caravan-gitops/caravan/test/bench/host"
 )
 
-const (
-	seedActor     = "bench-seed"
-	repositoryURL = "https://git.example.com/platform/kubernetes-config.git"
-	accountID     = "aws:123456789012"
-)
+// repositoryURL is the default channels' config repo; nothing reads it.
+const repositoryURL = "https://git.example.com/platform/kubernetes-config.git"
 
 // agent is what one cluster's agent knows: its cluster, its token and,
 // once fetched, the ETag of its assignment.
@@ -26,104 +19,16 @@ type agent struct {
 	etag      string
 }
 
-// seedFleet fills the database with one account and n clusters, each with
-// two node pools and its own agent token, spread over the default channels.
-// It uses the store API, as the server would, so the rows are exactly what
-// the server writes.
+// seedFleet fills the database with n clusters spread over the default
+// channels, each with its own agent token (host.SeedFleet).
 func seedFleet(ctx context.Context, databaseURL string, n int) ([]*agent, error) {
-	st, err := store.Open(ctx, databaseURL)
+	seeded, err := host.SeedFleet(ctx, databaseURL, repositoryURL, n, []string{"dev", "alpha", "beta", "stable"})
 	if err != nil {
-		return nil, fmt.Errorf("opening %s: %w", databaseURL, err)
-	}
-	defer st.Close()
-	// Clusters need their channel to exist; the server would seed the same
-	// channels on start, but only finds them already there.
-	if err := st.SeedChannels(ctx, central.DefaultChannels(repositoryURL), seedActor); err != nil {
-		return nil, fmt.Errorf("seeding channels: %w", err)
-	}
-	now := time.Now().UTC().Truncate(time.Millisecond)
-	if err := createAccount(ctx, st, now); err != nil {
 		return nil, err
 	}
-	agents := make([]*agent, n)
-	for i := range n {
-		c := benchCluster(i, now)
-		if err := createCluster(ctx, st, c); err != nil {
-			return nil, err
-		}
-		t, err := st.CreateToken(ctx, "agent-"+c.Alias, api.RoleAgent, c.ID, seedActor)
-		if err != nil {
-			return nil, fmt.Errorf("creating the agent token of %s: %w", c.ID, err)
-		}
-		agents[i] = &agent{clusterID: c.ID, token: t.Secret}
+	agents := make([]*agent, len(seeded))
+	for i, c := range seeded {
+		agents[i] = &agent{clusterID: c.ID, token: c.Token}
 	}
 	return agents, nil
-}
-
-func createAccount(ctx context.Context, st *store.Store, now time.Time) error {
-	a := api.InfrastructureAccount{
-		ID: accountID, Name: "platform-production", Owner: "team-platform", Environment: "production",
-		ConfigItems: map[string]string{"vpc_cidr": "10.20.0.0/16", "log_retention_days": "30"},
-		CreatedAt:   now, UpdatedAt: now,
-	}
-	a.Normalize()
-	if err := a.Validate(); err != nil {
-		return fmt.Errorf("bench account: %w", err)
-	}
-	if _, err := store.Create(ctx, st, store.Accounts, store.Ref{Key: a.ID}, a, seedActor); err != nil {
-		return fmt.Errorf("creating account %s: %w", a.ID, err)
-	}
-	return nil
-}
-
-func createCluster(ctx context.Context, st *store.Store, c api.Cluster) error {
-	if err := c.Validate(); err != nil {
-		return fmt.Errorf("bench cluster %s: %w", c.ID, err)
-	}
-	if _, err := store.Create(ctx, st, store.Clusters, store.Ref{Key: c.ID, Parent: c.InfrastructureAccount}, c, seedActor); err != nil {
-		return fmt.Errorf("creating cluster %s: %w", c.ID, err)
-	}
-	for _, p := range c.NodePools {
-		ref := store.Ref{Key: store.NodePoolKey(c.ID, p.Name), Parent: c.ID}
-		if _, err := store.Create(ctx, st, store.NodePools, ref, p, seedActor); err != nil {
-			return fmt.Errorf("creating node pool %s of %s: %w", p.Name, c.ID, err)
-		}
-	}
-	return nil
-}
-
-var (
-	channels = []string{"dev", "alpha", "beta", "stable"}
-	regions  = []string{"eu-central-1", "eu-west-1", "us-east-1", "ap-southeast-2"}
-)
-
-// benchCluster is the i-th cluster of the fleet, shaped like the demo's:
-// a few config items and a system and a worker pool.
-func benchCluster(i int, now time.Time) api.Cluster {
-	channel, region := channels[i%len(channels)], regions[(i/len(channels))%len(regions)]
-	env := "test"
-	if channel == "beta" || channel == "stable" {
-		env = api.EnvironmentProduction
-	}
-	local := fmt.Sprintf("kube-%05d", i)
-	c := api.Cluster{
-		ID: accountID + ":" + region + ":" + local, Alias: local, InfrastructureAccount: accountID, Region: region,
-		APIServerURL: "https://" + local + "." + region + ".k8s.example.com", Environment: env, Channel: channel,
-		LifecycleStatus: api.LifecycleReady, CriticalityLevel: 1 + i%3,
-		ConfigItems: map[string]string{
-			"cluster_dns_zone": local + ".k8s.example.com", "autoscaling_buffer_cpu": "500m", "etcd_instance_type": "m6i.large",
-		},
-		NodePools: []api.NodePool{
-			{Name: "system", Profile: "worker-default", InstanceTypes: []string{"m6i.large"}, MinSize: 2, MaxSize: 4,
-				Labels: map[string]string{"caravan.io/role": "system"}, Taints: []api.Taint{{Key: "dedicated", Value: "system", Effect: "NoSchedule"}}},
-			{Name: "workers", Profile: "worker-default", InstanceTypes: []string{"m6i.xlarge", "m5.xlarge"}, MinSize: 1, MaxSize: 20,
-				DiscountStrategy: api.DiscountSpot, ConfigItems: map[string]string{"node_volume_size": "100"}},
-		},
-		CreatedAt: now, UpdatedAt: now,
-	}
-	c.Normalize()
-	for j := range c.NodePools {
-		c.NodePools[j].CreatedAt, c.NodePools[j].UpdatedAt = now, now
-	}
-	return c
 }
