@@ -212,7 +212,6 @@ func TestNodePoolsAndBlocksReachTheAssignment(t *testing.T) {
 		assert.Equal(t, "example.org", a.NodePools[0].ConfigItems["dns_zone"])
 		require.Len(t, a.Blocks, 1)
 		assert.Equal(t, "incident 42", a.Blocks[0].Reason)
-		assert.Equal(t, "8h0m0s", a.Drain.MinPodLifetime)
 
 		admin.must(http.StatusNoContent, "DELETE", blocks+"/"+b.ID, nil)
 		admin.must(http.StatusOK, "GET", "/api/v1/clusters/"+clusterA+"/assignment", nil).json(t, &a)

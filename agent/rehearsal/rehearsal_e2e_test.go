@@ -204,7 +204,6 @@ func assignment(repoURL string) api.Assignment {
 		ConfigItems: map[string]string{api.ConfigUpdateWindows: "Mon 03:00-03:01 UTC"},
 		Blocks:      []api.Block{{ID: "b1", ClusterID: "aws:123456789012:eu-central-1:kube-1", Reason: "the real cluster's block"}},
 		NodePools:   []api.AssignedNodePool{},
-		Drain:       api.DefaultDrainSLA("test"),
 	}
 }
 
