@@ -163,7 +163,7 @@ func (b *bench) compareApplies(ctx context.Context, a *api.Assignment, during fu
 	if err != nil {
 		return err
 	}
-	host.Progress("1. kubectl apply --server-side of %s objects into an empty cluster", thousands(appliedObjects))
+	host.Progress("1. kubectl apply --server-side of %s objects into an empty cluster", host.Thousands(appliedObjects))
 	if c.kubectlFirst, err = kubectlApply(ctx, c.kubectlBinary, b.cluster.cp.Kubeconfig, cacheDir, file, quiet); err != nil {
 		return err
 	}
@@ -190,7 +190,7 @@ func (b *bench) compareApplies(ctx context.Context, a *api.Assignment, during fu
 	if quiet, err = waitQuiet(ctx, 30*time.Second); err != nil {
 		return err
 	}
-	host.Progress("1. the agent's apply (agent/apply.Applier) of the same %s objects into their own namespaces", thousands(appliedObjects))
+	host.Progress("1. the agent's apply (agent/apply.Applier) of the same %s objects into their own namespaces", host.Thousands(appliedObjects))
 	var res *apply.Result
 	heap := sampleHeap()
 	c.agentFirst, res, err = agentApply(ctx, b.applier, b.counter, rendered, nil, quiet)
@@ -232,12 +232,12 @@ func summarizeCounts(counts map[string]int) string {
 	var parts []string
 	for _, k := range []string{"created", "serverside-applied", "configured", "unchanged", "deleted"} {
 		if n := counts[k]; n > 0 {
-			parts = append(parts, fmt.Sprintf("%s %s", thousands(n), k))
+			parts = append(parts, fmt.Sprintf("%s %s", host.Thousands(n), k))
 			delete(counts, k)
 		}
 	}
 	for k, n := range counts {
-		parts = append(parts, fmt.Sprintf("%s %s", thousands(n), k))
+		parts = append(parts, fmt.Sprintf("%s %s", host.Thousands(n), k))
 	}
 	return strings.Join(parts, ", ")
 }

@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/caravan-gitops/caravan/agent/clusterconfig"
+	"github.com/caravan-gitops/caravan/test/bench/host"
 	"github.com/caravan-gitops/caravan/test/controlplane"
 	"github.com/caravan-gitops/caravan/test/gitserver"
 )
@@ -163,14 +164,14 @@ func (a requestCounts) sub(b requestCounts) requestCounts {
 func (a requestCounts) total() int64 { return a.gets + a.lists + a.dryRuns + a.patches + a.other }
 
 func (a requestCounts) String() string {
-	s := thousands(int(a.total()))
+	s := host.Thousands(int(a.total()))
 	var parts []string
 	for _, p := range []struct {
 		n    int64
 		what string
 	}{{a.gets, "GET"}, {a.lists, "LIST"}, {a.dryRuns, "dry-run PATCH"}, {a.patches, "PATCH"}, {a.other, "other"}} {
 		if p.n > 0 {
-			parts = append(parts, thousands(int(p.n))+" "+p.what)
+			parts = append(parts, host.Thousands(int(p.n))+" "+p.what)
 		}
 	}
 	if len(parts) > 0 {

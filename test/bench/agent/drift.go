@@ -166,7 +166,7 @@ func (d *driftRun) startBoth(ctx context.Context) error {
 		return err
 	}
 
-	host.Progress("drift: starting caravan-agent (%s) and kustomize-controller %s, each applying its %s objects", processNS+"-*", flux.Version, thousands(appliedObjects))
+	host.Progress("drift: starting caravan-agent (%s) and kustomize-controller %s, each applying its %s objects", processNS+"-*", flux.Version, host.Thousands(appliedObjects))
 	var err error
 	if d.agent, err = b.startAgentProcess(processID, agentKubeconfig, filepath.Join(b.dir, "caravan-agent-drift.log")); err != nil {
 		return err

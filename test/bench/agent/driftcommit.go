@@ -116,7 +116,7 @@ func (d *driftRun) kubectlOneChange(ctx context.Context) error {
 	if err := d.checkChanged(ctx, kubectlNS); err != nil {
 		return err
 	}
-	host.Progress("   %s, %s requests", seconds2(r.took), thousands(r.requests.Total))
+	host.Progress("   %s, %s requests", seconds2(r.took), host.Thousands(r.requests.Total))
 	return d.deleteNamespaces(ctx, kubectlNS)
 }
 
@@ -162,7 +162,7 @@ func (d *driftRun) measureCommit(ctx context.Context) error {
 		// ClusterConfig's new version, which includes noticing the commit.
 		r.caravan.took, r.caravan.requests = seen.Sub(pushed), apicount.Count(d.agentProxy.Requests(pushed, seen))
 		r.caravan.note = err.Error()
-		host.Progress("   %v; from the push to the new version: %s, %s requests", err, seconds2(r.caravan.took), thousands(r.caravan.requests.Total))
+		host.Progress("   %v; from the push to the new version: %s, %s requests", err, seconds2(r.caravan.took), host.Thousands(r.caravan.requests.Total))
 	} else {
 		// The log's times are in milliseconds: the span ends with the
 		// millisecond of the last line.
@@ -204,7 +204,7 @@ func (d *driftRun) measureCommit(ctx context.Context) error {
 	// Requests from the publish on: the controller may start before the
 	// status write's response reaches this process.
 	r.flux.took, r.flux.requests, r.flux.measured = appliedAt.Sub(published), apicount.Count(d.fluxProxy.Requests(before, appliedAt)), true
-	host.Progress("   %s, %s requests", seconds2(r.flux.took), thousands(r.flux.requests.Total))
+	host.Progress("   %s, %s requests", seconds2(r.flux.took), host.Thousands(r.flux.requests.Total))
 	return d.checkChanged(ctx, fluxNS)
 }
 

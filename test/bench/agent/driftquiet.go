@@ -64,7 +64,7 @@ func (d *driftRun) measureQuiet(ctx context.Context) error {
 	if _, _, cpu, err := procStat(d.flux.Pid()); err == nil {
 		r.flux.cpu = cpu - fluxCPU
 	}
-	host.Progress("   caravan-agent %s requests, kustomize-controller %s", thousands(r.caravan.requests.Total), thousands(r.flux.requests.Total))
+	host.Progress("   caravan-agent %s requests, kustomize-controller %s", host.Thousands(r.caravan.requests.Total), host.Thousands(r.flux.requests.Total))
 	return nil
 }
 
@@ -132,7 +132,7 @@ func byCount(m map[string]int) string {
 	})
 	parts := make([]string, 0, len(keys))
 	for _, k := range keys {
-		parts = append(parts, fmt.Sprintf("%s %s", thousands(m[k]), k))
+		parts = append(parts, fmt.Sprintf("%s %s", host.Thousands(m[k]), k))
 	}
 	return strings.Join(parts, ", ")
 }

@@ -128,7 +128,7 @@ func (r *driftReport) markdown(o options) string {
 		"without leader election or notification-controller. Each process reaches kube-apiserver through a counting proxy of its own (test/apicount), "+
 		"which records its requests by verb and resource. Both first applies ran at the same time: "+
 		"caravan-agent was at its first version %s after it started, kustomize-controller's Kustomization Ready %s after it was created.\n\n",
-		thousands(appliedObjects), processNS, fluxNS, fluxInterval, seconds(r.agentFirst), seconds(r.fluxFirst))
+		host.Thousands(appliedObjects), processNS, fluxNS, fluxInterval, seconds(r.agentFirst), seconds(r.fluxFirst))
 	r.writeGoals(&b)
 	r.writeEdits(&b)
 	r.writeCommit(&b)
@@ -145,7 +145,7 @@ func (r *driftReport) writeGoals(b *strings.Builder) {
 	c := r.commit.caravan
 	commitMeasured := "n/a (see 2.)"
 	if c.measured {
-		commitMeasured = fmt.Sprintf("%s / %s", thousands(c.requests.Total), seconds2(c.took))
+		commitMeasured = fmt.Sprintf("%s / %s", host.Thousands(c.requests.Total), seconds2(c.took))
 	}
 	q := r.quietRun.caravan
 	b.WriteString("| Goal | Measured | Target | Met |\n|---|---:|---:|:-:|\n")
@@ -153,16 +153,16 @@ func (r *driftReport) writeGoals(b *strings.Builder) {
 		len(caravan), editMix(r.edits), editTime(med, medOK, caravanEditLimit), editTime(p99, p99OK, caravanEditLimit),
 		seconds(goalEditMedian), seconds(goalEditP99), yesNo(medOK && p99OK && med <= goalEditMedian && p99 <= goalEditP99))
 	fmt.Fprintf(b, "| 2. A commit changing 1 object of %s, from `fetched the commit` to `version applied and healthy`: requests to the API server / time | %s | ≤ %d / ≤ %s | %s |\n",
-		thousands(appliedObjects), commitMeasured, goalCommitRequests, seconds(goalCommitTime),
+		host.Thousands(appliedObjects), commitMeasured, goalCommitRequests, seconds(goalCommitTime),
 		yesNo(c.measured && c.requests.Total <= goalCommitRequests && c.took <= goalCommitTime))
 	others := ""
 	if len(q.own) > 0 {
 		others = fmt.Sprintf(" (and of its own objects: %s)", byCount(q.own))
 	}
 	fmt.Fprintf(b, "| 3. %s in which nothing changes: the agent's writes / per-object GET or PATCH of the objects it manages | %s / %s%s | 0 / 0 (watches only) | %s |\n",
-		minutes(r.quietRun.length), thousands(q.writes), thousands(q.managed), others, yesNo(quietMet(r.quietRun)))
+		minutes(r.quietRun.length), host.Thousands(q.writes), host.Thousands(q.managed), others, yesNo(quietMet(r.quietRun)))
 	fmt.Fprintf(b, "| 4. Peak RSS (VmHWM) of the `caravan-agent` process with the watches over %s objects, over its whole run | %s | ≤ %s | %s |\n\n",
-		thousands(appliedObjects), mib(r.memory.agentPeak), mib(goalRSS), yesNo(r.memory.agentPeak > 0 && r.memory.agentPeak <= goalRSS))
+		host.Thousands(appliedObjects), mib(r.memory.agentPeak), mib(goalRSS), yesNo(r.memory.agentPeak > 0 && r.memory.agentPeak <= goalRSS))
 }
 
 // editMix is "7 scale, 7 ConfigMap data, 6 delete".
@@ -222,7 +222,7 @@ func (r *driftReport) writeCommit(b *strings.Builder) {
 		"(with `wait: true`, its health checks passed). kubectl, the reference, applied its own copy (`kubectl-*`) on the same control plane before "+
 		"the others started, then applied it again with the same change (`kubectl apply --server-side -f`, discovery cached); its namespaces were then deleted, "+
 		"since the control plane's service range holds two copies' Services, not three.\n\n",
-		shortSHA(c.commit), "alpha", changedConfigMap, thousands(appliedObjects))
+		shortSHA(c.commit), "alpha", changedConfigMap, host.Thousands(appliedObjects))
 	b.WriteString("| Who | Span | Time | Requests to kube-apiserver | Target | Met |\n|---|---|---:|---|---|:-:|\n")
 	caravanTime, caravanMet := "n/a", yesNo(false)
 	if c.caravan.measured {
@@ -256,11 +256,11 @@ func (r *driftReport) writeQuiet(b *strings.Builder) {
 		"whose metadata it reads once a reconcile (every `--interval`, see goal 3 of the agent section), is not one of them.\n\n", minutes(q.length))
 	b.WriteString("| | caravan-agent | kustomize-controller |\n|---|---|---|\n")
 	fmt.Fprintf(b, "| requests, by verb | %s | %s |\n", q.caravan.requests, q.flux.requests)
-	fmt.Fprintf(b, "| writes | %s | %s |\n", thousands(q.caravan.writes), thousands(q.flux.writes))
+	fmt.Fprintf(b, "| writes | %s | %s |\n", host.Thousands(q.caravan.writes), host.Thousands(q.flux.writes))
 	fmt.Fprintf(b, "| per-object GET | %s | %s |\n", orNone(q.caravan.gets), orNone(q.flux.gets))
 	fmt.Fprintf(b, "| per-object PATCH | %s | %s |\n", orNone(q.caravan.patches), orNone(q.flux.patches))
-	fmt.Fprintf(b, "| per-object GET or PATCH of the objects it manages | %s | %s |\n", thousands(q.caravan.managed), thousands(q.flux.managed))
-	fmt.Fprintf(b, "| applies of all %s objects (dry-run applies / %s) | %s | %s |\n", thousands(appliedObjects), thousands(appliedObjects),
+	fmt.Fprintf(b, "| per-object GET or PATCH of the objects it manages | %s | %s |\n", host.Thousands(q.caravan.managed), host.Thousands(q.flux.managed))
+	fmt.Fprintf(b, "| applies of all %s objects (dry-run applies / %s) | %s | %s |\n", host.Thousands(appliedObjects), host.Thousands(appliedObjects),
 		wholeApplies(q.caravan.requests), wholeApplies(q.flux.requests))
 	fmt.Fprintf(b, "| CPU time of the process | %s | %s |\n", seconds(q.caravan.cpu), seconds(q.flux.cpu))
 	fmt.Fprintf(b, "| **goal (caravan-agent)**: 0 writes, no per-object GET or PATCH of the objects it manages | %s | |\n\n", yesNo(quietMet(q)))
@@ -283,7 +283,7 @@ func orNone(m map[string]int) string {
 	if len(m) == 0 {
 		return "0"
 	}
-	return thousands(sumValues(m)) + ": " + byCount(m)
+	return host.Thousands(sumValues(m)) + ": " + byCount(m)
 }
 
 func (r *driftReport) writeMemory(b *strings.Builder) {

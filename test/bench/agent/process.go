@@ -75,7 +75,7 @@ func (b *bench) measureProcess(ctx context.Context, c *cluster) error {
 		return err
 	}
 	stop, pid := agent.stop, agent.pid()
-	host.Progress("4. caravan-agent as a process: its first version, %s objects, into the second, empty cluster", thousands(appliedObjects))
+	host.Progress("4. caravan-agent as a process: its first version, %s objects, into the second, empty cluster", host.Thousands(appliedObjects))
 
 	deadline := time.After(4 * time.Minute)
 	lastPhase, maxRSS := "starting", int64(0)

@@ -189,7 +189,7 @@ func (b *bench) measureReconciles(ctx context.Context, commits, steadyRuns int) 
 			// unchanged objects makes; more means objects changed.
 			return fmt.Errorf("a commit that changes no object made %d PATCH requests", run.requests.patches)
 		}
-		host.Progress("2. a new commit, no object changed (%s): %s (%s requests)", kind, seconds(run.wall), thousands(int(run.requests.total())))
+		host.Progress("2. a new commit, no object changed (%s): %s (%s requests)", kind, seconds(run.wall), host.Thousands(int(run.requests.total())))
 		r.commits = append(r.commits, run)
 		head = sha
 	}
@@ -240,13 +240,13 @@ func (b *bench) commitSteps(ctx context.Context, l *agentLoop, repo *configrepo.
 	if _, err := render.InputDigest(snap.Files, *l.a, "bench"); err != nil {
 		return err
 	}
-	r.commitStep = append(r.commitStep, step{name: "digest of the render's inputs (`render.InputDigest`)", took: time.Since(t), note: fmt.Sprintf("%s files in the commit", thousands(countFiles(snap.Files)))})
+	r.commitStep = append(r.commitStep, step{name: "digest of the render's inputs (`render.InputDigest`)", took: time.Since(t), note: fmt.Sprintf("%s files in the commit", host.Thousands(countFiles(snap.Files)))})
 	t = time.Now()
 	rendered, err := render.Render(snap.Files, *l.a)
 	if err != nil {
 		return err
 	}
-	r.commitStep = append(r.commitStep, step{name: "render (config items, kustomize, substitution)", took: time.Since(t), note: fmt.Sprintf("%s objects; not when the inputs' digest is unchanged", thousands(len(rendered.Objects)))})
+	r.commitStep = append(r.commitStep, step{name: "render (config items, kustomize, substitution)", took: time.Since(t), note: fmt.Sprintf("%s objects; not when the inputs' digest is unchanged", host.Thousands(len(rendered.Objects)))})
 	t = time.Now()
 	if _, err := rendered.Digest(); err != nil {
 		return err

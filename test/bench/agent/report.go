@@ -5,7 +5,6 @@ package main
 import (
 	"fmt"
 	"runtime"
-	"strconv"
 	"strings"
 	"time"
 
@@ -54,8 +53,8 @@ func (r *report) markdown() string {
 		"for goal 4 `caravan-agent` runs as its own process on a second, empty cluster. "+
 		"Every timed step starts once the machine is quiet (under 0.15 cores busy for a second), so that it does not share the 2 cores "+
 		"with controllers still busy with the step before.\n\n",
-		thousands(benchObjects), namespaces*configMapsPerNS, namespaces*deploymentsPerNS, namespaces*servicesPerNS,
-		namespaces*rolesPerNS, namespaces*rolesPerNS, namespaces, namespaces, thousands(appliedObjects))
+		host.Thousands(benchObjects), namespaces*configMapsPerNS, namespaces*deploymentsPerNS, namespaces*servicesPerNS,
+		namespaces*rolesPerNS, namespaces*rolesPerNS, namespaces, namespaces, host.Thousands(appliedObjects))
 	r.writeGoals(&b)
 	r.writeApplies(&b)
 	r.writeReconciles(&b)
@@ -90,7 +89,7 @@ func (r *report) writeGoals(b *strings.Builder) {
 	a, rc, p := r.applies, r.reconciles, r.process
 	b.WriteString("| Goal | Measured | Target | Met |\n|---|---:|---:|:-:|\n")
 	fmt.Fprintf(b, "| 1. First apply of %s objects: the agent (`Applier.Apply`) vs `kubectl apply --server-side` | %s vs %s (%.2f×) | ≤ kubectl | %s |\n",
-		thousands(a.objects), seconds(a.agentFirst.wall), seconds(a.kubectlFirst.wall), ratio(a.agentFirst.wall, a.kubectlFirst.wall),
+		host.Thousands(a.objects), seconds(a.agentFirst.wall), seconds(a.kubectlFirst.wall), ratio(a.agentFirst.wall, a.kubectlFirst.wall),
 		yesNo(a.agentFirst.wall <= a.kubectlFirst.wall))
 	readme, n := r.commitMedian(commitReadme)
 	comment, _ := r.commitMedian(commitComment)
@@ -103,7 +102,7 @@ func (r *report) writeGoals(b *strings.Builder) {
 	fmt.Fprintf(b, "| 3. Nothing changed: one `Reconcile` (ClusterConfig metadata read, branch head, decision, status report), median / p99 of %d | %s / %s | ≤ %s | %s |\n",
 		len(rc.steady), ms(r.steadyMedian()), ms(r.steadyP99()), ms(goalSteady), steadyMet)
 	fmt.Fprintf(b, "| 4. Peak RSS (VmHWM) of the `caravan-agent` process up to its first version of %s objects, healthy | %s | ≤ %s | %s |\n",
-		thousands(appliedObjects), mib(p.peak), mib(goalRSS), yesNo(p.peak > 0 && p.peak <= goalRSS))
+		host.Thousands(appliedObjects), mib(p.peak), mib(goalRSS), yesNo(p.peak > 0 && p.peak <= goalRSS))
 	b.WriteString("\n")
 }
 
@@ -121,9 +120,9 @@ func (r *report) writeApplies(b *strings.Builder) {
 		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", name, seconds2(run.wall), requests,
 			seconds(client), seconds(run.cpu.apiserver), seconds(run.cpu.etcd), seconds(run.cpu.control), run.summary)
 	}
-	row("kubectl, first (empty namespaces)", a.kubectlFirst, a.kubectlFirst.client, fmt.Sprintf("%s apply PATCH, one at a time", thousands(appliedObjects)))
+	row("kubectl, first (empty namespaces)", a.kubectlFirst, a.kubectlFirst.client, fmt.Sprintf("%s apply PATCH, one at a time", host.Thousands(appliedObjects)))
 	row("agent, first (empty namespaces)", a.agentFirst, a.agentFirst.cpu.self, a.agentFirst.requests.String())
-	row("kubectl, again, nothing changed", a.kubectlAgain, a.kubectlAgain.client, fmt.Sprintf("%s apply PATCH, one at a time", thousands(appliedObjects)))
+	row("kubectl, again, nothing changed", a.kubectlAgain, a.kubectlAgain.client, fmt.Sprintf("%s apply PATCH, one at a time", host.Thousands(appliedObjects)))
 	row("agent, again, nothing changed", a.agentAgain, a.agentAgain.cpu.self, a.agentAgain.requests.String())
 	fmt.Fprintf(b, "\nThe design doc's reference on this machine: kubectl, 1,001 objects, 8.7 s first and 6.6 s unchanged. "+
 		"After their first apply, kubectl's objects were all healthy (kstatus Current: the Deployments' pods scheduled and ready on kwok) after %s more, "+
@@ -161,7 +160,7 @@ func (r *report) writeReconciles(b *strings.Builder) {
 	}
 	fmt.Fprintf(b, "\nGoal 3 over %d reconciles: median %s, p90 %s, p99 %s, max %s. The ClusterConfig, which the reconcile reads whole only when its resourceVersion moved, is %s of JSON, "+
 		"its status.inventory listing %s objects.\n\n", len(rc.steady),
-		ms(r.steadyMedian()), ms(percentile(rc.steady, 0.9)), ms(r.steadyP99()), ms(percentile(rc.steady, 1)), kib(int64(rc.ccBytes)), thousands(rc.inventory))
+		ms(r.steadyMedian()), ms(percentile(rc.steady, 0.9)), ms(r.steadyP99()), ms(percentile(rc.steady, 1)), kib(int64(rc.ccBytes)), host.Thousands(rc.inventory))
 }
 
 func (r *report) writeProcess(b *strings.Builder) {
@@ -192,7 +191,7 @@ func (r *report) writeProcess(b *strings.Builder) {
 	b.WriteString("| Step, in this process | Heap in use before | Peak during |\n|---|---:|---:|\n")
 	for _, row := range r.renders {
 		if row.objects == appliedObjects {
-			fmt.Fprintf(b, "| render of the %s objects (`render.Render`) | %s | %s |\n", thousands(row.objects), mib(row.heap[0]), mib(row.heap[1]))
+			fmt.Fprintf(b, "| render of the %s objects (`render.Render`) | %s | %s |\n", host.Thousands(row.objects), mib(row.heap[0]), mib(row.heap[1]))
 		}
 	}
 	a := r.applies
@@ -216,7 +215,7 @@ func (r *report) writeRenders(b *strings.Builder) {
 		if r.kustomizeErr == "" {
 			cli, start = ms(row.cli), ms(row.cliStartup)
 		}
-		fmt.Fprintf(b, "| %s | %s | %d | %s | %s | %s | %s | %.2f× |\n", row.name, thousands(row.objects), row.runs, ms(row.render), ms(row.krusty), cli, start, ratio(row.render, row.krusty))
+		fmt.Fprintf(b, "| %s | %s | %d | %s | %s | %s | %s | %.2f× |\n", row.name, host.Thousands(row.objects), row.runs, ms(row.render), ms(row.krusty), cli, start, ratio(row.render, row.krusty))
 	}
 	b.WriteString("\n")
 }
@@ -252,17 +251,3 @@ func seconds(d time.Duration) string { return fmt.Sprintf("%.1f s", d.Seconds())
 func seconds2(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
 
 func joinPlus(parts []string) string { return strings.Join(parts, " + ") }
-
-// thousands writes n with comma separators, as the issue writes its goals.
-func thousands(n int) string {
-	s := strconv.Itoa(n)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	for i := len(s) - 3; i > 0; i -= 3 {
-		s = s[:i] + "," + s[i:]
-	}
-	if neg {
-		s = "-" + s
-	}
-	return s
-}

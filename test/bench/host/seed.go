@@ -45,7 +45,12 @@ func SeedFleet(ctx context.Context, databaseURL, repositoryURL string, n int, ch
 		return nil, fmt.Errorf("seeding channels: %w", err)
 	}
 	now := time.Now().UTC().Truncate(time.Millisecond)
-	if err := createAccount(ctx, st, now); err != nil {
+	account := api.InfrastructureAccount{
+		ID: FleetAccount, Name: "platform-production", Owner: "team-platform", Environment: "production",
+		ConfigItems: map[string]string{"vpc_cidr": "10.20.0.0/16", "log_retention_days": "30"},
+		CreatedAt:   now, UpdatedAt: now,
+	}
+	if err := CreateAccount(ctx, st, account); err != nil {
 		return nil, err
 	}
 	seeded := make([]SeededCluster, n)
@@ -54,7 +59,7 @@ func SeedFleet(ctx context.Context, databaseURL, repositoryURL string, n int, ch
 	for i := range n {
 		g.Go(func() error {
 			c := benchCluster(i, channels, now)
-			if err := createCluster(gctx, st, c); err != nil {
+			if err := CreateCluster(gctx, st, c); err != nil {
 				return err
 			}
 			t, err := st.CreateToken(gctx, "agent-"+c.Alias, api.RoleAgent, c.ID, seedActor)
@@ -71,12 +76,9 @@ func SeedFleet(ctx context.Context, databaseURL, repositoryURL string, n int, ch
 	return seeded, nil
 }
 
-func createAccount(ctx context.Context, st *store.Store, now time.Time) error {
-	a := api.InfrastructureAccount{
-		ID: FleetAccount, Name: "platform-production", Owner: "team-platform", Environment: "production",
-		ConfigItems: map[string]string{"vpc_cidr": "10.20.0.0/16", "log_retention_days": "30"},
-		CreatedAt:   now, UpdatedAt: now,
-	}
+// CreateAccount stores a bench account, normalized and validated as the
+// API would.
+func CreateAccount(ctx context.Context, st *store.Store, a api.InfrastructureAccount) error {
 	a.Normalize()
 	if err := a.Validate(); err != nil {
 		return fmt.Errorf("bench account: %w", err)
@@ -87,7 +89,9 @@ func createAccount(ctx context.Context, st *store.Store, now time.Time) error {
 	return nil
 }
 
-func createCluster(ctx context.Context, st *store.Store, c api.Cluster) error {
+// CreateCluster stores a bench cluster, validated as the API would, and
+// its node pools.
+func CreateCluster(ctx context.Context, st *store.Store, c api.Cluster) error {
 	if err := c.Validate(); err != nil {
 		return fmt.Errorf("bench cluster %s: %w", c.ID, err)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/caravan-gitops/caravan/central/store"
 	"github.com/caravan-gitops/caravan/pkg/api"
 	"github.com/caravan-gitops/caravan/pkg/gitauth"
+	"github.com/caravan-gitops/caravan/test/bench/host"
 	"github.com/caravan-gitops/caravan/test/gitserver"
 )
 
@@ -125,27 +126,14 @@ func (r *registry) seed(ctx context.Context, db, repoURL string, n int) error {
 			ConfigItems: map[string]string{"node_image_id": "ami-04681a1dbd79675a5", "api_server_allowed_cidr": "10.0.0.0/8"}},
 	} {
 		a.CreatedAt, a.UpdatedAt = now, now
-		a.Normalize()
-		if err := a.Validate(); err != nil {
-			return fmt.Errorf("bench account: %w", err)
-		}
-		if _, err := store.Create(ctx, st, store.Accounts, store.Ref{Key: a.ID}, a, seedActor); err != nil {
-			return fmt.Errorf("creating account %s: %w", a.ID, err)
+		if err := host.CreateAccount(ctx, st, a); err != nil {
+			return err
 		}
 	}
 	r.clusters = fleet(n, now)
 	for _, c := range r.clusters {
-		if err := c.Validate(); err != nil {
-			return fmt.Errorf("bench cluster %s: %w", c.ID, err)
-		}
-		if _, err := store.Create(ctx, st, store.Clusters, store.Ref{Key: c.ID, Parent: c.InfrastructureAccount}, c, seedActor); err != nil {
-			return fmt.Errorf("creating cluster %s: %w", c.ID, err)
-		}
-		for _, p := range c.NodePools {
-			ref := store.Ref{Key: store.NodePoolKey(c.ID, p.Name), Parent: c.ID}
-			if _, err := store.Create(ctx, st, store.NodePools, ref, p, seedActor); err != nil {
-				return fmt.Errorf("creating node pool %s of %s: %w", p.Name, c.ID, err)
-			}
+		if err := host.CreateCluster(ctx, st, c); err != nil {
+			return err
 		}
 	}
 	t, err := st.CreateToken(ctx, "bench-render-reader", api.RoleReader, "", seedActor)

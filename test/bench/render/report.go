@@ -111,11 +111,11 @@ func (r *report) writeSetup(b *strings.Builder) {
 		"the others worker-default or worker-batch), some with pool config items (node_volume_size, node_volume_type); "+
 		"%d to %d cluster config items each, their values differing from cluster to cluster (vpc_cidr, default_container_memory_limit, hosted_zone, "+
 		"and for some coredns_replicas, availability_zones, agent_log_level, drain_grace_period). ",
-		num(s.clusters), num(s.production), num(s.clusters-s.production), num(s.pools), num(s.pools1), num(s.pools2), num(s.pools3),
-		num(s.spot), num(s.master), s.itemsMin, s.itemsMax)
+		host.Thousands(s.clusters), host.Thousands(s.production), host.Thousands(s.clusters-s.production), host.Thousands(s.pools), host.Thousands(s.pools1), host.Thousands(s.pools2), host.Thousands(s.pools3),
+		host.Thousands(s.spot), host.Thousands(s.master), s.itemsMin, s.itemsMax)
 	fleets := "It is"
 	if r.opts.small > 0 {
-		fleets = fmt.Sprintf("It, and a fleet of its first %s clusters, are each", num(r.opts.small))
+		fleets = fmt.Sprintf("It, and a fleet of its first %s clusters, are each", host.Thousands(r.opts.small))
 	}
 	fmt.Fprintf(b, "%s seeded through the store API into a SQLite file and served by caravan-central (`central.Run`, on 127.0.0.1) in the benchmark's process, "+
 		"beside the real git server (`git http-backend`, test/gitserver) holding a copy of manifests/ on the branches dev, alpha, beta and stable, "+
@@ -136,10 +136,10 @@ func (r *report) writeSetup(b *strings.Builder) {
 
 func (r *report) writeGoal(b *strings.Builder) {
 	m := r.large.median()
-	name := fmt.Sprintf("`caravan render --all` of %s clusters, median wall time of %d runs", num(r.opts.clusters), len(r.large.runs))
+	name := fmt.Sprintf("`caravan render --all` of %s clusters, median wall time of %d runs", host.Thousands(r.opts.clusters), len(r.large.runs))
 	met := yesNo(m.Wall <= goalTime)
 	if r.opts.clusters < goalClusters {
-		met = fmt.Sprintf("not measured (%s clusters, not %s)", num(r.opts.clusters), num(goalClusters))
+		met = fmt.Sprintf("not measured (%s clusters, not %s)", host.Thousands(r.opts.clusters), host.Thousands(goalClusters))
 	}
 	b.WriteString("| Goal | Measured | Target | Met |\n|---|---:|---:|:-:|\n")
 	fmt.Fprintf(b, "| %s | %s | ≤ %.0f s on 2 cores | %s |\n\n", name, secs(m.Wall), goalTime.Seconds(), met)
@@ -153,32 +153,32 @@ func (r *report) writeRuns(b *strings.Builder) {
 			return
 		}
 		run := m.median()
-		rendered := fmt.Sprintf("%s objects, %s stacks", num(run.objects), num(run.stacks))
+		rendered := fmt.Sprintf("%s objects, %s stacks", host.Thousands(run.objects), host.Thousands(run.stacks))
 		if n == 1 {
-			rendered = fmt.Sprintf("%s objects (printed as YAML)", num(run.objects))
+			rendered = fmt.Sprintf("%s objects (printed as YAML)", host.Thousands(run.objects))
 		}
 		if extra != "" {
 			rendered += "; " + extra
 		}
 		fmt.Fprintf(b, "| %s | %s | %s | %s | %s + %s | %.2f | %s (%s) | %s (%s) | %s | %s | %s ok, %s failed |\n",
-			name, num(n), secs(run.Wall), ms(run.Wall/time.Duration(n)), secs(run.User), secs(run.System),
+			name, host.Thousands(n), secs(run.Wall), ms(run.Wall/time.Duration(n)), secs(run.User), secs(run.System),
 			run.cpu().Seconds()/run.Wall.Seconds(), mib(run.PeakRSS), mib(run.StartRSS), secs(run.serverCPU), secs(run.otherCPU),
-			num(sum(run.requests)), rendered, num(run.ok), num(run.failed))
+			host.Thousands(sum(run.requests)), rendered, host.Thousands(run.ok), host.Thousands(run.failed))
 	}
 	row(fmt.Sprintf("`render --cluster ID` (%s: %s, %d node pools)", r.one.Alias, r.one.Environment, len(r.one.NodePools)), 1, r.single, "")
 	row("`render --all`", r.opts.small, r.small, "")
 	row("`render --all`", r.opts.clusters, r.large, "")
 	if len(r.out.runs) > 0 {
 		o := r.out.median()
-		row("`render --all --out DIR`", r.opts.clusters, r.out, fmt.Sprintf("%s files, %s written", num(o.outFiles), mib(o.outBytes)))
+		row("`render --all --out DIR`", r.opts.clusters, r.out, fmt.Sprintf("%s files, %s written", host.Thousands(o.outFiles), mib(o.outBytes)))
 	}
 	b.WriteString("\n")
 	var walls []string
 	for _, c := range []struct {
 		name string
 		m    measurement
-	}{{"`render --cluster`", r.single}, {fmt.Sprintf("%s clusters", num(r.opts.small)), r.small},
-		{fmt.Sprintf("%s clusters", num(r.opts.clusters)), r.large}, {"`--out`", r.out}} {
+	}{{"`render --cluster`", r.single}, {fmt.Sprintf("%s clusters", host.Thousands(r.opts.small)), r.small},
+		{fmt.Sprintf("%s clusters", host.Thousands(r.opts.clusters)), r.large}, {"`--out`", r.out}} {
 		if len(c.m.runs) == 0 {
 			continue
 		}
@@ -195,11 +195,11 @@ func (r *report) writeRequests(b *strings.Builder) {
 	run := r.large.median()
 	var parts []string
 	for _, k := range slices.Sorted(maps.Keys(run.requests)) {
-		parts = append(parts, fmt.Sprintf("%s × `%s`", num(run.requests[k]), k))
+		parts = append(parts, fmt.Sprintf("%s × `%s`", host.Thousands(run.requests[k]), k))
 	}
 	fmt.Fprintf(b, "Registry requests of one `render --all` of %s clusters: %s: the cluster list, page by page, then one assignment per cluster. "+
 		"The commit is fetched from git once per run and the kustomize build made once per environment, whatever the number of clusters.\n\n",
-		num(r.opts.clusters), strings.Join(parts, " + "))
+		host.Thousands(r.opts.clusters), strings.Join(parts, " + "))
 }
 
 // Functions of the profile that split a run, as pprof names them.
@@ -252,7 +252,7 @@ func (r *report) writeProfile(b *strings.Builder) {
 	b.WriteString("### Where the time goes\n\n")
 	fmt.Fprintf(b, "One more `render --all` of %s clusters ran with a CPU profile (`runtime/pprof` in the measured process: %s wall, %s of CPU in its samples), "+
 		"read with `go tool pprof -top -cum`; `go run ./test/bench/render -save-profile FILE` keeps it.\n\n",
-		num(r.opts.clusters), secs(p.run.Wall), secs(p.samples))
+		host.Thousands(r.opts.clusters), secs(p.run.Wall), secs(p.samples))
 	b.WriteString("| Under (cumulative) | CPU | Share of the samples |\n|---|---:|---:|\n")
 	for _, c := range profileRows {
 		if _, ok := p.cum[c.function]; !ok {
@@ -275,9 +275,9 @@ func (r *report) writeProfile(b *strings.Builder) {
 		"the text/template source of both templates for every cluster and every pool, though it is the same for the whole commit (%.0f%%). "+
 		"Garbage collection takes %.0f%% (background) + %.0f%% (assists) of the samples. The clusters render in parallel, at most one per processor: "+
 		"the median run of %s clusters used %.2f cores on average, while the registry and the git server took %s of CPU on the same cores.\n\n",
-		share(fnPipeline), num(r.opts.clusters), share(fnAssignment), share(fnKustomize), share(fnManifests)-share(fnKustomize), share(fnStacks), share(fnParseRendered),
+		share(fnPipeline), host.Thousands(r.opts.clusters), share(fnAssignment), share(fnKustomize), share(fnManifests)-share(fnKustomize), share(fnStacks), share(fnParseRendered),
 		share(fnOutputNames), share(fnReadTemplate), share(fnGCWorker), share(fnGCAssist),
-		num(r.opts.clusters), m.cpu().Seconds()/m.Wall.Seconds(), secs(m.serverCPU))
+		host.Thousands(r.opts.clusters), m.cpu().Seconds()/m.Wall.Seconds(), secs(m.serverCPU))
 	verdict := fmt.Sprintf("The goal is met with room to spare (%s of %.0f s), so nothing here needs to change for it. ", secs(m.Wall), goalTime.Seconds())
 	if m.Wall > goalTime {
 		verdict = fmt.Sprintf("The goal is **not** met (%s for %.0f s). ", secs(m.Wall), goalTime.Seconds())
@@ -317,15 +317,3 @@ func secs(d time.Duration) string {
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
 
 func mib(n int64) string { return fmt.Sprintf("%.0f MiB", float64(n)/(1<<20)) }
-
-// num writes an integer with thousands separators: 1,000.
-func num(n int) string {
-	s := fmt.Sprint(n)
-	if n < 0 {
-		return "-" + num(-n)
-	}
-	for i := len(s) - 3; i > 0; i -= 3 {
-		s = s[:i] + "," + s[i:]
-	}
-	return s
-}

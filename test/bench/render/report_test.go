@@ -124,11 +124,3 @@ func TestMarkdown(t *testing.T) {
 		t.Errorf("a missed goal reads as met:\n%s", md)
 	}
 }
-
-func TestNum(t *testing.T) {
-	for n, want := range map[int]string{0: "0", 999: "999", 1000: "1,000", 1234567: "1,234,567", -1500: "-1,500"} {
-		if got := num(n); got != want {
-			t.Errorf("num(%d) = %s, want %s", n, got, want)
-		}
-	}
-}

@@ -128,7 +128,7 @@ func (r *report) writeGoals(b *strings.Builder) {
 	perSecond := float64(rr.requests.total) / wall.Seconds()
 	draining := float64(an.drainRequests) / max(an.drainTime.Seconds(), 0.001)
 	fmt.Fprintf(b, "| 3. Requests to the API server while a node drains (over the whole roll) | %.0f/s (%.0f/s: %s in %s; the busiest second %d) | ≤ %d/s | %s |\n\n",
-		draining, perSecond, thousands(rr.requests.total), seconds(wall), rr.requests.peak, goalDrainRequests, yesNo(draining <= goalDrainRequests))
+		draining, perSecond, host.Thousands(rr.requests.total), seconds(wall), rr.requests.peak, goalDrainRequests, yesNo(draining <= goalDrainRequests))
 	if !r.complete() {
 		f := rr.final
 		fmt.Fprintf(b, "**The roll did not complete**: after it, %d nodes in the pool, %d of revision %s, %d still labelled, desired capacity %d, suspended %v%s.\n\n",
@@ -241,18 +241,18 @@ func (r *report) writeRequests(b *strings.Builder) {
 	wall := rr.wall()
 	b.WriteString("### Requests\n\n")
 	fmt.Fprintf(b, "The roller's API requests during the roll, through a counting transport on its client and Event recorder (%s, %.0f/s):\n\n",
-		thousands(rr.requests.total), float64(rr.requests.total)/wall.Seconds())
+		host.Thousands(rr.requests.total), float64(rr.requests.total)/wall.Seconds())
 	b.WriteString("| Request | Count | Per second |\n|---|---:|---:|\n")
 	keys := slices.SortedFunc(maps.Keys(rr.kinds), func(a, c string) int { return rr.kinds[c] - rr.kinds[a] })
 	for _, k := range keys {
-		fmt.Fprintf(b, "| %s | %s | %.1f |\n", k, thousands(rr.kinds[k]), float64(rr.kinds[k])/wall.Seconds())
+		fmt.Fprintf(b, "| %s | %s | %.1f |\n", k, host.Thousands(rr.kinds[k]), float64(rr.kinds[k])/wall.Seconds())
 	}
 	awsTotal := 0
 	for _, v := range rr.aws {
 		awsTotal += v
 	}
 	fmt.Fprintf(b, "\nThe roller's AWS calls (moto.CountCalls): %s in all, %.1f/s: %s. The cloud bridge, which plays the cloud provider and the kubelets, "+
-		"made %s besides.\n\n", thousands(awsTotal), float64(awsTotal)/wall.Seconds(), byRule(rr.aws), byRule(rr.bridge))
+		"made %s besides.\n\n", host.Thousands(awsTotal), float64(awsTotal)/wall.Seconds(), byRule(rr.aws), byRule(rr.bridge))
 }
 
 func (r *report) writeMethod(b *strings.Builder) {
@@ -283,7 +283,7 @@ func byRule(m map[string]int) string {
 		if name == "" {
 			name = "?"
 		}
-		parts = append(parts, fmt.Sprintf("%s %s", thousands(m[k]), name))
+		parts = append(parts, fmt.Sprintf("%s %s", host.Thousands(m[k]), name))
 	}
 	return strings.Join(parts, ", ")
 }
@@ -302,17 +302,6 @@ func ms(d time.Duration) string {
 		return seconds(d)
 	}
 	return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond))
-}
-
-func thousands(n int) string {
-	s := fmt.Sprint(n)
-	if n < 0 {
-		return "-" + thousands(-n)
-	}
-	for i := len(s) - 3; i > 0; i -= 3 {
-		s = s[:i] + "," + s[i:]
-	}
-	return s
 }
 
 // percentile of sorted durations.
