@@ -204,7 +204,12 @@ func (r *Roller) force(ctx context.Context, scope string, c Command) error {
 		return err
 	}
 	if err := r.kube.Delete(ctx, pod, client.Preconditions{UID: &c.Pod.UID}); err != nil {
-		return client.IgnoreNotFound(err)
+		if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+			// Gone, or replaced under its name since the re-read: not the
+			// pod decided on.
+			return nil
+		}
+		return fmt.Errorf("deleting pod %s/%s: %w", pod.Namespace, pod.Name, err)
 	}
 	r.metrics.forced.Inc()
 	r.log.Info("forced the deletion of a pod its budget refused to evict", "pod", pod.Namespace+"/"+pod.Name, "node", c.Node.Name, "rule", c.Decision.String())
@@ -248,7 +253,7 @@ func (r *Roller) reread(ctx context.Context, c Command) (*corev1.Pod, []policyv1
 		case err != nil:
 			return nil, nil, false, fmt.Errorf("reading PodDisruptionBudget %s: %w", key, err)
 		case annotationTime(b.Annotations).After(c.LastForcedInPDB):
-			r.log.Info("a force in the budget since the plan; deciding again", "pod", key, "budget", key)
+			r.log.Info("a force in the budget since the plan; deciding again", "pod", c.Pod.Namespace+"/"+c.Pod.Name, "budget", key)
 			return nil, nil, false, nil
 		}
 		budgets = append(budgets, b)

@@ -45,8 +45,10 @@ type ControlPlane struct {
 	Config     *rest.Config
 	Client     kubernetes.Interface
 	bin        string
-	mu         sync.Mutex
-	procs      []*process
+	// priorityAndFairness: WithPriorityAndFairness.
+	priorityAndFairness bool
+	mu                  sync.Mutex
+	procs               []*process
 }
 
 type process struct {
@@ -58,11 +60,11 @@ type process struct {
 
 // Start runs a control plane until the test ends; a missing binary fails
 // the test and names `make tools`, it never skips.
-func Start(t testing.TB) *ControlPlane {
+func Start(t testing.TB, opts ...Option) *ControlPlane {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cp, err := Launch(ctx, t.TempDir())
+	cp, err := Launch(ctx, t.TempDir(), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,8 +72,18 @@ func Start(t testing.TB) *ControlPlane {
 	return cp
 }
 
+// Option changes how a control plane runs.
+type Option func(*ControlPlane)
+
+// WithPriorityAndFairness runs the API server with API priority and
+// fairness, off by default: a test can then throttle a client with a
+// FlowSchema, as a busy production API server would.
+func WithPriorityAndFairness() Option {
+	return func(cp *ControlPlane) { cp.priorityAndFairness = true }
+}
+
 // Launch starts a control plane whose files live in dir, until Stop.
-func Launch(ctx context.Context, dir string) (*ControlPlane, error) {
+func Launch(ctx context.Context, dir string, opts ...Option) (*ControlPlane, error) {
 	bin, err := BinDir()
 	if err != nil {
 		return nil, err
@@ -80,6 +92,9 @@ func Launch(ctx context.Context, dir string) (*ControlPlane, error) {
 		return nil, err
 	}
 	cp := &ControlPlane{Dir: dir, bin: bin}
+	for _, o := range opts {
+		o(cp)
+	}
 	if err := cp.launch(ctx); err != nil {
 		cp.Stop()
 		return nil, err
@@ -108,7 +123,7 @@ func (cp *ControlPlane) launch(ctx context.Context) error {
 		"--service-account-signing-key-file", cp.path("sa.key"), "--service-account-issuer", "https://kubernetes.default.svc",
 		"--token-auth-file", cp.path("tokens.csv"), "--authorization-mode", "RBAC", "--cert-dir", cp.path("certs"),
 		"--secure-port", strconv.Itoa(apiPort), "--bind-address", "127.0.0.1", "--service-cluster-ip-range", "10.0.0.0/24",
-		"--enable-priority-and-fairness=false", "--v", "0"); err != nil {
+		"--enable-priority-and-fairness="+strconv.FormatBool(cp.priorityAndFairness), "--v", "0"); err != nil {
 		return err
 	}
 	server := "https://127.0.0.1:" + strconv.Itoa(apiPort)
