@@ -501,7 +501,6 @@ func (h *holdingWebhook) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	_ = json.NewEncoder(w).Encode(&review)
 }
 
-
 // replacingClient is the roller's client with a pod replaced under the
 // same name, as a StatefulSet replaces its pods, just before the roller's
 // call of the kind named reaches the API server: "get" (the force's

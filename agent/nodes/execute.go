@@ -197,7 +197,7 @@ func (r *Roller) force(ctx context.Context, scope string, c Command) error {
 	if err != nil || !still {
 		return err
 	}
-	if allowDisruption(pointers(budgets)) {
+	if allowDisruption(budgets) {
 		result, err := r.askToLeave(ctx, pod)
 		var refused bool
 		r.remember(scope, pod.UID, result, &refused)
@@ -218,8 +218,7 @@ func (r *Roller) force(ctx context.Context, scope string, c Command) error {
 	if err := r.patchNode(ctx, c.Node, func(n *corev1.Node) { n.Annotations[LastForcedAnnotation] = now }); err != nil {
 		return err
 	}
-	for i := range budgets {
-		b := &budgets[i]
+	for _, b := range budgets {
 		patch := client.MergeFrom(b.DeepCopy())
 		if b.Annotations == nil {
 			b.Annotations = map[string]string{}
@@ -234,7 +233,7 @@ func (r *Roller) force(ctx context.Context, scope string, c Command) error {
 
 // reread reads a pod to force and its budgets again, and says whether the
 // force still stands.
-func (r *Roller) reread(ctx context.Context, c Command) (*corev1.Pod, []policyv1.PodDisruptionBudget, bool, error) {
+func (r *Roller) reread(ctx context.Context, c Command) (*corev1.Pod, []*policyv1.PodDisruptionBudget, bool, error) {
 	pod := &corev1.Pod{}
 	if err := r.kube.Get(ctx, client.ObjectKeyFromObject(c.Pod), pod); err != nil {
 		return nil, nil, false, client.IgnoreNotFound(err)
@@ -242,11 +241,11 @@ func (r *Roller) reread(ctx context.Context, c Command) (*corev1.Pod, []policyv1
 	if pod.UID != c.Pod.UID || pod.DeletionTimestamp != nil {
 		return nil, nil, false, nil
 	}
-	budgets := make([]policyv1.PodDisruptionBudget, 0, len(c.Budgets))
+	budgets := make([]*policyv1.PodDisruptionBudget, 0, len(c.Budgets))
 	for _, key := range c.Budgets {
 		namespace, name, _ := strings.Cut(key, "/")
-		b := policyv1.PodDisruptionBudget{}
-		err := r.kube.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, &b)
+		b := &policyv1.PodDisruptionBudget{}
+		err := r.kube.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, b)
 		switch {
 		case apierrors.IsNotFound(err):
 			continue
@@ -259,14 +258,6 @@ func (r *Roller) reread(ctx context.Context, c Command) (*corev1.Pod, []policyv1
 		budgets = append(budgets, b)
 	}
 	return pod, budgets, true, nil
-}
-
-func pointers(budgets []policyv1.PodDisruptionBudget) []*policyv1.PodDisruptionBudget {
-	out := make([]*policyv1.PodDisruptionBudget, len(budgets))
-	for i := range budgets {
-		out[i] = &budgets[i]
-	}
-	return out
 }
 
 // forecast writes on the pod when it may be forced, and says so once in an
@@ -343,8 +334,7 @@ func (r *Roller) patchNode(ctx context.Context, n *corev1.Node, change func(*cor
 
 func nodeState(n *corev1.Node) NodeState {
 	start, _ := time.Parse(time.RFC3339, n.Annotations[DrainStartAnnotation])
-	last, _ := time.Parse(time.RFC3339, n.Annotations[LastForcedAnnotation])
-	return NodeState{Name: n.Name, DrainStart: start, LastForced: last}
+	return NodeState{Name: n.Name, DrainStart: start, LastForced: annotationTime(n.Annotations)}
 }
 
 func siblingOf(p *corev1.Pod) Sibling {
