@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,10 +14,14 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/tools/cache"
+	watchtools "k8s.io/client-go/tools/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/caravan-gitops/caravan/agent/clusterconfig"
@@ -139,6 +142,38 @@ func (f *fleet) scaleCoreDNS(manager string, replicas int32) error {
 	return err
 }
 
+// holdCoreDNS plays a controller that holds coredns at replicas: each time
+// a watch shows another count, it scales the Deployment back, until ctx
+// ends; the channel closes then.
+func (f *fleet) holdCoreDNS(ctx context.Context, manager string, replicas int32) <-chan struct{} {
+	deployments := f.cp.Client.AppsV1().Deployments("kube-system")
+	current, err := deployments.Get(ctx, "coredns", metav1.GetOptions{})
+	require.NoError(f.t, err)
+	w, err := watchtools.NewRetryWatcherWithContext(ctx, current.ResourceVersion, &cache.ListWatch{
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.FieldSelector = "metadata.name=coredns"
+			return deployments.Watch(ctx, o)
+		}})
+	require.NoError(f.t, err)
+	hold := func(d *appsv1.Deployment) {
+		if d.Spec.Replicas == nil || *d.Spec.Replicas != replicas {
+			_ = f.scaleCoreDNS(manager, replicas)
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer w.Stop()
+		hold(current)
+		for e := range w.ResultChan() {
+			if d, ok := e.Object.(*appsv1.Deployment); ok {
+				hold(d)
+			}
+		}
+	}()
+	return done
+}
+
 func (f *fleet) coreDNSReplicas() int32 {
 	d, err := f.cp.Client.AppsV1().Deployments("kube-system").Get(f.ctx, "coredns", metav1.GetOptions{})
 	if err != nil || d.Spec.Replicas == nil {
@@ -233,20 +268,10 @@ func TestAFightingManagerIsLeftAloneUntilAVersionChangesTheObject(t *testing.T) 
 	fights := metric(t, addr, "caravan_agent_drift_fights", "")
 
 	ctx, stop := context.WithCancel(f.ctx)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for ctx.Err() == nil {
-			if f.coreDNSReplicas() != 5 {
-				_ = f.scaleCoreDNS("hpa-controller", 5)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}()
+	fighting := f.holdCoreDNS(ctx, "hpa-controller", 5)
 	f.eventually("the fight is in the status", func() bool { return len(f.drift().Fights) == 1 })
 	stop()
-	wg.Wait()
+	<-fighting
 	fight := f.drift().Fights[0]
 	assert.Equal(t, "Deployment kube-system/coredns", fight.Object)
 	assert.Equal(t, "hpa-controller/scale", fight.Manager)

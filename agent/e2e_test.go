@@ -187,7 +187,8 @@ func (f *fleet) atCommit(sha string) func() bool {
 
 const base = "kubernetes/base/kustomization.yaml"
 
-// stuckDeployment never becomes ready: no node matches its selector.
+// stuckDeployment never becomes ready: no node matches its selector,
+// unless a test adds one labelled pool=none.
 const stuckDeployment = `apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -292,7 +293,9 @@ func TestAgentConvergesOnItsChannel(t *testing.T) {
 		return conditions.GetReason(f.clusterConfig(), "Ready") == "UpToDate"
 	})
 	rv := f.clusterConfig().ResourceVersion
-	time.Sleep(5 * time.Second)
+	// Two reports after rv was read: the pass that made the second began
+	// after the first had ended, so a whole pass ran since.
+	f.heartbeatAfter(f.heartbeatAfter(time.Now()).Heartbeat)
 	assert.Equal(t, rv, f.clusterConfig().ResourceVersion, "two polls with nothing new leave the ClusterConfig alone")
 }
 
@@ -354,7 +357,12 @@ func TestBlocksStopChanges(t *testing.T) {
 		"kubernetes/base/settings.yaml": []byte("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: default\n"),
 		base:                            addResource(t, "settings.yaml"),
 	})
-	time.Sleep(5 * time.Second)
+	// An Event names the commit the block holds; had the block not held
+	// it, its ConfigMap would show instead.
+	f.eventually("the agent saw the commit", func() bool {
+		_, err := f.configMap("settings")
+		return err == nil || f.hasEvent("incident 7", "version "+sha+"#")
+	})
 	_, err = f.configMap("settings")
 	assert.True(t, apierrors.IsNotFound(err), "nothing changes while blocked")
 
@@ -374,13 +382,17 @@ func TestBlocksStopChanges(t *testing.T) {
 
 func TestOnlyTheLeaderApplies(t *testing.T) {
 	f := startFleet(t)
+	reports := f.recordStatusReports()
 	f.startAgent("replica-a", true)
 	f.startAgent("replica-b", true)
 	f.eventually("the first version is applied", func() bool { return f.status().Phase == api.PhaseIdle && f.status().CurrentVersion != "" })
 	leader := f.status().AgentVersion
-	for range 8 {
-		time.Sleep(500 * time.Millisecond)
-		assert.Equal(t, leader, f.status().AgentVersion, "only the leader reports")
+	// Four more reports of the leader's, one per poll: the other replica
+	// would have reported meanwhile, had it reconciled.
+	sent := len(reports.Agents())
+	f.eventually("the leader reports four more times", func() bool { return len(reports.Agents()) >= sent+4 })
+	for _, sender := range reports.Agents() {
+		require.Equal(t, leader, sender, "only the leader reports")
 	}
 	lease := &coordinationv1.Lease{}
 	require.NoError(t, f.kube.Get(f.ctx, client.ObjectKey{Namespace: "caravan-system", Name: "caravan-agent"}, lease))

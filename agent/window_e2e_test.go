@@ -72,7 +72,7 @@ func TestANewVersionWaitsForItsUpdateWindow(t *testing.T) {
 	require.NotNil(t, cc.Status.NextWindow)
 	assert.True(t, opens.Equal(cc.Status.NextWindow.Time))
 	assert.True(t, conditions.IsReady(cc), "a closed window is no fault")
-	assert.Equal(t, reconciler.ReasonWaitingForWindow, conditions.GetReason(cc, reconciler.ReadyCondition))
+	assert.Equal(t, string(reconciler.ReasonWaitingForWindow), conditions.GetReason(cc, reconciler.ReadyCondition))
 	f.eventually("an Event says the version waits", func() bool { return f.hasEvent("waits for the update window", opens.UTC().Format(time.RFC3339)) })
 
 	f.eventually("the version is applied once the window opens", f.atCommit(sha))

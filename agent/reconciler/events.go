@@ -16,19 +16,19 @@ import (
 // which its Events share.
 const (
 	// ReasonStackUpdated: a CloudFormation stack converged on a version.
-	ReasonStackUpdated = "StackUpdated"
+	ReasonStackUpdated Reason = "StackUpdated"
 	// ReasonNodePoolRetired: a node pool gone from the registry was
 	// drained and its stack deleted.
-	ReasonNodePoolRetired = "NodePoolRetired"
+	ReasonNodePoolRetired Reason = "NodePoolRetired"
 )
 
 func failedEvent(cc *clusterconfig.ClusterConfig, p *api.StatusProblem) events.Event {
-	return events.Event{Regarding: cc, Type: corev1.EventTypeWarning, Reason: ReasonFailed, Action: "Reconcile",
+	return events.Event{Regarding: cc, Type: corev1.EventTypeWarning, Reason: string(ReasonFailed), Action: "Reconcile",
 		Message: p.Title + ": " + p.Detail}
 }
 
 func sameObjectsEvent(cc *clusterconfig.ClusterConfig, version string) events.Event {
-	return events.Event{Regarding: cc, Type: corev1.EventTypeNormal, Reason: ReasonApplied, Action: "Apply",
+	return events.Event{Regarding: cc, Type: corev1.EventTypeNormal, Reason: string(ReasonApplied), Action: "Apply",
 		Message: fmt.Sprintf("version %s renders the same objects as the last one; nothing to apply", version)}
 }
 
@@ -41,24 +41,31 @@ func appliedEvent(cc *clusterconfig.ClusterConfig, version string, changes *appl
 			summary += "; pruned: " + changes.Pruned.String()
 		}
 	}
-	return events.Event{Regarding: cc, Type: corev1.EventTypeNormal, Reason: ReasonApplied, Action: "Apply",
+	return events.Event{Regarding: cc, Type: corev1.EventTypeNormal, Reason: string(ReasonApplied), Action: "Apply",
 		Message: fmt.Sprintf("applied version %s%s", version, summary)}
 }
 
-func blockedEvent(cc *clusterconfig.ClusterConfig, reason string) events.Event {
-	return events.Event{Regarding: cc, Type: corev1.EventTypeNormal, Reason: ReasonBlocked, Action: "Reconcile", Message: reason}
+// blockedEvent says why the cluster is held and, when held names one, the
+// version that waits for the block to be lifted: a new commit shows in an
+// Event of its own.
+func blockedEvent(cc *clusterconfig.ClusterConfig, reason, held string) events.Event {
+	message := reason
+	if held != "" {
+		message = fmt.Sprintf("%s; version %s waits until the hold ends", reason, held)
+	}
+	return events.Event{Regarding: cc, Type: corev1.EventTypeNormal, Reason: string(ReasonBlocked), Action: "Reconcile", Message: message}
 }
 
 func waitingForWindowEvent(cc *clusterconfig.ClusterConfig, d *Decision) events.Event {
-	return events.Event{Regarding: cc, Type: corev1.EventTypeNormal, Reason: ReasonWaitingForWindow, Action: "Reconcile", Message: d.Reason}
+	return events.Event{Regarding: cc, Type: corev1.EventTypeNormal, Reason: string(ReasonWaitingForWindow), Action: "Reconcile", Message: d.Reason}
 }
 
 func stackUpdatedEvent(cc *clusterconfig.ClusterConfig, stack string, action cloud.Action, version string) events.Event {
-	return events.Event{Regarding: cc, Type: corev1.EventTypeNormal, Reason: ReasonStackUpdated, Action: "UpdateStack",
+	return events.Event{Regarding: cc, Type: corev1.EventTypeNormal, Reason: string(ReasonStackUpdated), Action: "UpdateStack",
 		Message: fmt.Sprintf("stack %s: %s for version %s", stack, action, version)}
 }
 
 func nodePoolRetiredEvent(cc *clusterconfig.ClusterConfig, pool, stack string) events.Event {
-	return events.Event{Regarding: cc, Type: corev1.EventTypeNormal, Reason: ReasonNodePoolRetired, Action: "Retire",
+	return events.Event{Regarding: cc, Type: corev1.EventTypeNormal, Reason: string(ReasonNodePoolRetired), Action: "Retire",
 		Message: fmt.Sprintf("node pool %s left the registry: its nodes were drained and stack %s deleted", pool, stack)}
 }

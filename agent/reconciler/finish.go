@@ -18,26 +18,43 @@ import (
 	"github.com/caravan-gitops/caravan/pkg/api"
 )
 
-// Condition types and reasons, per the kstatus conventions.
+// Condition types, per the kstatus conventions.
 const (
 	ReadyCondition       = "Ready"
 	ReconcilingCondition = "Reconciling"
 	StalledCondition     = "Stalled"
+)
 
-	ReasonApplied   = "Applied"
-	ReasonUpToDate  = "UpToDate"
-	ReasonFailed    = "ReconciliationFailed"
-	ReasonBlocked   = "Blocked"
-	ReasonBroken    = "RenderFailed"
-	ReasonSuspended = "Suspended"
+// Reason is why a condition is as it is, and why an Event was recorded:
+// one of the constants here or in events.go, never a message's wording, so
+// that alerts and tests can match on it.
+type Reason string
+
+// The conditions' reasons, which their Events share.
+const (
+	ReasonApplied   Reason = "Applied"
+	ReasonUpToDate  Reason = "UpToDate"
+	ReasonFailed    Reason = "ReconciliationFailed"
+	ReasonBlocked   Reason = "Blocked"
+	ReasonBroken    Reason = "RenderFailed"
+	ReasonSuspended Reason = "Suspended"
 	// ReasonWaitingForWindow: the cluster is at an approved version and a
 	// newer one waits for the update window.
-	ReasonWaitingForWindow = "WaitingForWindow"
+	ReasonWaitingForWindow Reason = "WaitingForWindow"
 	// ReasonDecommissioning: the cluster's stacks are being deleted.
-	ReasonDecommissioning = "Decommissioning"
+	ReasonDecommissioning Reason = "Decommissioning"
 	// ReasonRollingNodes: outdated nodes are being replaced, or the nodes
 	// of retired pools drained; the cluster is Reconciling meanwhile.
-	ReasonRollingNodes = "RollingNodes"
+	ReasonRollingNodes Reason = "RollingNodes"
+	// ReasonProgressing: a version is being rendered, or its manifests
+	// applied (stage.go).
+	ReasonProgressing Reason = "Progressing"
+	// ReasonUpdatingInfrastructure: the cluster's CloudFormation stacks are
+	// being brought to a version.
+	ReasonUpdatingInfrastructure Reason = "UpdatingInfrastructure"
+	// ReasonWaitingForHealth: a version's objects are applied and the agent
+	// waits for them to become healthy.
+	ReasonWaitingForHealth Reason = "WaitingForHealth"
 )
 
 func metaTime(t time.Time) metav1.Time { return metav1.NewTime(t.UTC().Truncate(time.Second)) }
@@ -115,30 +132,30 @@ func (r *Reconciler) setConditions(cc *clusterconfig.ClusterConfig, o *outcome) 
 	conditions.Delete(cc, StalledCondition)
 	switch {
 	case o.suspended:
-		conditions.MarkUnknown(cc, ReadyCondition, ReasonSuspended, "%s", o.blockReason)
+		conditions.MarkUnknown(cc, ReadyCondition, string(ReasonSuspended), "%s", o.blockReason)
 	case o.blockReason != "":
-		conditions.MarkFalse(cc, ReadyCondition, ReasonBlocked, "%s", o.blockReason)
+		conditions.MarkFalse(cc, ReadyCondition, string(ReasonBlocked), "%s", o.blockReason)
 	case o.problem != nil && o.stalled:
-		conditions.MarkStalled(cc, ReasonBroken, "%s", o.problem.Detail)
-		conditions.MarkFalse(cc, ReadyCondition, ReasonBroken, "%s: %s", o.problem.Title, o.problem.Detail)
+		conditions.MarkStalled(cc, string(ReasonBroken), "%s", o.problem.Detail)
+		conditions.MarkFalse(cc, ReadyCondition, string(ReasonBroken), "%s: %s", o.problem.Title, o.problem.Detail)
 	case o.problem != nil:
-		conditions.MarkReconciling(cc, ReasonFailed, "retrying %s", o.status.NextVersion)
-		conditions.MarkFalse(cc, ReadyCondition, ReasonFailed, "%s: %s", o.problem.Title, o.problem.Detail)
+		conditions.MarkReconciling(cc, string(ReasonFailed), "retrying %s", o.status.NextVersion)
+		conditions.MarkFalse(cc, ReadyCondition, string(ReasonFailed), "%s: %s", o.problem.Title, o.problem.Detail)
 	case o.phase == api.PhaseRollingNodes:
 		// kstatus reads Reconciling=True as InProgress: the version is
 		// applied, its nodes are not all replaced yet.
-		conditions.MarkReconciling(cc, ReasonRollingNodes, "at version %s; %s", o.status.CurrentVersion, rollSummary(o.pools))
-		conditions.MarkUnknown(cc, ReadyCondition, ReasonRollingNodes, "at version %s; %s", o.status.CurrentVersion, rollSummary(o.pools))
+		conditions.MarkReconciling(cc, string(ReasonRollingNodes), "at version %s; %s", o.status.CurrentVersion, rollSummary(o.pools))
+		conditions.MarkUnknown(cc, ReadyCondition, string(ReasonRollingNodes), "at version %s; %s", o.status.CurrentVersion, rollSummary(o.pools))
 	case o.phase == api.PhaseDecommissioning || o.phase == api.PhaseDecommissioned:
-		conditions.MarkFalse(cc, ReadyCondition, ReasonDecommissioning, "the registry asks to decommission the cluster (%s)", o.phase)
+		conditions.MarkFalse(cc, ReadyCondition, string(ReasonDecommissioning), "the registry asks to decommission the cluster (%s)", o.phase)
 	case o.appliedNow:
-		conditions.MarkTrue(cc, ReadyCondition, ReasonApplied, "applied version %s", o.status.CurrentVersion)
+		conditions.MarkTrue(cc, ReadyCondition, string(ReasonApplied), "applied version %s", o.status.CurrentVersion)
 	case o.waiting != nil:
 		// Ready stays true: the cluster runs an approved version, and a
 		// closed window is the owners' wish, not a fault to alert on.
-		conditions.MarkTrue(cc, ReadyCondition, ReasonWaitingForWindow, "at version %s; %s", o.status.CurrentVersion, o.waiting.Reason)
+		conditions.MarkTrue(cc, ReadyCondition, string(ReasonWaitingForWindow), "at version %s; %s", o.status.CurrentVersion, o.waiting.Reason)
 	case o.status.CurrentVersion != "":
-		conditions.MarkTrue(cc, ReadyCondition, ReasonUpToDate, "at version %s", o.status.CurrentVersion)
+		conditions.MarkTrue(cc, ReadyCondition, string(ReasonUpToDate), "at version %s", o.status.CurrentVersion)
 	}
 }
 
@@ -165,7 +182,7 @@ func (r *Reconciler) emit(before, cc *clusterconfig.ClusterConfig, o *outcome) {
 	case o.appliedNow:
 		events.Publish(r.events, appliedEvent(cc, o.status.CurrentVersion, o.changes))
 	case o.blockReason != "":
-		events.Publish(r.events, blockedEvent(cc, o.blockReason))
+		events.Publish(r.events, blockedEvent(cc, o.blockReason, o.held))
 	case o.waiting != nil && !sameTime(before.Status.NextWindow, cc.Status.NextWindow):
 		events.Publish(r.events, waitingForWindowEvent(cc, o.waiting))
 	}

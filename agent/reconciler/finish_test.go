@@ -20,7 +20,7 @@ func TestConditionsSayWhatTheClusterIsDoing(t *testing.T) {
 	for name, c := range map[string]struct {
 		o           outcome
 		ready       metav1.ConditionStatus
-		reason      string
+		reason      Reason
 		reconciling bool
 		stalled     bool
 	}{
@@ -38,7 +38,7 @@ func TestConditionsSayWhatTheClusterIsDoing(t *testing.T) {
 		ready := conditions.Get(cc, ReadyCondition)
 		if assert.NotNil(t, ready, name) {
 			assert.Equal(t, c.ready, ready.Status, name)
-			assert.Equal(t, c.reason, ready.Reason, name)
+			assert.Equal(t, string(c.reason), ready.Reason, name)
 		}
 		assert.Equal(t, c.reconciling, conditions.IsReconciling(cc), name)
 		assert.Equal(t, c.stalled, conditions.IsStalled(cc), name)

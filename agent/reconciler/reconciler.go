@@ -160,9 +160,9 @@ func (r *Reconciler) reconcile(ctx context.Context, a *api.Assignment, mode head
 	case Nothing:
 		out.keepProblems = true
 	case Suspended:
-		out.block(d.Reason, true)
+		out.block(d.Reason, true, heldVersion(d, cc.Status))
 	case Blocked:
-		out.block(d.Reason, false)
+		out.block(d.Reason, false, heldVersion(d, cc.Status))
 		if len(out.status.Rolls) > 0 {
 			r.rollNodes(ctx, *a, &out, true)
 		}
@@ -259,10 +259,10 @@ func (r *Reconciler) converge(ctx context.Context, cc *clusterconfig.ClusterConf
 		out.fail("source", "The commit cannot be fetched", err)
 		return
 	}
-	r.report(ctx, out.status, api.PhaseRendering, nil)
 	r.log.Info("fetched the commit", "commit", snap.Commit)
 	version := Version(snap.Commit, a)
 	out.status.NextVersion = version
+	r.enter(ctx, cc, out, stageRendering, version)
 	inputs, err := render.InputDigest(snap.Files, *a, r.cfg.AgentVersion)
 	if err != nil {
 		out.fail("source", "The commit's files cannot be read", err)
@@ -296,7 +296,7 @@ func (r *Reconciler) converge(ctx context.Context, cc *clusterconfig.ClusterConf
 	}
 	r.log.Info("rendered the commit", "commit", snap.Commit, "objects", len(rendered.Objects))
 	if cluster != nil {
-		r.report(ctx, out.status, api.PhaseUpdatingInfrastructure, nil)
+		r.enter(ctx, cc, out, stageInfrastructure, version)
 		converged, err := r.updateStacks(ctx, cc, snap.Files, plain, rendered.ConfigItems, cluster, version)
 		if err != nil {
 			out.fail("infrastructure", "A stack update failed; nothing after it was applied", err)
@@ -314,9 +314,8 @@ func (r *Reconciler) converge(ctx context.Context, cc *clusterconfig.ClusterConf
 		r.nodeWork(ctx, cc, plain, out)
 		return
 	}
-	r.report(ctx, out.status, api.PhaseApplying, nil)
 	previous := out.status.Inventory
-	if err := r.beginApply(ctx, cc, out, rendered); err != nil {
+	if err := r.beginApply(ctx, cc, out, rendered, version); err != nil {
 		out.fail("apply", "The ClusterConfig status cannot be written before applying; nothing was applied", err)
 		return
 	}
@@ -335,6 +334,7 @@ func (r *Reconciler) converge(ctx context.Context, cc *clusterconfig.ClusterConf
 		return
 	}
 	sent := res.AppliedInventory()
+	r.enter(ctx, cc, out, stageHealth, version)
 	if err := r.waitHealthy(ctx, repo, a, version, rendered, sent); err != nil {
 		out.status.Inventory = out.status.Inventory.WithoutDigests(sent)
 		out.fail("health", "Applied objects did not become healthy", err)
@@ -364,20 +364,22 @@ func (r *Reconciler) kms(region string) cloud.Decrypter {
 	return r.infra.AWS.KMS(region)
 }
 
-// beginApply records, before anything is applied, every object the cluster
-// may hold after the apply, and that the applied inputs are in flux: an
-// agent that dies half way then still prunes what it applied, and never
-// takes a later commit with the old inputs for one that needs no apply.
-func (r *Reconciler) beginApply(ctx context.Context, cc *clusterconfig.ClusterConfig, out *outcome, rendered *render.Result) error {
-	next := cc.DeepCopyObject().(*clusterconfig.ClusterConfig)
-	next.Status.AppliedInputs, next.Status.AppliedObjects = "", ""
-	next.Status.NextVersion = out.status.NextVersion
-	next.Status.Inventory = mergeInventory(out.status.Inventory, &apply.Result{Inventory: apply.InventoryOf(rendered.Objects)}, false)
-	if err := r.kube.Status().Patch(ctx, next, client.MergeFrom(cc)); err != nil {
+// beginApply records, as the apply stage begins and before anything is
+// applied, every object the cluster may hold after the apply, and that the
+// applied inputs are in flux: an agent that dies half way then still prunes
+// what it applied, and never takes a later commit with the old inputs for
+// one that needs no apply.
+func (r *Reconciler) beginApply(ctx context.Context, cc *clusterconfig.ClusterConfig, out *outcome, rendered *render.Result, version string) error {
+	inventory := mergeInventory(out.status.Inventory, &apply.Result{Inventory: apply.InventoryOf(rendered.Objects)}, false)
+	err := r.begin(ctx, cc, out, stageApplying, version, func(st *clusterconfig.Status) {
+		st.AppliedInputs, st.AppliedObjects = "", ""
+		st.NextVersion = out.status.NextVersion
+		st.Inventory = inventory
+	})
+	if err != nil {
 		return err
 	}
-	*cc = *next
-	out.status.AppliedInputs, out.status.AppliedObjects, out.status.Inventory = "", "", next.Status.Inventory
+	out.status.AppliedInputs, out.status.AppliedObjects, out.status.Inventory = "", "", inventory
 	return nil
 }
 
@@ -464,7 +466,9 @@ type outcome struct {
 	stalled      bool
 	blockReason  string
 	// suspended: the block is the ClusterConfig's spec.suspend.
-	suspended  bool
+	suspended bool
+	// held is the version the block holds back, if any.
+	held       string
 	changes    *apply.Result
 	appliedNow bool
 	// sameObjects: the version renders what the current version rendered,
@@ -474,6 +478,8 @@ type outcome struct {
 	pools []api.NodePoolProgress
 	// waiting is set when a new version waits for the update window.
 	waiting *Decision
+	// stage is the stage of the version under way, the last one begun.
+	stage stage
 }
 
 func (o *outcome) fail(kind, title string, err error) {
@@ -481,9 +487,18 @@ func (o *outcome) fail(kind, title string, err error) {
 	o.problem = &api.StatusProblem{Type: api.ProblemTypeBase + kind, Title: title, Detail: err.Error()}
 }
 
-func (o *outcome) block(reason string, suspended bool) {
+func (o *outcome) block(reason string, suspended bool, held string) {
 	o.phase = api.PhaseBlocked
-	o.blockReason, o.suspended = reason, suspended
+	o.blockReason, o.suspended, o.held = reason, suspended, held
+}
+
+// heldVersion is the version a block holds back, if it is not the current
+// one.
+func heldVersion(d Decision, st clusterconfig.Status) string {
+	if d.Version == st.CurrentVersion {
+		return ""
+	}
+	return d.Version
 }
 
 func (o *outcome) applied(version, commit string, now time.Time) {
