@@ -88,13 +88,14 @@ $(TOOLS_DIR)/.complete:
 	bash test/flux/controller/build.sh $(TOOLS_DIR)
 	touch $@
 
-## bench: measure the registry, the agent's stacks (on moto), the agent and its drift correction beside Flux, a node roll, caravan render --all over 1,000 clusters,
+## bench: measure the registry, the agent's stacks (on moto), the agent and its drift correction beside Flux, node rolls of 50 and 200 nodes, caravan render --all over 1,000 clusters,
 ## 1,000 and 10,000 simulated agents on two registry replicas and PostgreSQL (a push, PostgreSQL restarted, a replica killed), and write BENCHMARKS.md
 bench: tools test-deps
 	go run ./test/bench/registry -out BENCHMARKS.md
 	go run ./test/bench/stacks -out BENCHMARKS.md
 	go run ./test/bench/agent -out BENCHMARKS.md
 	go run ./test/bench/roll -out BENCHMARKS.md
+	go run ./test/bench/roll -nodes 200 -out BENCHMARKS.md
 	go run ./test/bench/render -out BENCHMARKS.md
 	go run ./test/bench/fleet -out BENCHMARKS.md
 

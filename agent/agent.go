@@ -76,13 +76,17 @@ var (
 	processSourceMetrics = sync.OnceValue(func() *reconciler.SourceMetrics { return reconciler.NewSourceMetrics(metrics.Registry) })
 )
 
+// setLogger gives controller-runtime's global logger the first Run's: it
+// takes one logger per process, and tests run several agents in one.
+var setLogger sync.Once
+
 // Run runs the agent until ctx ends.
 func Run(ctx context.Context, cfg Config) error {
 	s, err := scheme()
 	if err != nil {
 		return err
 	}
-	ctrl.SetLogger(cfg.Log)
+	setLogger.Do(func() { ctrl.SetLogger(cfg.Log) })
 	mgr, err := ctrl.NewManager(cfg.Kube, ctrl.Options{
 		Scheme:                        s,
 		Logger:                        cfg.Log,
@@ -149,10 +153,6 @@ func lead(ctx context.Context, cfg Config, s *runtime.Scheme, recorder events.Re
 	if err != nil {
 		return err
 	}
-	watcher, err := client.NewWithWatch(cfg.Kube, client.Options{Scheme: s})
-	if err != nil {
-		return err
-	}
 	tracker, err := driftTracker(ctx, cfg, kube, applier, recorder, m)
 	if err != nil {
 		return err
@@ -160,7 +160,7 @@ func lead(ctx context.Context, cfg Config, s *runtime.Scheme, recorder events.Re
 	keeper := assignment.New(reg, kube, cfg.ClusterID, cfg.Namespace)
 	rc := reconciler.New(reconciler.Config{ClusterID: cfg.ClusterID, AgentVersion: cfg.Version, Interval: cfg.Interval,
 		HealthTimeout: cfg.HealthTimeout, Git: creds}, keeper, reg, kube, applier, recorder, cfg.Log, m).
-		WithInfrastructure(reconciler.Infrastructure{AWS: aws, Trigger: nodes.NewTrigger(watcher, cfg.Log.WithName("trigger"))}).
+		WithInfrastructure(reconciler.Infrastructure{AWS: aws, Trigger: nodes.NewTrigger(cfg.Kube, cfg.Log.WithName("trigger"))}).
 		WithDrift(tracker).
 		WithSourceMetrics(processSourceMetrics())
 	cfg.Log.Info("leading: reconciling", "cluster", cfg.ClusterID, "registry", reg.Endpoint())

@@ -7,6 +7,7 @@ package nodes
 import (
 	"context"
 	"fmt"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -37,8 +38,10 @@ func (p Progress) Done() bool { return p.Pods == 0 }
 func (r *Roller) Retire(ctx context.Context, pool string, sla SLA, backstop time.Duration) (Progress, error) {
 	scope := "retire/" + pool
 	var progress Progress
+	stale := false
 	for round := 0; round < passRounds; round++ {
-		snap, err := r.readRetire(ctx, pool, scope)
+		src := r.source(ctx, stale)
+		snap, err := r.readRetire(ctx, src, pool, scope)
 		if err != nil {
 			return progress, err
 		}
@@ -47,6 +50,9 @@ func (r *Roller) Retire(ctx context.Context, pool string, sla SLA, backstop time
 		cmds, progress, memory = PlanRetire(snap, pool, sla, backstop)
 		r.memories[scope] = memory
 		_, refused, err := r.execute(ctx, scope, cmds)
+		if stale = apierrors.IsConflict(err); stale {
+			continue
+		}
 		if err != nil || !refused {
 			return progress, err
 		}
@@ -56,10 +62,10 @@ func (r *Roller) Retire(ctx context.Context, pool string, sla SLA, backstop time
 
 // readRetire reads the snapshot of a retired pool's pass: its Nodes, their
 // pods, and the budgets and siblings its refused pods need.
-func (r *Roller) readRetire(ctx context.Context, pool, scope string) (Snapshot, error) {
+func (r *Roller) readRetire(ctx context.Context, src source, pool, scope string) (Snapshot, error) {
 	snap := Snapshot{Now: r.now(), Memory: r.memory(scope)}
 	list := &corev1.NodeList{}
-	if err := r.kube.List(ctx, list, client.MatchingLabels{PoolLabel: pool}); err != nil {
+	if err := src.List(ctx, list, client.MatchingLabels{PoolLabel: pool}); err != nil {
 		return snap, fmt.Errorf("listing the nodes of pool %s: %w", pool, err)
 	}
 	snap.Nodes = list.Items
@@ -67,10 +73,10 @@ func (r *Roller) readRetire(ctx context.Context, pool, scope string) (Snapshot, 
 	for _, n := range list.Items {
 		names = append(names, n.Name)
 	}
-	if err := r.readPods(ctx, &snap, names); err != nil {
+	if err := r.readPods(ctx, src, &snap, names); err != nil {
 		return snap, err
 	}
-	return snap, r.readBudgets(ctx, &snap)
+	return snap, r.readBudgets(ctx, src, &snap)
 }
 
 // MustLeave says whether a drain moves the pod: not a DaemonSet's pod (its

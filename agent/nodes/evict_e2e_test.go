@@ -660,7 +660,7 @@ func TestForcesInOneBudgetKeepTheIntervalAcrossNodes(t *testing.T) {
 	r.budget("shared", labels, len(pods))
 	forces := recordForces(t, r)
 	roller, reg := r.roller(r.kube)
-	trigger := nodes.NewTrigger(r.kube, testr.New(t))
+	trigger := nodes.NewTrigger(r.cp.Config, testr.New(t))
 	roller.WatchedBy(trigger)
 	trigger.Start(r.ctx)
 	t.Cleanup(trigger.Stop)

@@ -65,12 +65,12 @@ func (r *Roller) do(ctx context.Context, scope string, c Command) error {
 		r.log.Info("surging", "pool", c.Pool, "group", c.Group, "desired", c.Desired)
 		return r.fleet.SetDesired(ctx, c.Group, c.Desired)
 	case MarkNode:
-		return r.patchNode(ctx, c.Node, func(n *corev1.Node) {
+		return r.patchNode(ctx, c.Node, readVersion, func(n *corev1.Node) {
 			n.Labels[LifecycleLabel] = DecommissionValue
 			n.Spec.Taints = append(n.Spec.Taints, corev1.Taint{Key: DecommissionTaint, Value: decommissionReason, Effect: c.Effect})
 		})
 	case UnmarkNode:
-		return r.patchNode(ctx, c.Node, func(n *corev1.Node) {
+		return r.patchNode(ctx, c.Node, readVersion, func(n *corev1.Node) {
 			delete(n.Labels, LifecycleLabel)
 			delete(n.Annotations, DrainStartAnnotation)
 			n.Spec.Unschedulable = false
@@ -147,6 +147,9 @@ func (e evictionResult) String() string {
 // askToLeave asks for the pod's eviction.
 func (r *Roller) askToLeave(ctx context.Context, pod *corev1.Pod) (evictionResult, error) {
 	err := evict(ctx, r.kube, pod)
+	if err == nil {
+		r.trigger.Leaving(pod)
+	}
 	switch {
 	case err == nil, apierrors.IsNotFound(err):
 		r.metrics.evictions.WithLabelValues("evicted").Inc()
@@ -211,11 +214,12 @@ func (r *Roller) force(ctx context.Context, scope string, c Command) error {
 		}
 		return fmt.Errorf("deleting pod %s/%s: %w", pod.Namespace, pod.Name, err)
 	}
+	r.trigger.Leaving(pod)
 	r.metrics.forced.Inc()
 	r.log.Info("forced the deletion of a pod its budget refused to evict", "pod", pod.Namespace+"/"+pod.Name, "node", c.Node.Name, "rule", c.Decision.String())
 	now := r.now().UTC().Format(time.RFC3339Nano)
 	events.Publish(r.events, forcedEvictionEvent(pod, c.Node))
-	if err := r.patchNode(ctx, c.Node, func(n *corev1.Node) { n.Annotations[LastForcedAnnotation] = now }); err != nil {
+	if err := r.patchNode(ctx, c.Node, anyVersion, func(n *corev1.Node) { n.Annotations[LastForcedAnnotation] = now }); err != nil {
 		return err
 	}
 	for _, b := range budgets {
@@ -227,6 +231,7 @@ func (r *Roller) force(ctx context.Context, scope string, c Command) error {
 		if err := r.kube.Patch(ctx, b, patch); err != nil {
 			return fmt.Errorf("recording the forced termination on PodDisruptionBudget %s/%s: %w", b.Namespace, b.Name, err)
 		}
+		r.trigger.Wrote(b)
 	}
 	return nil
 }
@@ -261,12 +266,14 @@ func (r *Roller) reread(ctx context.Context, c Command) (*corev1.Pod, []*policyv
 }
 
 // forecast writes on the pod when it may be forced, and says so once in an
-// Event, so that its owners see it coming; a decision with no time known
-// removes a forecast written before.
+// Event, so that its owners see it coming; the annotation follows the
+// forecast as it moves, the Event does not repeat. A decision with no time
+// known removes a forecast written before.
 func (r *Roller) forecast(ctx context.Context, pod *corev1.Pod, d Decision) error {
 	r.metrics.waits.WithLabelValues(d.Rule).Inc()
 	value, known := ForecastAnnotation(d)
-	if pod.Annotations[ForceEvictAfterAnnotation] == value {
+	before, had := pod.Annotations[ForceEvictAfterAnnotation]
+	if before == value {
 		return nil
 	}
 	patch := client.MergeFrom(pod.DeepCopy())
@@ -281,7 +288,8 @@ func (r *Roller) forecast(ctx context.Context, pod *corev1.Pod, d Decision) erro
 	if err := r.kube.Patch(ctx, pod, patch); err != nil {
 		return client.IgnoreNotFound(err)
 	}
-	if known {
+	r.trigger.Wrote(pod)
+	if known && !had {
 		events.Publish(r.events, forceEvictionScheduledEvent(pod, value, d))
 	}
 	return nil
@@ -296,7 +304,7 @@ func (r *Roller) terminate(ctx context.Context, n *corev1.Node) error {
 		r.metrics.drainDuration.Observe(r.now().Sub(start).Seconds())
 	}
 	events.Publish(r.events, instanceTerminatedEvent(n))
-	return r.patchNode(ctx, n, func(n *corev1.Node) { n.Annotations[TerminatedAnnotation] = r.now().UTC().Format(time.RFC3339) })
+	return r.patchNode(ctx, n, anyVersion, func(n *corev1.Node) { n.Annotations[TerminatedAnnotation] = r.now().UTC().Format(time.RFC3339) })
 }
 
 // startDrain labels the node draining, records when (once: a restarted
@@ -304,7 +312,7 @@ func (r *Roller) terminate(ctx context.Context, n *corev1.Node) error {
 func (r *Roller) startDrain(ctx context.Context, n *corev1.Node, pods int) error {
 	now := r.now().UTC().Format(time.RFC3339Nano)
 	first := n.Labels[LifecycleLabel] != DrainingValue
-	err := r.patchNode(ctx, n, func(n *corev1.Node) {
+	err := r.patchNode(ctx, n, readVersion, func(n *corev1.Node) {
 		n.Labels[LifecycleLabel] = DrainingValue
 		if n.Annotations[DrainStartAnnotation] == "" {
 			n.Annotations[DrainStartAnnotation] = now
@@ -317,8 +325,22 @@ func (r *Roller) startDrain(ctx context.Context, n *corev1.Node, pods int) error
 	return err
 }
 
-func (r *Roller) patchNode(ctx context.Context, n *corev1.Node, change func(*corev1.Node)) error {
+// nodeVersion says which Node a patch may change: any, for one that sets
+// a single annotation of the roller's own; the one the plan read, for one
+// that replaces lists (taints) or sets what must be set once (the drain's
+// start), so that a plan made on an old copy changes nothing.
+type nodeVersion bool
+
+const (
+	anyVersion  nodeVersion = false
+	readVersion nodeVersion = true
+)
+
+func (r *Roller) patchNode(ctx context.Context, n *corev1.Node, version nodeVersion, change func(*corev1.Node)) error {
 	patch := client.MergeFrom(n.DeepCopy())
+	if version == readVersion {
+		patch = client.MergeFromWithOptions(n.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	}
 	if n.Labels == nil {
 		n.Labels = map[string]string{}
 	}
@@ -329,6 +351,7 @@ func (r *Roller) patchNode(ctx context.Context, n *corev1.Node, change func(*cor
 	if err := r.kube.Patch(ctx, n, patch); err != nil {
 		return fmt.Errorf("updating node %s: %w", n.Name, err)
 	}
+	r.trigger.Wrote(n)
 	return nil
 }
 

@@ -90,9 +90,6 @@ type planner struct {
 func newPlanner(s Snapshot) *planner {
 	p := &planner{snap: s, memory: s.Memory.clone(), counts: map[string]BudgetCounts{},
 		nodeForced: map[string]time.Time{}, budgetForced: map[string]time.Time{}, forced: map[string]bool{}, seen: map[types.UID]bool{}}
-	for key, c := range s.Counts {
-		p.counts[key] = c
-	}
 	for i := range s.Budgets {
 		p.counts[budgetKey(&s.Budgets[i])] = countsOf(&s.Budgets[i])
 	}
@@ -354,10 +351,35 @@ func (p *planner) move(pod *corev1.Pod, n *corev1.Node, node NodeState, sla SLA)
 	case !ref.Decided:
 		return p.decide(pod, n, node, sla, ref)
 	case ref.Due(p.snap.Now, p.counts, len(p.snap.Pods[n.Name]), p.backstop):
+		if d, known := p.redecide(pod, n, node, sla, ref); known {
+			return d
+		}
 		p.emit(Command{Kind: AskEviction, Node: n, Pod: pod})
 		return nil
 	}
 	return &ref.Decision
+}
+
+// redecide decides again on a refused pod that is due, without asking for
+// its eviction, when the snapshot shows a budget of it allowing no
+// disruption: the Eviction API would refuse it again, on the counts the
+// snapshot read. It needs the pod's budgets and siblings in the snapshot;
+// without them, or when every budget allows a disruption now, the pod is
+// asked. Counts read before a disruption became allowed cost no more than
+// a wait until the watch shows them, and a force on them only an eviction:
+// the force reads the budgets again.
+func (p *planner) redecide(pod *corev1.Pod, n *corev1.Node, node NodeState, sla SLA, ref Refusal) (*Decision, bool) {
+	budgets := budgetsOf(p.snap.Budgets, pod)
+	if len(budgets) == 0 || allowDisruption(budgets) {
+		return nil, false
+	}
+	for _, b := range budgets {
+		if _, read := p.snap.Siblings[budgetKey(b)]; !read {
+			return nil, false
+		}
+	}
+	ref.Asked = p.snap.Now
+	return p.decide(pod, n, node, sla, ref), true
 }
 
 // decide applies the SLA to a refused pod: it is forced now, or waits

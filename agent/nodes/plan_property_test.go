@@ -231,8 +231,9 @@ func autoscalersSize(snap Snapshot, g Group) int {
 	return g.Desired
 }
 
-// checkForces: every force is one Decide allows on what the snapshot
-// says, counting the forces planned before it, and its node's drain start.
+// checkForces: every force is of a refused pod whose budgets refuse it
+// still, one Decide allows on what the snapshot says, counting the forces
+// planned before it, and its node's drain start.
 func checkForces(snap Snapshot, cfg RollConfig, cmds []Command, fail func(string, ...any)) {
 	nodeForced := map[string]time.Time{}
 	budgetForced := map[string]time.Time{}
@@ -245,8 +246,8 @@ func checkForces(snap Snapshot, cfg RollConfig, cmds []Command, fail func(string
 		if c.Kind != ForceDeletion {
 			continue
 		}
-		if ref, ok := snap.Memory.Refusals[c.Pod.UID]; !ok || ref.Decided {
-			fail("%s of a pod not refused since the last decision", c)
+		if ref, ok := snap.Memory.Refusals[c.Pod.UID]; !ok || ref.Decided && allowDisruption(budgetsOf(snap.Budgets, c.Pod)) {
+			fail("%s of a pod neither refused since the last decision nor refused by the counts the snapshot read", c)
 		}
 		node := nodeState(c.Node)
 		if started[c.Node.Name] && node.DrainStart.IsZero() {

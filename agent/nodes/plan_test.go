@@ -311,40 +311,54 @@ func TestPlanAsksARefusedPodAgainOnlyWhenDue(t *testing.T) {
 	assert.Equal(t, forecast, *out.Progress[0].NextForcedEviction)
 	assert.Equal(t, RuleGracePeriod, out.Progress[0].HeldBy)
 
-	moved := base().refused("workers-0-p0", decided)
+	// Read from the API server, a decided refusal's siblings are not read:
+	// a pod due again is asked.
+	direct := func(w *world) *world { w.s.Siblings = map[string][]Sibling{}; return w }
+	moved := direct(base().refused("workers-0-p0", decided))
 	moved.s.Budgets[0].Status.CurrentHealthy = 2
 	cmds, _ = Plan(moved.s, rollConfig("workers"))
 	assert.Equal(t, []string{"evict team/workers-0-p0"}, names(cmds), "its budget's counts moved")
 
-	watched := base().refused("workers-0-p0", decided)
-	watched.s.Budgets = nil
-	watched.s.Counts = map[string]BudgetCounts{"team/a": {Allowed: 0, Healthy: 3, Expected: 3}}
-	cmds, _ = Plan(watched.s, rollConfig("workers"))
-	assert.Empty(t, cmds, "the counts a watch saw will do")
-	watched.s.Counts["team/a"] = BudgetCounts{Allowed: 1, Healthy: 3, Expected: 3}
-	cmds, _ = Plan(watched.s, rollConfig("workers"))
-	assert.Equal(t, []string{"evict team/workers-0-p0"}, names(cmds), "the watch saw the counts move")
-
-	late := base().refused("workers-0-p0", decided)
+	late := direct(base().refused("workers-0-p0", decided))
 	late.s.Now = forecast
 	cmds, _ = Plan(late.s, rollConfig("workers"))
 	assert.Equal(t, []string{"evict team/workers-0-p0"}, names(cmds), "its forecast came")
 
 	backstop := decided
 	backstop.Decision = Decision{Action: Wait, Rule: RuleSiblingTerminating}
-	quiet := base().refused("workers-0-p0", backstop)
+	quiet := direct(base().refused("workers-0-p0", backstop))
 	quiet.s.Now = backstop.Asked.Add(30 * time.Second)
 	cmds, _ = Plan(quiet.s, rollConfig("workers"))
 	assert.Equal(t, []string{"evict team/workers-0-p0"}, names(cmds), "at the latest after drain_poll_interval")
 
 	backstop.NodePods = 2
-	left := base().refused("workers-0-p0", backstop)
+	left := direct(base().refused("workers-0-p0", backstop))
 	cmds, _ = Plan(left.s, rollConfig("workers"))
 	assert.Equal(t, []string{"evict team/workers-0-p0"}, names(cmds), "a wait with no time ends when a pod left the node")
 	backstop.NodePods = 1
-	stayed := base().refused("workers-0-p0", backstop)
+	stayed := direct(base().refused("workers-0-p0", backstop))
 	cmds, _ = Plan(stayed.s, rollConfig("workers"))
 	assert.Empty(t, cmds, "no pod left")
+
+	// With its siblings read (from the cache), a pod due again whose budget
+	// allows no disruption is decided on without asking: the Eviction API
+	// would refuse it.
+	moved = base().refused("workers-0-p0", decided)
+	moved.s.Budgets[0].Status.CurrentHealthy = 2
+	cmds, out = Plan(moved.s, rollConfig("workers"))
+	assert.Equal(t, []string{"forecast team/workers-0-p0"}, names(cmds), "its budget's counts moved, no disruption allowed")
+	assert.Equal(t, int32(2), out.Memory.Refusals["workers-0-p0"].Budgets["team/a"].Healthy, "decided on the counts now")
+	assert.Equal(t, t0, out.Memory.Refusals["workers-0-p0"].Asked, "refused now, by the counts")
+
+	late = base().refused("workers-0-p0", decided)
+	late.s.Now = forecast
+	cmds, _ = Plan(late.s, rollConfig("workers"))
+	assert.Equal(t, []string{"force team/workers-0-p0"}, names(cmds), "its forecast came")
+
+	allowed := base().refused("workers-0-p0", decided)
+	allowed.s.Budgets[0].Status.DisruptionsAllowed = 1
+	cmds, _ = Plan(allowed.s, rollConfig("workers"))
+	assert.Equal(t, []string{"evict team/workers-0-p0"}, names(cmds), "its budget allows a disruption now")
 }
 
 func TestPlanDecidesOnANewRefusal(t *testing.T) {

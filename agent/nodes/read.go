@@ -11,13 +11,31 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
+// source is where a pass reads the cluster: the Trigger's cache when it
+// shows the roller's own writes, else the API server.
+type source struct {
+	client.Reader
+	cached bool
+}
+
+// source is the cache, unless direct or the cache is not there yet or
+// behind.
+func (r *Roller) source(ctx context.Context, direct bool) source {
+	if !direct {
+		if c := r.trigger.Reader(ctx); c != nil {
+			return source{Reader: c, cached: true}
+		}
+	}
+	return source{Reader: r.kube}
+}
+
 // readRoll reads the snapshot of a roll's pass: the pools' Nodes and
 // groups, the pods of each pool's draining node, or of the nodes it may
 // choose from, and the budgets and siblings its refused pods need.
-func (r *Roller) readRoll(ctx context.Context, cfg RollConfig, rolls []RollState) (Snapshot, error) {
+func (r *Roller) readRoll(ctx context.Context, src source, cfg RollConfig, rolls []RollState) (Snapshot, error) {
 	snap := Snapshot{Now: r.now(), Rolls: rolls, Memory: r.memory(rollScope)}
 	list := &corev1.NodeList{}
-	if err := r.kube.List(ctx, list, client.HasLabels{PoolLabel}); err != nil {
+	if err := src.List(ctx, list, client.HasLabels{PoolLabel}); err != nil {
 		return snap, fmt.Errorf("listing the pools' nodes: %w", err)
 	}
 	snap.Nodes = list.Items
@@ -30,19 +48,19 @@ func (r *Roller) readRoll(ctx context.Context, cfg RollConfig, rolls []RollState
 		return snap, err
 	}
 	snap.Groups = groups
-	return snap, r.readRollPods(ctx, cfg, &snap)
+	return snap, r.readRollPods(ctx, src, cfg, &snap)
 }
 
 // rereadRoll is readRoll keeping the Nodes and groups of the snapshot
 // before, for a round after one that changed no group.
-func (r *Roller) rereadRoll(ctx context.Context, cfg RollConfig, before Snapshot, rolls []RollState) (Snapshot, error) {
+func (r *Roller) rereadRoll(ctx context.Context, src source, cfg RollConfig, before Snapshot, rolls []RollState) (Snapshot, error) {
 	snap := Snapshot{Now: r.now(), Rolls: rolls, Memory: r.memory(rollScope), Nodes: before.Nodes, Groups: before.Groups}
-	return snap, r.readRollPods(ctx, cfg, &snap)
+	return snap, r.readRollPods(ctx, src, cfg, &snap)
 }
 
 // readRollPods reads the pods the snapshot's pools need, and the budgets
 // and siblings of the refused ones.
-func (r *Roller) readRollPods(ctx context.Context, cfg RollConfig, snap *Snapshot) error {
+func (r *Roller) readRollPods(ctx context.Context, src source, cfg RollConfig, snap *Snapshot) error {
 	var nodes []string
 	for _, spec := range cfg.Pools {
 		for _, g := range snap.Groups {
@@ -51,10 +69,10 @@ func (r *Roller) readRollPods(ctx context.Context, cfg RollConfig, snap *Snapsho
 			}
 		}
 	}
-	if err := r.readPods(ctx, snap, nodes); err != nil {
+	if err := r.readPods(ctx, src, snap, nodes); err != nil {
 		return err
 	}
-	return r.readBudgets(ctx, snap)
+	return r.readBudgets(ctx, src, snap)
 }
 
 // podsNeeded names the nodes of a pool whose pods a plan needs: the one
@@ -81,19 +99,20 @@ func podsNeeded(cfg RollConfig, v *poolView, memory Memory) []string {
 	return names
 }
 
-// readPods reads the pods that must leave of each node named: a node's at
-// a time for a few nodes, and for more (a pool's candidates) all pods in
-// pages, once, rather than a listing per node.
-func (r *Roller) readPods(ctx context.Context, snap *Snapshot, nodes []string) error {
-	if len(nodes) > perNodeListings {
-		return r.readAllPods(ctx, snap, nodes)
+// readPods reads the pods that must leave of each node named: from the
+// cache or for a few nodes, a node's at a time; from the API server for
+// more (a pool's candidates), all pods in pages, once, rather than a
+// listing per node.
+func (r *Roller) readPods(ctx context.Context, src source, snap *Snapshot, nodes []string) error {
+	if !src.cached && len(nodes) > perNodeListings {
+		return r.readAllPods(ctx, src, snap, nodes)
 	}
 	out := make([][]corev1.Pod, len(nodes))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(podListConcurrency)
 	for i, node := range nodes {
 		g.Go(func() (err error) {
-			out[i], err = r.podsToMove(gctx, node)
+			out[i], err = podsToMove(gctx, src, node)
 			return err
 		})
 	}
@@ -118,7 +137,7 @@ const podPage = 500
 
 // readAllPods lists every pod, a page at a time, and keeps those that must
 // leave the nodes named.
-func (r *Roller) readAllPods(ctx context.Context, snap *Snapshot, nodes []string) error {
+func (r *Roller) readAllPods(ctx context.Context, src source, snap *Snapshot, nodes []string) error {
 	snap.Pods = make(map[string][]corev1.Pod, len(nodes))
 	for _, n := range nodes {
 		snap.Pods[n] = []corev1.Pod{}
@@ -126,7 +145,7 @@ func (r *Roller) readAllPods(ctx context.Context, snap *Snapshot, nodes []string
 	opts := []client.ListOption{client.Limit(podPage)}
 	for {
 		list := &corev1.PodList{}
-		if err := r.kube.List(ctx, list, opts...); err != nil {
+		if err := src.List(ctx, list, opts...); err != nil {
 			return fmt.Errorf("listing the pods: %w", err)
 		}
 		for _, p := range list.Items {
@@ -141,9 +160,9 @@ func (r *Roller) readAllPods(ctx context.Context, snap *Snapshot, nodes []string
 	}
 }
 
-func (r *Roller) podsToMove(ctx context.Context, node string) ([]corev1.Pod, error) {
+func podsToMove(ctx context.Context, src source, node string) ([]corev1.Pod, error) {
 	list := &corev1.PodList{}
-	if err := r.kube.List(ctx, list, client.MatchingFields{"spec.nodeName": node}); err != nil {
+	if err := src.List(ctx, list, client.MatchingFields{podNodeField: node}); err != nil {
 		return nil, fmt.Errorf("listing the pods of node %s: %w", node, err)
 	}
 	out := list.Items[:0]
@@ -156,16 +175,17 @@ func (r *Roller) podsToMove(ctx context.Context, node string) ([]corev1.Pod, err
 }
 
 // readBudgets reads the PodDisruptionBudgets while a pod read was refused,
-// and the pods covered by the budgets of those not decided on yet. While
-// every refusal is decided, the counts the Trigger's watch saw will do.
-func (r *Roller) readBudgets(ctx context.Context, snap *Snapshot) error {
+// and the pods covered by the budgets of those not decided on yet; from
+// the cache, of every refused pod, so that one due again is decided on
+// without asking when its budgets would refuse it.
+func (r *Roller) readBudgets(ctx context.Context, src source, snap *Snapshot) error {
 	var undecided []*corev1.Pod
 	refused := false
 	for _, pods := range snap.Pods {
 		for i := range pods {
 			if ref, ok := snap.Memory.Refusals[pods[i].UID]; ok {
 				refused = true
-				if !ref.Decided {
+				if !ref.Decided || src.cached {
 					undecided = append(undecided, &pods[i])
 				}
 			}
@@ -174,14 +194,8 @@ func (r *Roller) readBudgets(ctx context.Context, snap *Snapshot) error {
 	if !refused {
 		return nil
 	}
-	if len(undecided) == 0 {
-		if counts := r.trigger.Counts(); counts != nil {
-			snap.Counts = counts
-			return nil
-		}
-	}
 	list := &policyv1.PodDisruptionBudgetList{}
-	if err := r.kube.List(ctx, list); err != nil {
+	if err := src.List(ctx, list); err != nil {
 		return fmt.Errorf("listing the PodDisruptionBudgets: %w", err)
 	}
 	snap.Budgets = list.Items
@@ -192,7 +206,7 @@ func (r *Roller) readBudgets(ctx context.Context, snap *Snapshot) error {
 			if _, read := snap.Siblings[key]; read {
 				continue
 			}
-			siblings, err := r.covered(ctx, b)
+			siblings, err := covered(ctx, src, b)
 			if err != nil {
 				return err
 			}
@@ -203,13 +217,13 @@ func (r *Roller) readBudgets(ctx context.Context, snap *Snapshot) error {
 }
 
 // covered are the pods a budget selects, as siblings.
-func (r *Roller) covered(ctx context.Context, b *policyv1.PodDisruptionBudget) ([]Sibling, error) {
+func covered(ctx context.Context, src source, b *policyv1.PodDisruptionBudget) ([]Sibling, error) {
 	selector, err := metav1.LabelSelectorAsSelector(b.Spec.Selector)
 	if err != nil {
 		return nil, fmt.Errorf("PodDisruptionBudget %s/%s: %w", b.Namespace, b.Name, err)
 	}
 	list := &corev1.PodList{}
-	if err := r.kube.List(ctx, list, client.InNamespace(b.Namespace), client.MatchingLabelsSelector{Selector: selector}); err != nil {
+	if err := src.List(ctx, list, client.InNamespace(b.Namespace), client.MatchingLabelsSelector{Selector: selector}); err != nil {
 		return nil, fmt.Errorf("listing the pods of PodDisruptionBudget %s/%s: %w", b.Namespace, b.Name, err)
 	}
 	out := make([]Sibling, 0, len(list.Items))

@@ -2,6 +2,7 @@ package nodes
 
 import (
 	"context"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"slices"
 	"time"
 
@@ -140,15 +141,17 @@ func (r *Roller) Pass(ctx context.Context, cfg RollConfig, rolls []RollState) (P
 	out := PassResult{Rolls: rolls}
 	var snap Snapshot
 	var cmds []Command
+	stale := false
 	for round := 0; round < passRounds; round++ {
+		src := r.source(ctx, stale)
 		var err error
-		if round > 0 && !changesGroups(cmds) {
+		if round > 0 && !stale && !changesGroups(cmds) {
 			// The round before changed no group, and its changes to Nodes
 			// came back into its snapshot's Nodes: only pods and budgets
 			// are read again.
-			snap, err = r.rereadRoll(ctx, cfg, snap, out.Rolls)
+			snap, err = r.rereadRoll(ctx, src, cfg, snap, out.Rolls)
 		} else {
-			snap, err = r.readRoll(ctx, cfg, out.Rolls)
+			snap, err = r.readRoll(ctx, src, cfg, out.Rolls)
 		}
 		if err != nil {
 			return out, err
@@ -158,6 +161,10 @@ func (r *Roller) Pass(ctx context.Context, cfg RollConfig, rolls []RollState) (P
 		r.memories[rollScope] = planned.Memory
 		done, refused, err := r.execute(ctx, rollScope, cmds)
 		out = PassResult{Rolls: settle(planned.Rolls, snap, cmds, done), Progress: planned.Progress}
+		if stale = apierrors.IsConflict(err); stale {
+			r.log.V(1).Info("a write met a newer object than the pass read; reading again", "error", err.Error())
+			continue
+		}
 		if err != nil || !refused {
 			return out, err
 		}

@@ -27,11 +27,8 @@ type Snapshot struct {
 	// budgets of refused pods not decided on yet.
 	Budgets  []policyv1.PodDisruptionBudget
 	Siblings map[string][]Sibling
-	// Counts are the budgets' counts, by key, when the pass has them
-	// without Budgets (from a watch); else Budgets' are used.
-	Counts map[string]BudgetCounts
-	Rolls  []RollState
-	Memory Memory
+	Rolls    []RollState
+	Memory   Memory
 }
 
 // Memory is what a Roller carries from pass to pass. Losing it (a restart)

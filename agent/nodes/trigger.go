@@ -2,15 +2,19 @@ package nodes
 
 import (
 	"context"
-	"maps"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/rest"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
@@ -21,60 +25,281 @@ import (
 // every wait of a roll would last until the next drain_poll_interval; with
 // it that interval is only the backstop for what no watch shows.
 //
-// It keeps no objects, only what tells a change from a repeat: a Node's
-// readiness and a budget's counts, so its memory does not grow with the
-// cluster's pods.
+// Its informers also keep the pools' Nodes, the pods and the budgets, so
+// that a pass reads them without a request: a roll's passes come with
+// every change it waits for, and reading the API server on each was most
+// of the roll's load on it. A pass reads the cache only once it shows the
+// roller's own writes (Wrote, Leaving); until then it reads the API server.
 type Trigger struct {
-	watcher client.WithWatch
-	log     logr.Logger
-	wake    chan struct{}
+	config *rest.Config
+	log    logr.Logger
+	wake   chan struct{}
 
-	mu       sync.Mutex
-	stop     context.CancelFunc
-	draining map[string]context.CancelFunc
+	mu     sync.Mutex
+	stop   context.CancelFunc
+	cache  cache.Cache
+	synced []func() bool
 
-	budgetMu sync.Mutex
+	stateMu sync.Mutex
+	// ready is each pool Node's readiness as last seen; draining the
+	// Nodes labelled draining; leaving the pods that must leave, by node.
+	ready    map[string]bool
+	draining map[string]bool
+	leaving  map[string]map[types.UID]bool
 	// counts are each budget's counts as last seen; waited, when set, the
 	// budgets refused pods wait on, with the counts they were decided at.
 	counts map[string]BudgetCounts
 	waited map[string]BudgetCounts
 	// waitPods: a refused pod waits for a pod to leave its node.
 	waitPods bool
+	// expected are the roller's writes the cache does not show yet;
+	// caught closes when the last of them shows.
+	expected map[string]expectation
+	caught   chan struct{}
 }
 
-// NewTrigger returns a Trigger that watches through watcher once Start is
+// expectation is a write of the roller, shown in the cache once met says
+// so of the cached object.
+type expectation struct{ met func(client.Object) bool }
+
+// catchUp is how long a pass waits for the cache to show the roller's
+// writes before it reads the API server instead; the watch usually shows
+// them within milliseconds.
+const catchUp = 2 * time.Second
+
+// podNodeField indexes the cached pods by node, as the API server's field
+// selector does.
+const podNodeField = "spec.nodeName"
+
+// NewTrigger returns a Trigger that watches through config once Start is
 // called.
-func NewTrigger(watcher client.WithWatch, log logr.Logger) *Trigger {
-	return &Trigger{watcher: watcher, log: log, wake: make(chan struct{}, 1), counts: map[string]BudgetCounts{}}
+func NewTrigger(config *rest.Config, log logr.Logger) *Trigger {
+	t := &Trigger{config: config, log: log, wake: make(chan struct{}, 1)}
+	t.reset()
+	return t
 }
 
-// Start watches the pools' Nodes and the PodDisruptionBudgets, and the pods
-// of every node labelled draining, until Stop or until ctx ends. Starting a
-// started Trigger does nothing.
+func (t *Trigger) reset() {
+	t.stateMu.Lock()
+	defer t.stateMu.Unlock()
+	t.ready, t.draining, t.leaving = map[string]bool{}, map[string]bool{}, map[string]map[types.UID]bool{}
+	t.counts, t.waited, t.waitPods = map[string]BudgetCounts{}, nil, false
+	t.expected, t.caught = map[string]expectation{}, make(chan struct{})
+}
+
+// Start watches the pools' Nodes, the pods and the PodDisruptionBudgets
+// until Stop or until ctx ends. Starting a started Trigger does nothing;
+// one that cannot start leaves the roll to the backstop and the API
+// server.
 func (t *Trigger) Start(ctx context.Context) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.stop != nil {
 		return
 	}
-	ctx, t.stop = context.WithCancel(ctx)
-	t.draining = map[string]context.CancelFunc{}
-	nodes := t.nodeChanges(ctx)
-	go t.watch(ctx, &corev1.NodeList{}, []client.ListOption{client.HasLabels{PoolLabel}}, func() func(watch.Event) bool { return nodes })
-	go t.watch(ctx, &policyv1.PodDisruptionBudgetList{}, nil, func() func(watch.Event) bool { return t.budgetChanges })
+	ctx, stop := context.WithCancel(ctx)
+	c, synced, err := t.informers(ctx)
+	if err != nil {
+		stop()
+		t.log.Error(err, "cannot watch the pools; the roll polls")
+		return
+	}
+	t.stop, t.cache, t.synced = stop, c, synced
+	go func() {
+		if err := c.Start(ctx); err != nil {
+			t.log.Error(err, "the pools' watches ended")
+		}
+	}()
+	go func() {
+		if c.WaitForCacheSync(ctx) {
+			t.signal()
+		}
+	}()
 }
 
-// Stop ends every watch.
+// informers builds the cache and its handlers.
+func (t *Trigger) informers(ctx context.Context) (cache.Cache, []func() bool, error) {
+	inPool, err := labels.NewRequirement(PoolLabel, selection.Exists, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := cache.New(t.config, cache.Options{
+		ByObject:         map[client.Object]cache.ByObject{&corev1.Node{}: {Label: labels.NewSelector().Add(*inPool)}},
+		DefaultTransform: cache.TransformStripManagedFields(),
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := c.IndexField(ctx, &corev1.Pod{}, podNodeField, func(o client.Object) []string {
+		return []string{o.(*corev1.Pod).Spec.NodeName}
+	}); err != nil {
+		return nil, nil, err
+	}
+	handlers := map[client.Object]func(client.Object, bool) bool{
+		&corev1.Node{}:                  t.nodeChanged,
+		&corev1.Pod{}:                   t.podChanged,
+		&policyv1.PodDisruptionBudget{}: t.budgetChanged,
+	}
+	var synced []func() bool
+	for obj, changed := range handlers {
+		inf, err := c.GetInformer(ctx, obj, cache.BlockUntilSynced(false))
+		if err != nil {
+			return nil, nil, err
+		}
+		if _, err := inf.AddEventHandler(t.handler(changed)); err != nil {
+			return nil, nil, err
+		}
+		synced = append(synced, inf.HasSynced)
+	}
+	return c, synced, nil
+}
+
+// handler notes a kind's changes; changed says whether one wakes the roll.
+func (t *Trigger) handler(changed func(client.Object, bool) bool) toolscache.ResourceEventHandler {
+	note := func(obj any, gone bool) {
+		if tomb, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+			obj = tomb.Obj
+		}
+		o, ok := obj.(client.Object)
+		if !ok {
+			return
+		}
+		t.stateMu.Lock()
+		t.meet(o, gone)
+		wake := changed(o, gone)
+		t.stateMu.Unlock()
+		if wake {
+			t.log.V(2).Info("roll wakes", "kind", kindOf(o), "name", o.GetName(), "gone", gone)
+			t.signal()
+		}
+	}
+	return toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { note(obj, false) },
+		UpdateFunc: func(_, obj any) { note(obj, false) },
+		DeleteFunc: func(obj any) { note(obj, true) },
+	}
+}
+
+// Stop ends every watch and forgets what they saw.
 func (t *Trigger) Stop() {
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	if t.stop != nil {
 		t.stop()
-		t.stop, t.draining = nil, nil
+		t.stop, t.cache, t.synced = nil, nil, nil
 	}
-	t.budgetMu.Lock()
-	t.counts, t.waited, t.waitPods = map[string]BudgetCounts{}, nil, false
-	t.budgetMu.Unlock()
+	t.mu.Unlock()
+	t.reset()
+}
+
+// Reader is the cache of the pools' Nodes, the pods and the budgets once
+// it has synced and shows the roller's own writes; nil before, or when it
+// does not show them within catchUp: the pass then reads the API server.
+func (t *Trigger) Reader(ctx context.Context) client.Reader {
+	if t == nil {
+		return nil
+	}
+	t.mu.Lock()
+	c, synced := t.cache, t.synced
+	t.mu.Unlock()
+	if c == nil {
+		return nil
+	}
+	if !allSynced(synced) || !t.caughtUp(ctx) {
+		return nil
+	}
+	return c
+}
+
+// caughtUp waits until the cache shows the roller's writes; after catchUp
+// it forgets them and says no.
+func (t *Trigger) caughtUp(ctx context.Context) bool {
+	timer := time.NewTimer(catchUp)
+	defer timer.Stop()
+	for {
+		t.stateMu.Lock()
+		if len(t.expected) == 0 {
+			t.stateMu.Unlock()
+			return true
+		}
+		caught := t.caught
+		t.stateMu.Unlock()
+		select {
+		case <-caught:
+		case <-ctx.Done():
+			return false
+		case <-timer.C:
+			t.stateMu.Lock()
+			t.log.V(1).Info("the pools' cache is behind the roll's writes; reading the API server", "writes", len(t.expected))
+			t.expected, t.caught = map[string]expectation{}, make(chan struct{})
+			t.stateMu.Unlock()
+			return false
+		}
+	}
+}
+
+// Wrote tells the Trigger of a write of the roller: the cache is to show
+// obj at its new resourceVersion before a pass reads it.
+func (t *Trigger) Wrote(obj client.Object) {
+	version := obj.GetResourceVersion()
+	t.expect(obj, func(cached client.Object) bool { return cached.GetResourceVersion() == version })
+}
+
+// Leaving tells the Trigger that a pod was evicted or deleted: the cache
+// is to show it terminating, or gone, before a pass reads it.
+func (t *Trigger) Leaving(pod *corev1.Pod) {
+	t.expect(pod, func(cached client.Object) bool { return cached.GetDeletionTimestamp() != nil })
+}
+
+// expect notes a write the cache is to show, unless it shows it already:
+// the informer updates its store before it tells the handlers, so a watch
+// quicker than the caller may have brought the write before this call.
+func (t *Trigger) expect(obj client.Object, met func(client.Object) bool) {
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	c, synced := t.cache, t.synced
+	t.mu.Unlock()
+	if c == nil {
+		return
+	}
+	t.stateMu.Lock()
+	defer t.stateMu.Unlock()
+	if allSynced(synced) {
+		cached := obj.DeepCopyObject().(client.Object)
+		err := c.Get(context.Background(), client.ObjectKeyFromObject(obj), cached)
+		if apierrors.IsNotFound(err) || err == nil && met(cached) {
+			return
+		}
+	}
+	t.expected[objectKey(obj)] = expectation{met: met}
+}
+
+func allSynced(synced []func() bool) bool {
+	for _, s := range synced {
+		if !s() {
+			return false
+		}
+	}
+	return true
+}
+
+// meet forgets the expectation obj's change fulfils.
+func (t *Trigger) meet(obj client.Object, gone bool) {
+	key := objectKey(obj)
+	e, ok := t.expected[key]
+	if !ok || !gone && !e.met(obj) {
+		return
+	}
+	delete(t.expected, key)
+	if len(t.expected) == 0 {
+		close(t.caught)
+		t.caught = make(chan struct{})
+	}
+}
+
+func objectKey(obj client.Object) string {
+	return kindOf(obj) + "/" + obj.GetNamespace() + "/" + obj.GetName()
 }
 
 // Wake is the rule a roll's passes follow: the next pass is due at the
@@ -116,117 +341,71 @@ func (t *Trigger) signal() {
 	}
 }
 
-// watch follows a kind until ctx ends, starting again after the API server
-// closes the watch or refuses it. Each (re)start wakes the roll once: what
-// changed before the watch began is seen by that pass, what changes after
-// by the watch. A new watch replays every object as added; the filters
-// know them already and stay quiet.
-func (t *Trigger) watch(ctx context.Context, list client.ObjectList, opts []client.ListOption, filter func() func(watch.Event) bool) {
-	for ctx.Err() == nil {
-		changed := filter()
-		w, err := t.watcher.Watch(ctx, list, opts...)
-		if err != nil {
-			t.log.V(1).Info("watch refused; trying again", "kind", kindOf(list), "error", err.Error())
-			sleepCtx(ctx, time.Second)
-			continue
-		}
-		t.signal()
-		for ev := range w.ResultChan() {
-			if ev.Type == watch.Error {
-				break
-			}
-			if changed(ev) {
-				t.log.V(2).Info("roll wakes", "kind", kindOf(list), "event", string(ev.Type))
-				t.signal()
-			}
-		}
-		w.Stop()
-	}
-}
-
-// nodeChanges wakes on a Node that came, went or changed readiness, and
-// follows the pods of the nodes labelled draining.
-func (t *Trigger) nodeChanges(ctx context.Context) func(watch.Event) bool {
-	ready := map[string]bool{}
-	return func(ev watch.Event) bool {
-		n, ok := ev.Object.(*corev1.Node)
-		if !ok {
-			return false
-		}
-		if ev.Type == watch.Deleted {
-			delete(ready, n.Name)
-			t.follow(ctx, n.Name, false)
-			return true
-		}
-		t.follow(ctx, n.Name, n.Labels[LifecycleLabel] == DrainingValue)
-		was, known := ready[n.Name]
-		ready[n.Name] = nodeReady(n)
-		return !known || was != ready[n.Name]
-	}
-}
-
-// follow starts or ends the watch of a node's pods.
-func (t *Trigger) follow(ctx context.Context, node string, draining bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.draining == nil {
-		return
-	}
-	stop, followed := t.draining[node]
-	switch {
-	case draining && !followed:
-		podCtx, cancel := context.WithCancel(ctx)
-		t.draining[node] = cancel
-		go t.watch(podCtx, &corev1.PodList{}, []client.ListOption{client.MatchingFields{"spec.nodeName": node}}, t.podsLeaving)
-	case !draining && followed:
-		stop()
-		delete(t.draining, node)
-	}
-}
-
-// podsLeaving follows the pods that must leave a node being drained, from
-// a watch's start: it wakes when the last one left (the node is empty, its
-// instance can go), and when any one left while WaitFor said refused pods
-// wait for a pod to leave (a terminating sibling that held a force back).
-// Other departures change nothing a pass decides on.
-func (t *Trigger) podsLeaving() func(watch.Event) bool {
-	left := map[types.UID]bool{}
-	return func(ev watch.Event) bool {
-		pod, ok := ev.Object.(*corev1.Pod)
-		if !ok {
-			return false
-		}
-		_, had := left[pod.UID]
-		if ev.Type == watch.Deleted || !MustLeave(pod) {
-			delete(left, pod.UID)
-			if !had {
-				return false
-			}
-			t.budgetMu.Lock()
-			anyLeaving := t.waitPods
-			t.budgetMu.Unlock()
-			return len(left) == 0 || anyLeaving
-		}
-		left[pod.UID] = true
+// nodeChanged wakes on a pool's Node that came, went or changed readiness,
+// and notes which are being drained.
+func (t *Trigger) nodeChanged(obj client.Object, gone bool) bool {
+	n, ok := obj.(*corev1.Node)
+	if !ok {
 		return false
 	}
+	if gone {
+		delete(t.ready, n.Name)
+		delete(t.draining, n.Name)
+		return true
+	}
+	if n.Labels[LifecycleLabel] == DrainingValue {
+		t.draining[n.Name] = true
+	} else {
+		delete(t.draining, n.Name)
+	}
+	was, known := t.ready[n.Name]
+	t.ready[n.Name] = nodeReady(n)
+	return !known || was != t.ready[n.Name]
 }
 
-// budgetChanges wakes when the counts of a budget a refused pod waits on
+// podChanged follows the pods that must leave their nodes: it wakes when
+// the last one left a node being drained (the node is empty, its instance
+// can go), and when any one left it while WaitFor said refused pods wait
+// for a pod to leave (a terminating sibling that held a force back).
+// Other departures change nothing a pass decides on.
+func (t *Trigger) podChanged(obj client.Object, gone bool) bool {
+	pod, ok := obj.(*corev1.Pod)
+	if !ok || pod.Spec.NodeName == "" {
+		return false
+	}
+	node := pod.Spec.NodeName
+	on := t.leaving[node]
+	if !gone && MustLeave(pod) {
+		if on == nil {
+			on = map[types.UID]bool{}
+			t.leaving[node] = on
+		}
+		on[pod.UID] = true
+		return false
+	}
+	if !on[pod.UID] {
+		return false
+	}
+	delete(on, pod.UID)
+	if len(on) == 0 {
+		delete(t.leaving, node)
+	}
+	return t.draining[node] && (len(on) == 0 || t.waitPods)
+}
+
+// budgetChanged wakes when the counts of a budget a refused pod waits on
 // move: the eviction may pass now, or a sibling it waited for is Ready. A
 // budget no refused pod waits on wakes nothing once WaitFor said which
 // ones do; before that, every budget does.
-func (t *Trigger) budgetChanges(ev watch.Event) bool {
-	b, ok := ev.Object.(*policyv1.PodDisruptionBudget)
+func (t *Trigger) budgetChanged(obj client.Object, gone bool) bool {
+	b, ok := obj.(*policyv1.PodDisruptionBudget)
 	if !ok {
 		return false
 	}
 	key := budgetKey(b)
-	t.budgetMu.Lock()
-	defer t.budgetMu.Unlock()
 	_, waited := t.waited[key]
 	waited = waited || t.waited == nil
-	if ev.Type == watch.Deleted {
+	if gone {
 		delete(t.counts, key)
 		return waited
 	}
@@ -234,23 +413,6 @@ func (t *Trigger) budgetChanges(ev watch.Event) bool {
 	was, known := t.counts[key]
 	t.counts[key] = now
 	return waited && (!known || was != now)
-}
-
-// Counts are the budgets' counts as the watch last saw them; nil while
-// the Trigger does not watch.
-func (t *Trigger) Counts() map[string]BudgetCounts {
-	if t == nil {
-		return nil
-	}
-	t.mu.Lock()
-	watching := t.stop != nil
-	t.mu.Unlock()
-	if !watching {
-		return nil
-	}
-	t.budgetMu.Lock()
-	defer t.budgetMu.Unlock()
-	return maps.Clone(t.counts)
 }
 
 // WaitFor narrows the budgets that wake the roll to those refused pods
@@ -261,8 +423,8 @@ func (t *Trigger) WaitFor(budgets map[string]BudgetCounts, pods bool) {
 	if t == nil {
 		return
 	}
-	t.budgetMu.Lock()
-	defer t.budgetMu.Unlock()
+	t.stateMu.Lock()
+	defer t.stateMu.Unlock()
 	t.waited, t.waitPods = budgets, pods
 	for key, decided := range budgets {
 		if seen, ok := t.counts[key]; ok && seen != decided {
@@ -272,22 +434,13 @@ func (t *Trigger) WaitFor(budgets map[string]BudgetCounts, pods bool) {
 	}
 }
 
-func kindOf(list client.ObjectList) string {
-	switch list.(type) {
-	case *corev1.NodeList:
+func kindOf(obj client.Object) string {
+	switch obj.(type) {
+	case *corev1.Node:
 		return "Node"
-	case *corev1.PodList:
+	case *corev1.Pod:
 		return "Pod"
 	default:
 		return "PodDisruptionBudget"
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) {
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-ctx.Done():
-	case <-timer.C:
 	}
 }

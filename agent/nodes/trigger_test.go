@@ -2,10 +2,12 @@ package nodes_test
 
 import (
 	"context"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -30,10 +32,10 @@ func TestTriggerWakesOnWhatARollWaitsFor(t *testing.T) {
 	kube, err := client.NewWithWatch(cp.Config, client.Options{Scheme: clientgoscheme.Scheme})
 	require.NoError(t, err)
 
-	trigger := nodes.NewTrigger(kube, logr.Discard())
+	trigger := nodes.NewTrigger(cp.Config, logr.Discard())
 	trigger.Start(ctx)
 	t.Cleanup(trigger.Stop)
-	// Each watch wakes once as it starts.
+	// The cache wakes the roll once it has synced.
 	woken(t, trigger, "the watches started")
 	settle(trigger)
 
@@ -90,8 +92,7 @@ func TestTriggerWakesOnWhatARollWaitsFor(t *testing.T) {
 	patch := client.MergeFrom(old.DeepCopy())
 	old.Labels[nodes.LifecycleLabel] = nodes.DrainingValue
 	require.NoError(t, kube.Patch(ctx, old, patch))
-	woken(t, trigger, "the pod watch of a node being drained started")
-	settle(trigger)
+	quiet(t, trigger, "a Node labelled draining, its readiness the same")
 
 	deletePod(t, ctx, kube, "on-outside")
 	quiet(t, trigger, "a pod gone from another node")
@@ -152,4 +153,55 @@ func drain(trigger *nodes.Trigger) {
 	case <-trigger.C():
 	default:
 	}
+}
+
+// A pass reads the Trigger's cache only once it shows the roller's own
+// writes: a patched Node at its new version, an evicted pod terminating.
+// A write the cache never shows sends the pass to the API server, once.
+func TestTriggerCacheShowsTheRollersWrites(t *testing.T) {
+	cp := controlplane.Start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	kube, err := client.New(cp.Config, client.Options{Scheme: clientgoscheme.Scheme})
+	require.NoError(t, err)
+	_, err = cp.AddNode(ctx, controlplane.Node{Name: "old", Labels: map[string]string{nodes.PoolLabel: "workers"}})
+	require.NoError(t, err)
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "app", Namespace: "default"},
+		Spec: corev1.PodSpec{NodeName: "old", Containers: []corev1.Container{{Name: "app", Image: "app"}}}}
+	require.NoError(t, kube.Create(ctx, pod))
+
+	trigger := nodes.NewTrigger(cp.Config, logr.Discard())
+	assert.Nil(t, trigger.Reader(ctx), "no cache before Start")
+	trigger.Start(ctx)
+	t.Cleanup(trigger.Stop)
+	require.Eventually(t, func() bool { return trigger.Reader(ctx) != nil }, 20*time.Second, 50*time.Millisecond, "the cache syncs")
+
+	for i := range 20 {
+		node := &corev1.Node{}
+		require.NoError(t, kube.Get(ctx, client.ObjectKey{Name: "old"}, node))
+		patch := client.MergeFrom(node.DeepCopy())
+		node.Annotations["caravan.io/test-write"] = strconv.Itoa(i)
+		require.NoError(t, kube.Patch(ctx, node, patch))
+		trigger.Wrote(node)
+		reader := trigger.Reader(ctx)
+		require.NotNil(t, reader, "the cache catches up with write %d", i)
+		cached := &corev1.Node{}
+		require.NoError(t, reader.Get(ctx, client.ObjectKey{Name: "old"}, cached))
+		require.Equal(t, strconv.Itoa(i), cached.Annotations["caravan.io/test-write"], "the cache shows write %d", i)
+	}
+
+	require.NoError(t, kube.Delete(ctx, pod, client.GracePeriodSeconds(30)))
+	trigger.Leaving(pod)
+	reader := trigger.Reader(ctx)
+	require.NotNil(t, reader)
+	cached := &corev1.Pod{}
+	err = reader.Get(ctx, client.ObjectKeyFromObject(pod), cached)
+	assert.True(t, apierrors.IsNotFound(err) || err == nil && cached.DeletionTimestamp != nil, "the cache shows the pod leaving")
+
+	never := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "old", ResourceVersion: "1"}}
+	trigger.Wrote(never)
+	began := time.Now()
+	assert.Nil(t, trigger.Reader(ctx), "a write the cache does not show: the API server")
+	assert.GreaterOrEqual(t, time.Since(began), time.Second, "after waiting for the cache")
+	assert.NotNil(t, trigger.Reader(ctx), "the write is forgotten after the wait")
 }

@@ -161,16 +161,23 @@ func (p *Process) LogTail() string {
 	return string(b)
 }
 
-// Memory is a process's resident set now (VmRSS) and at its peak (VmHWM), in bytes.
+// Memory is a process's resident set now (VmRSS) and at its peak (VmHWM),
+// and what it is now made of: anonymous memory (the Go heap, stacks) and
+// file pages (the binary's text and data), in bytes.
 type Memory struct {
-	RSS, Peak int64
+	RSS, Peak  int64
+	Anon, File int64
 }
 
 // Memory reads the process's resident set from /proc.
-func (p *Process) Memory() (Memory, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.Pid()))
+func (p *Process) Memory() (Memory, error) { return MemoryOf(p.Pid(), p.Name) }
+
+// MemoryOf reads the resident set of the process pid, called name in
+// errors, from /proc.
+func MemoryOf(pid int, name string) (Memory, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return Memory{}, fmt.Errorf("reading the memory of %s: %w", p.Name, err)
+		return Memory{}, fmt.Errorf("reading the memory of %s: %w", name, err)
 	}
 	defer f.Close()
 	var m Memory
@@ -185,16 +192,20 @@ func (p *Process) Memory() (Memory, error) {
 			m.RSS, err = parseKB(value)
 		case "VmHWM":
 			m.Peak, err = parseKB(value)
+		case "RssAnon":
+			m.Anon, err = parseKB(value)
+		case "RssFile":
+			m.File, err = parseKB(value)
 		}
 		if err != nil {
-			return Memory{}, fmt.Errorf("reading the memory of %s: %s: %w", p.Name, key, err)
+			return Memory{}, fmt.Errorf("reading the memory of %s: %s: %w", name, key, err)
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return Memory{}, fmt.Errorf("reading the memory of %s: %w", p.Name, err)
+		return Memory{}, fmt.Errorf("reading the memory of %s: %w", name, err)
 	}
 	if m.RSS == 0 || m.Peak == 0 {
-		return Memory{}, fmt.Errorf("no VmRSS or VmHWM in /proc/%d/status", p.Pid())
+		return Memory{}, fmt.Errorf("no VmRSS or VmHWM in /proc/%d/status", pid)
 	}
 	return m, nil
 }

@@ -1,4 +1,4 @@
-//go:build linux
+//go:build linux && !rollerproc
 
 package main
 
@@ -218,8 +218,8 @@ func (w *world) steps(res *rollResult, pods map[types.UID]podFacts, nfs map[stri
 		s.drainStartRec, _ = time.Parse(time.RFC3339, nf.drainStart)
 		s.gone = nf.gone
 		for _, c := range res.timeline {
-			if c.op == "TerminateInstanceInAutoScalingGroup" && c.instance == instance {
-				s.terminate = c.at
+			if c.Op == "TerminateInstanceInAutoScalingGroup" && c.Instance == instance {
+				s.terminate = c.At
 				break
 			}
 		}
@@ -248,7 +248,7 @@ func (w *world) steps(res *rollResult, pods map[types.UID]podFacts, nfs map[stri
 
 	var surges []awsCall
 	for _, c := range res.timeline {
-		if c.op == "SetDesiredCapacity" {
+		if c.Op == "SetDesiredCapacity" {
 			surges = append(surges, c)
 		}
 	}
@@ -264,8 +264,8 @@ func (w *world) steps(res *rollResult, pods map[types.UID]podFacts, nfs map[stri
 		s := &out[i]
 		// The last surge before the drain, and the first new node after it.
 		for _, c := range surges {
-			if c.at.Before(s.drainStart) {
-				s.surge = c.at
+			if c.At.Before(s.drainStart) {
+				s.surge = c.At
 			}
 		}
 		for _, nf := range fresh {

@@ -1,4 +1,4 @@
-//go:build linux
+//go:build linux && !rollerproc
 
 // Command roll benchmarks the rolling replacement of outdated nodes,
 // agent/nodes.Roller, against the goals of its issue: a simulated roll of a
@@ -63,8 +63,8 @@ func parseOptions() (options, error) {
 	flag.DurationVar(&o.bridgeInterval, "bridge-interval", 250*time.Millisecond, "the cloud bridge's interval between two passes")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary folder with the logs of every part")
 	flag.Parse()
-	if o.nodes < 5 || o.nodes%5 != 0 || o.nodes > 100 {
-		return o, errors.New("-nodes must be a multiple of 5 from 5 to 100")
+	if o.nodes < 5 || o.nodes%5 != 0 || o.nodes > 200 {
+		return o, errors.New("-nodes must be a multiple of 5 from 5 to 200")
 	}
 	if o.poll <= 0 || o.bridgeInterval <= 0 {
 		return o, errors.New("-poll and -bridge-interval must be positive")
@@ -86,7 +86,7 @@ func main() {
 func run(o options) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Minute)
+	ctx, cancel := context.WithTimeout(ctx, rollLimit(o.nodes)+7*time.Minute)
 	defer cancel()
 	// The roller logs through logr to a file; controller-runtime's own
 	// logger stays quiet.
@@ -111,7 +111,7 @@ func run(o options) error {
 	section := rep.markdown()
 	fmt.Print(section)
 	if o.out != "" {
-		if err := host.WriteSection(o.out, sectionName, section); err != nil {
+		if err := host.WriteSection(o.out, sectionName(o.nodes), section); err != nil {
 			return err
 		}
 		host.Progress("wrote %s", o.out)

@@ -1,28 +1,19 @@
-//go:build linux
+//go:build linux && !rollerproc
 
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
-	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
-	"github.com/aws/smithy-go/middleware"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/caravan-gitops/caravan/agent/nodes"
@@ -245,212 +236,4 @@ func (f *facts) snapshot() (map[types.UID]podFacts, map[string]nodeFacts, map[st
 		pdbs[k] = slices.Clone(v.allowed)
 	}
 	return pods, ns, pdbs
-}
-
-// requestCounter counts the API requests of the roller's client, by kind,
-// and when each was made.
-type requestCounter struct {
-	mu     sync.Mutex
-	counts map[string]int
-	at     []time.Time
-	// nodePatches are the PATCHes of Nodes, by node: the roller takes the
-	// drain's start just before it sends the one that records it.
-	nodePatches map[string][]time.Time
-}
-
-func newRequestCounter() *requestCounter {
-	return &requestCounter{counts: map[string]int{}, nodePatches: map[string][]time.Time{}}
-}
-
-func (c *requestCounter) wrap(cfg *rest.Config) *rest.Config {
-	cfg = rest.CopyConfig(cfg)
-	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
-		return roundTripper(func(r *http.Request) (*http.Response, error) {
-			now := time.Now()
-			kind := requestKind(r)
-			c.add(kind, now)
-			if kind == "PATCH nodes" {
-				c.mu.Lock()
-				name := r.URL.Path[strings.LastIndex(r.URL.Path, "/")+1:]
-				c.nodePatches[name] = append(c.nodePatches[name], now)
-				c.mu.Unlock()
-			}
-			return rt.RoundTrip(r)
-		})
-	})
-	return cfg
-}
-
-func (c *requestCounter) add(kind string, at time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.counts[kind]++
-	c.at = append(c.at, at)
-}
-
-// requestKind names a request by its verb and, for the ones a roll makes
-// in numbers, what it is about.
-func requestKind(r *http.Request) string {
-	path := strings.Trim(r.URL.Path, "/")
-	segs := strings.Split(path, "/")
-	last := segs[len(segs)-1]
-	switch {
-	case r.Method == http.MethodPost && last == "eviction":
-		return "POST eviction"
-	case r.Method == http.MethodPost && last == "events":
-		return "POST event"
-	case r.Method == http.MethodGet && isList(segs):
-		return "LIST " + last
-	case r.Method == http.MethodGet && len(segs) >= 2:
-		return "GET " + segs[len(segs)-2]
-	case r.Method == http.MethodPatch && len(segs) >= 2:
-		return "PATCH " + segs[len(segs)-2]
-	case r.Method == http.MethodDelete && len(segs) >= 2:
-		return "DELETE " + segs[len(segs)-2]
-	}
-	return r.Method + " other"
-}
-
-// isList tells a LIST from a GET of one object by the path: after the
-// group version, a collection is RESOURCE or namespaces/NS/RESOURCE.
-func isList(segs []string) bool {
-	switch {
-	case len(segs) >= 2 && segs[0] == "api":
-		segs = segs[2:]
-	case len(segs) >= 3 && segs[0] == "apis":
-		segs = segs[3:]
-	default:
-		return false
-	}
-	if len(segs) >= 3 && segs[0] == "namespaces" {
-		segs = segs[2:]
-	}
-	return len(segs) == 1
-}
-
-type roundTripper func(*http.Request) (*http.Response, error)
-
-func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
-
-// requests is what the counter holds between two instants.
-type requests struct {
-	counts map[string]int
-	total  int
-	// peak is the most requests in one second, its windows counted from
-	// from.
-	peak int
-}
-
-func (c *requestCounter) between(from, to time.Time) requests {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := requests{counts: map[string]int{}}
-	perSecond := map[int64]int{}
-	for _, at := range c.at {
-		if at.Before(from) || at.After(to) {
-			continue
-		}
-		out.total++
-		s := int64(at.Sub(from) / time.Second)
-		perSecond[s]++
-		out.peak = max(out.peak, perSecond[s])
-	}
-	return out
-}
-
-// lastNodePatch is the last PATCH of the node sent at or before t.
-func (c *requestCounter) lastNodePatch(node string, t time.Time) time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var last time.Time
-	for _, at := range c.nodePatches[node] {
-		if !at.After(t) {
-			last = at
-		}
-	}
-	return last
-}
-
-func (c *requestCounter) snapshot() map[string]int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := map[string]int{}
-	for k, v := range c.counts {
-		out[k] = v
-	}
-	return out
-}
-
-// awsCall is one call of the roller's AWS clients.
-type awsCall struct {
-	op       string
-	at       time.Time
-	instance string // TerminateInstanceInAutoScalingGroup's
-	desired  int    // SetDesiredCapacity's
-}
-
-// awsTimeline records the roller's AWS calls as they start.
-type awsTimeline struct {
-	mu    sync.Mutex
-	calls []awsCall
-}
-
-// record makes the clients created from cfg afterwards record their calls.
-func (t *awsTimeline) record(cfg *aws.Config) {
-	cfg.APIOptions = append(slices.Clip(cfg.APIOptions), func(stack *middleware.Stack) error {
-		return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("bench.awsTimeline",
-			func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
-				call := awsCall{op: awsmiddleware.GetOperationName(ctx), at: time.Now()}
-				switch p := in.Parameters.(type) {
-				case *autoscaling.TerminateInstanceInAutoScalingGroupInput:
-					call.instance = aws.ToString(p.InstanceId)
-				case *autoscaling.SetDesiredCapacityInput:
-					call.desired = int(aws.ToInt32(p.DesiredCapacity))
-				}
-				t.mu.Lock()
-				t.calls = append(t.calls, call)
-				t.mu.Unlock()
-				return next.HandleInitialize(ctx, in)
-			}), middleware.After)
-	})
-}
-
-func (t *awsTimeline) snapshot() []awsCall {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return slices.Clone(t.calls)
-}
-
-// describeCounter counts the EC2 DescribeInstances requests that pass
-// through an HTTP client: the agent sends that one as a signed query of
-// its own (agent/cloud.NewInstances), past the SDK's middleware that
-// moto.CountCalls hooks.
-type describeCounter struct {
-	mu sync.Mutex
-	n  int
-}
-
-func (d *describeCounter) client() *http.Client {
-	return &http.Client{Timeout: time.Minute, Transport: roundTripper(func(r *http.Request) (*http.Response, error) {
-		if r.Body != nil {
-			body, err := io.ReadAll(r.Body)
-			r.Body.Close()
-			if err != nil {
-				return nil, err
-			}
-			if bytes.Contains(body, []byte("Action=DescribeInstances")) {
-				d.mu.Lock()
-				d.n++
-				d.mu.Unlock()
-			}
-			r.Body = io.NopCloser(bytes.NewReader(body))
-		}
-		return http.DefaultTransport.RoundTrip(r)
-	})}
-}
-
-func (d *describeCounter) count() int {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.n
 }

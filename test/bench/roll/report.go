@@ -1,4 +1,4 @@
-//go:build linux
+//go:build linux && !rollerproc
 
 package main
 
@@ -20,9 +20,26 @@ const (
 	// goalDrainRequests is the most requests per second to the API server
 	// while a node drains.
 	goalDrainRequests = 10
-	// sectionName names the roll's section of BENCHMARKS.md.
-	sectionName = "roll"
+	// goalPeakRSS is the most memory the roller's process may hold.
+	goalPeakRSS = 100 << 20
 )
+
+// sectionName names the roll's section of BENCHMARKS.md: the goal's 50
+// nodes "roll", other sizes their own.
+func sectionName(nodes int) string {
+	if nodes == 50 {
+		return "roll"
+	}
+	return fmt.Sprintf("roll-%d", nodes)
+}
+
+// command is how the section's figures were made.
+func (r *report) command() string {
+	if r.opts.nodes == 50 {
+		return "go run ./test/bench/roll -out BENCHMARKS.md"
+	}
+	return fmt.Sprintf("go run ./test/bench/roll -nodes %d -out BENCHMARKS.md", r.opts.nodes)
+}
 
 type report struct {
 	opts        options
@@ -52,14 +69,14 @@ func (r *report) complete() bool {
 }
 
 func (r *report) markdown() string {
-	startMarker, endMarker := host.Markers(sectionName)
+	startMarker, endMarker := host.Markers(sectionName(r.opts.nodes))
 	var b strings.Builder
 	b.WriteString(startMarker + "\n")
 	fmt.Fprintf(&b, "## Nodes: a simulated roll of a %d-node pool with %d pods under PDBs\n\n", r.opts.nodes, r.opts.nodes*replicas)
-	fmt.Fprintf(&b, "Measured %s on %s, %s, by `go run ./test/bench/roll -out BENCHMARKS.md` (%s in all), "+
+	fmt.Fprintf(&b, "Measured %s on %s, %s, by `%s` (%s in all), "+
 		"with kube-apiserver %s, kube-scheduler, kube-controller-manager and kwok (test/controlplane) and moto %s (test/moto), "+
-		"each its own process on the same cores.\n\n",
-		r.started.Format("2006-01-02 15:04 UTC"), host.Machine(), runtime.Version(), r.elapsed.Round(time.Second), r.kubeVersion, r.motoVersion)
+		"each its own process on the same cores; the roller runs in a process of its own too.\n\n",
+		r.started.Format("2006-01-02 15:04 UTC"), host.Machine(), runtime.Version(), r.command(), r.elapsed.Round(time.Second), r.kubeVersion, r.motoVersion)
 	if r.roll == nil || r.analysis == nil {
 		b.WriteString("The roll did not run.\n\n" + endMarker + "\n")
 		return b.String()
@@ -98,7 +115,9 @@ func (r *report) writeSetup(b *strings.Builder) {
 		r.budgets, count[kindStrict+", paired"], count[kindTolerant+", paired"], count[kindTolerant], count[kindNone], seconds(r.podsUp))
 	fmt.Fprintf(b, "The roll: a new launch template version tagging `%s=%s`, and the agent's own `nodes.Roller` with that pool revision "+
 		"(`nodes.SettingsOf` and `Settings.Config`, `node_update_surge: 1`, the taint `PreferNoSchedule`), its client and Event recorder "+
-		"as `agent.lead` makes them, its AWS access as `cloud.AWS.Fleet` makes it; one `Pass`, then `Roller.Wake`, the wake rule of the agent's loop: the roller's `nodes.Trigger`, "+
+		"as `agent.lead` makes them, its AWS access as `cloud.AWS.Fleet` makes it, all in a process of their own (the bench started again with `-roller`), "+
+		"so that its memory is measured alone; one `Pass`, then `Roller.Wake`, the wake rule of the agent's loop: the roller's `nodes.Trigger` "+
+		"(informers of the pools' Nodes, the pods and the budgets, whose cache the passes read once it shows the roller's own writes), "+
 		"the next forecast force or `drain_poll_interval: %s`, whichever comes first, "+
 		"until no node is outdated and the pass returns no roll.\n\n",
 		nodes.TagRevision, newRevision, r.opts.poll)
@@ -127,8 +146,10 @@ func (r *report) writeGoals(b *strings.Builder) {
 	fmt.Fprintf(b, "| 2'. The same on the instants things happened (sub-second) | %s | 0 | %s |\n", exact, yesNo(an.exact.forces == 0))
 	perSecond := float64(rr.requests.total) / wall.Seconds()
 	draining := float64(an.drainRequests) / max(an.drainTime.Seconds(), 0.001)
-	fmt.Fprintf(b, "| 3. Requests to the API server while a node drains (over the whole roll) | %.0f/s (%.0f/s: %s in %s; the busiest second %d) | ≤ %d/s | %s |\n\n",
+	fmt.Fprintf(b, "| 3. Requests to the API server while a node drains (over the whole roll) | %.1f/s (%.1f/s: %s in %s; the busiest second %d) | ≤ %d/s | %s |\n",
 		draining, perSecond, host.Thousands(rr.requests.total), seconds(wall), rr.requests.peak, goalDrainRequests, yesNo(draining <= goalDrainRequests))
+	fmt.Fprintf(b, "| 4. Peak RSS of the roller's process (VmHWM: the roller, its Trigger's cache of the pools' Nodes, the pods and the budgets, its clients) | %s (at most %s anonymous: heap, stacks; %s file pages: the binary) | ≤ %s | %s |\n\n",
+		host.MiB(rr.peakRSS), host.MiB(rr.peakAnon), host.MiB(rr.fileAtPeak), host.MiB(goalPeakRSS), yesNo(rr.peakRSS > 0 && rr.peakRSS <= goalPeakRSS))
 	if !r.complete() {
 		f := rr.final
 		fmt.Fprintf(b, "**The roll did not complete**: after it, %d nodes in the pool, %d of revision %s, %d still labelled, desired capacity %d, suspended %v%s.\n\n",

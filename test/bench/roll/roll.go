@@ -1,12 +1,13 @@
-//go:build linux
+//go:build linux && !rollerproc
 
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
-	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"time"
@@ -14,35 +15,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
-	"github.com/go-logr/logr"
-	"github.com/prometheus/client_golang/prometheus"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/events"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/caravan-gitops/caravan/agent/cloud"
 	"github.com/caravan-gitops/caravan/agent/nodes"
-	"github.com/caravan-gitops/caravan/pkg/api"
-	"github.com/caravan-gitops/caravan/test/bench/host"
-	"github.com/caravan-gitops/caravan/test/moto"
 )
-
-// rollLimit bounds the roll itself; stallLimit the time without a node
-// replaced, which takes seconds with the scaled SLA.
-const (
-	rollLimit  = 8 * time.Minute
-	stallLimit = time.Minute
-)
-
-func lastError(errs []string) string {
-	if len(errs) == 0 {
-		return "none"
-	}
-	return errs[len(errs)-1]
-}
 
 // rollResult is what the roll did, as its driver saw it.
 type rollResult struct {
@@ -65,6 +41,9 @@ type rollResult struct {
 	// What the pool looks like after the roll.
 	final finalState
 	sla   nodes.SLA
+	// The roller's process's VmHWM at the end of the roll, its most
+	// anonymous memory and its file pages then.
+	peakRSS, peakAnon, fileAtPeak int64
 }
 
 type finalState struct {
@@ -75,10 +54,9 @@ type finalState struct {
 
 func (r *rollResult) wall() time.Duration { return r.end.Sub(r.start) }
 
-// roll makes the pool outdated and drives the agent's roller until every
-// node is replaced: one Pass, then a wait for the roller's Trigger, the
-// next forecast force or drain_poll_interval, whichever comes first, as the
-// agent's loop does while a roll is under way.
+// roll makes the pool outdated and runs the agent's roller in a process
+// of its own until every node is replaced (rollerProcess), so that its
+// memory is measured alone.
 func (w *world) roll(ctx context.Context) (*rollResult, error) {
 	res := &rollResult{oldNodes: map[string]string{}}
 	list, err := w.cp.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: nodes.PoolLabel + "=" + pool})
@@ -88,141 +66,64 @@ func (w *world) roll(ctx context.Context) (*rollResult, error) {
 	for _, n := range list.Items {
 		res.oldNodes[n.Name] = nodes.InstanceID(n.Spec.ProviderID)
 	}
-
-	// The roller's parts, as agent.lead and the reconciler assemble them:
-	// a direct controller-runtime client without client-side rate limits,
-	// an Event recorder writing to the cluster, the agent's AWS access.
-	counter := newRequestCounter()
-	restCfg := rest.CopyConfig(w.cp.Config)
-	restCfg.QPS, restCfg.Burst = -1, 0
-	restCfg = counter.wrap(restCfg)
-	kube, err := client.New(restCfg, client.Options{Scheme: clientgoscheme.Scheme})
-	if err != nil {
-		return nil, err
-	}
-	cs, err := kubernetes.NewForConfig(restCfg)
-	if err != nil {
-		return nil, err
-	}
-	broadcaster := events.NewBroadcaster(&events.EventSinkImpl{Interface: cs.EventsV1()})
-	if err := broadcaster.StartRecordingToSinkWithContext(ctx); err != nil {
-		return nil, err
-	}
-	defer broadcaster.Shutdown()
-	recorder := broadcaster.NewRecorder(clientgoscheme.Scheme, "caravan-agent")
-	awsCfg := w.moto.AWSConfig(region)
-	describes := &describeCounter{}
-	awsCfg.HTTPClient = describes.client()
-	calls := moto.CountCalls(&awsCfg)
-	timeline := &awsTimeline{}
-	timeline.record(&awsCfg)
-	fleet := (&cloud.AWS{Config: awsCfg, Endpoint: w.moto.Endpoint}).Fleet(clusterID, region)
-	logFile, err := os.Create(filepath.Join(w.dir, "roller.log"))
-	if err != nil {
-		return nil, err
-	}
-	defer logFile.Close()
-	reg := prometheus.NewRegistry()
-	log := logr.FromSlogHandler(slog.NewJSONHandler(logFile, &slog.HandlerOptions{Level: slog.Level(-2)}))
-	roller := nodes.NewRoller(kube, fleet, recorder, log, nodes.NewMetrics(reg))
-	watcher, err := client.NewWithWatch(restCfg, client.Options{Scheme: clientgoscheme.Scheme})
-	if err != nil {
-		return nil, err
-	}
-	trigger := nodes.NewTrigger(watcher, log)
-	roller.WatchedBy(trigger)
-	trigger.Start(ctx)
-	defer trigger.Stop()
-
-	items := map[string]string{nodes.ConfigSurge: "1", nodes.ConfigCheckSpot: "false", nodes.ConfigPollInterval: w.opts.poll.String()}
-	for k, v := range scaledSLA {
-		items[k] = v
-	}
-	settings := nodes.SettingsOf("test", items, map[string]string{pool: newRevision})
-	a := api.Assignment{
-		Cluster: api.AssignedCluster{ID: clusterID, Region: region, Environment: "test"},
-		NodePools: []api.AssignedNodePool{{Name: pool, Profile: "worker-default", InstanceTypes: []string{instanceType},
-			MinSize: w.opts.nodes, MaxSize: w.opts.nodes + surgeRoom, DiscountStrategy: api.DiscountNone}},
-	}
-	cfg, err := settings.Config(a, false)
-	if err != nil {
-		return nil, err
-	}
-	if len(cfg.Pools) != 1 {
-		return nil, fmt.Errorf("the roll's config has %d pools, want 1", len(cfg.Pools))
-	}
-	res.sla = cfg.Pools[0].SLA
-
 	if err := w.outdate(ctx); err != nil {
 		return nil, err
 	}
-	host.Progress("rolling %d nodes: a Pass after each change, forecast force or %s", len(res.oldNodes), settings.Poll())
 	bridge0 := w.bridgeCalls.Snapshot()
-	res.start = time.Now()
-	var rolls []nodes.RollState
-	rolled := false
-	lastReport, lastChange, lastOutdated := res.start, res.start, -1
-	for {
-		t := time.Now()
-		out, err := roller.Pass(ctx, cfg, rolls)
-		res.passes = append(res.passes, time.Since(t))
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		if err != nil {
-			res.errors = append(res.errors, err.Error())
-			if len(res.errors) > 100 {
-				return nil, fmt.Errorf("the roller failed 100 times, last: %w", err)
-			}
-		}
-		rolls = out.Rolls
-		rolled = rolled || len(rolls) > 0
-		outdated := -1
-		for _, p := range out.Progress {
-			if p.Name == pool {
-				outdated = p.Outdated
-			}
-		}
-		if rolled && len(rolls) == 0 && outdated == 0 && err == nil {
-			break
-		}
-		if outdated != lastOutdated {
-			lastOutdated, lastChange = outdated, time.Now()
-		}
-		if time.Since(res.start) > rollLimit || time.Since(lastChange) > stallLimit {
-			res.timedOut = true
-			host.Progress("the roll stopped: %d nodes still outdated; the last error: %s", outdated, lastError(res.errors))
-			break
-		}
-		if time.Since(lastReport) >= 15*time.Second {
-			lastReport = time.Now()
-			host.Progress("%d of %d nodes outdated", outdated, len(res.oldNodes))
-		}
-		wake, stop := roller.Wake(trigger, nodes.NextWake(out.Progress), settings.Poll())
-		select {
-		case <-wake:
-		case <-ctx.Done():
-		}
-		stop()
+	out, err := w.runRoller(ctx, len(res.oldNodes))
+	if err != nil {
+		return nil, err
 	}
-	res.end = time.Now()
-	host.Progress("rolled in %s (%d passes)", res.wall().Round(100*time.Millisecond), len(res.passes))
-	res.counter = counter
-	res.requests = counter.between(res.start, res.end)
-	res.kinds = counter.snapshot()
-	res.aws = calls.Snapshot()
-	if n := describes.count(); n > 0 {
-		res.aws["EC2.DescribeInstances"] = n
-	}
+	res.start, res.end, res.passes, res.errors, res.timedOut = out.Start, out.End, out.Passes, out.Errors, out.TimedOut
+	res.counter = &requestCounter{entries: out.Requests}
+	res.requests = res.counter.between(res.start, res.end)
+	res.kinds = res.counter.snapshot()
+	res.aws, res.timeline = out.AWS, out.Timeline
+	res.evicted, res.refused, res.forced, res.waits = out.Evicted, out.Refused, out.Forced, out.Waits
+	res.sla, res.peakRSS, res.peakAnon, res.fileAtPeak = out.SLA, out.PeakRSS, out.PeakAnon, out.FileAtPeak
 	res.bridge = diff(w.bridgeCalls.Snapshot(), bridge0)
-	res.timeline = timeline.snapshot()
-	res.evicted, res.refused, res.forced, res.waits = rollerMetrics(reg)
 	if res.final, err = w.finalState(ctx); err != nil {
 		return nil, err
 	}
-	// The Events go out in the background; a moment for the last ones.
-	time.Sleep(time.Second)
 	return res, nil
+}
+
+// buildRoller builds the roller's process: this package with the
+// rollerproc tag, without the world.
+func buildRoller(ctx context.Context, dir string) (string, error) {
+	bin := filepath.Join(dir, "roller")
+	cmd := exec.CommandContext(ctx, "go", "build", "-tags", "rollerproc", "-o", bin, "github.com/caravan-gitops/caravan/test/bench/roll")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building the roller's process: %w\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// runRoller starts the roller's process and waits for
+// its roll.
+func (w *world) runRoller(ctx context.Context, oldNodes int) (rollerOutput, error) {
+	var out rollerOutput
+	spec := rollerSpec{Kubeconfig: w.cp.Kubeconfig, AWSEndpoint: w.moto.Endpoint, Nodes: w.opts.nodes, OldNodes: oldNodes,
+		Poll: w.opts.poll, Dir: w.dir}
+	specPath := filepath.Join(w.dir, "roller-spec.json")
+	if err := writeJSON(specPath, spec); err != nil {
+		return out, err
+	}
+	exe, err := buildRoller(ctx, w.dir)
+	if err != nil {
+		return out, err
+	}
+	cmd := exec.CommandContext(ctx, exe, specPath)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return out, fmt.Errorf("the roller's process: %w (its log: %s)", err, filepath.Join(w.dir, "roller.log"))
+	}
+	b, err := os.ReadFile(filepath.Join(w.dir, rollerOutputFile))
+	if err != nil {
+		return out, err
+	}
+	return out, json.Unmarshal(b, &out)
 }
 
 func diff(after, before map[string]int) map[string]int {
@@ -233,38 +134,6 @@ func diff(after, before map[string]int) map[string]int {
 		}
 	}
 	return out
-}
-
-// rollerMetrics reads the roller's counters: evictions by result, forced
-// deletions, and the waits by the rule that held a pod back.
-func rollerMetrics(reg *prometheus.Registry) (evicted, refused, forced int, waits map[string]int) {
-	waits = map[string]int{}
-	families, err := reg.Gather()
-	if err != nil {
-		return 0, 0, 0, waits
-	}
-	for _, f := range families {
-		for _, m := range f.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			v := int(m.GetCounter().GetValue())
-			switch f.GetName() {
-			case "caravan_agent_evictions_total":
-				if labels["result"] == "evicted" {
-					evicted = v
-				} else {
-					refused = v
-				}
-			case "caravan_agent_forced_deletions_total":
-				forced = v
-			case "caravan_agent_force_waits_total":
-				waits[labels["rule"]] = v
-			}
-		}
-	}
-	return evicted, refused, forced, waits
 }
 
 // finalState checks the pool after the roll: its nodes, their instances'
