@@ -69,6 +69,10 @@ type Command struct {
 	// later one found when they are read again stops the force.
 	Budgets         []string
 	LastForcedInPDB time.Time
+	// Siblings are the pods of those budgets the decision saw: others read
+	// when the force reads them again (the plan may have read a cache
+	// behind the API server) stop the force too.
+	Siblings []Sibling
 }
 
 func (c Command) String() string {

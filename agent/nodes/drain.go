@@ -7,7 +7,6 @@ package nodes
 import (
 	"context"
 	"fmt"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -50,7 +49,7 @@ func (r *Roller) Retire(ctx context.Context, pool string, sla SLA, backstop time
 		cmds, progress, memory = PlanRetire(snap, pool, sla, backstop)
 		r.memories[scope] = memory
 		_, refused, err := r.execute(ctx, scope, cmds)
-		if stale = apierrors.IsConflict(err); stale {
+		if stale = planBehind(err); stale {
 			continue
 		}
 		if err != nil || !refused {

@@ -748,3 +748,58 @@ func (f *forceRecord) byNode(t *testing.T, want map[string]int) map[string][]tim
 	}, 10*time.Second, 50*time.Millisecond, "forces by node: want %v", want)
 	return out
 }
+
+// joiningClient is the roller's client with a pod joining a budget when
+// the force reads the budget again: what a plan made on a cache behind
+// the API server would not have seen.
+type joiningClient struct {
+	client.Client
+	t      *testing.T
+	budget client.ObjectKey
+	node   string
+	labels map[string]string
+
+	mu     sync.Mutex
+	joined bool
+}
+
+func (c *joiningClient) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	if _, isBudget := obj.(*policyv1.PodDisruptionBudget); isBudget && key == c.budget {
+		c.join(ctx)
+	}
+	return c.Client.Get(ctx, key, obj, opts...)
+}
+
+func (c *joiningClient) join(ctx context.Context) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.joined {
+		return
+	}
+	c.joined = true
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "newcomer", Namespace: "default", Labels: c.labels},
+		Spec: corev1.PodSpec{NodeName: c.node, TerminationGracePeriodSeconds: new(int64), Containers: []corev1.Container{{Name: "app", Image: "app"}}}}
+	require.NoError(c.t, c.Client.Create(ctx, pod))
+}
+
+// A pod that joined the budget after the plan read it stops a force: the
+// force reads the budget's pods from the API server again, and the pass
+// decides once more on what it shows, here a sibling younger than the
+// sibling lifetimes, which holds the pod.
+func TestAPodJoiningTheBudgetSinceThePlanStopsTheForce(t *testing.T) {
+	r := newRig(t)
+	node := r.pool("workers")
+	other := r.pool("others")
+	labels := map[string]string{"app": "guarded"}
+	r.podOn(node.Name, "guarded", labels)
+	r.budget("guarded", labels, 1)
+	joining := &joiningClient{Client: r.kube, t: t, budget: client.ObjectKey{Namespace: "default", Name: "guarded"}, node: other.Name, labels: labels}
+	roller, reg := r.roller(joining)
+
+	sla := nodes.SLA{ForceEvictInterval: time.Hour, MinHealthySiblingLifetime: time.Hour, MinUnhealthySiblingLifetime: time.Hour}
+	_, err := roller.Pass(r.ctx, rollOf(sla, "workers"), nil)
+	require.NoError(t, err)
+	require.True(t, joining.joined, "the pass decided to force the pod, and read its budget again before")
+	assert.Zero(t, counter(t, reg, "caravan_agent_forced_deletions_total", "", ""), "no force on a plan behind the API server")
+	assert.NotNil(t, r.pod("newcomer"), "the pod that joined is there")
+}

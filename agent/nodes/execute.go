@@ -247,6 +247,7 @@ func (r *Roller) reread(ctx context.Context, c Command) (*corev1.Pod, []*policyv
 		return nil, nil, false, nil
 	}
 	budgets := make([]*policyv1.PodDisruptionBudget, 0, len(c.Budgets))
+	var siblings []Sibling
 	for _, key := range c.Budgets {
 		namespace, name, _ := strings.Cut(key, "/")
 		b := &policyv1.PodDisruptionBudget{}
@@ -261,8 +262,49 @@ func (r *Roller) reread(ctx context.Context, c Command) (*corev1.Pod, []*policyv
 			return nil, nil, false, nil
 		}
 		budgets = append(budgets, b)
+		covered, err := covered(ctx, source{Reader: r.kube}, b)
+		if err != nil {
+			return nil, nil, false, err
+		}
+		siblings = append(siblings, covered...)
+	}
+	if !allowDisruption(budgets) && !sameSiblings(c.Siblings, siblings, c.Pod.Name) {
+		r.log.Info("the budget's pods changed since the plan; deciding again", "pod", c.Pod.Namespace+"/"+c.Pod.Name)
+		return nil, nil, false, errPlanBehind
 	}
 	return pod, budgets, true, nil
+}
+
+// errPlanBehind stops a pass's commands when the API server shows what
+// the plan's snapshot did not: the next round reads it from there.
+var errPlanBehind = errors.New("the cluster changed since the plan")
+
+// planBehind says whether a command failed because the snapshot was
+// behind the API server: a write met a newer object (a conflict), or a
+// force's re-read found what the plan did not see.
+func planBehind(err error) bool {
+	return errors.Is(err, errPlanBehind) || apierrors.IsConflict(err)
+}
+
+// sameSiblings says whether the siblings the API server shows now, but
+// the pod itself, are those a decision saw, in the same state.
+func sameSiblings(decided, now []Sibling, pod string) bool {
+	before := make(map[string]Sibling, len(decided))
+	for _, s := range decided {
+		before[s.Name] = s
+	}
+	matched := map[string]bool{}
+	for _, s := range now {
+		if s.Name == pod || matched[s.Name] {
+			continue
+		}
+		d, ok := before[s.Name]
+		if !ok || d.Ready != s.Ready || d.Terminating != s.Terminating || !d.ReadySince.Equal(s.ReadySince) || !d.Created.Equal(s.Created) {
+			return false
+		}
+		matched[s.Name] = true
+	}
+	return len(matched) == len(before)
 }
 
 // forecast writes on the pod when it may be forced, and says so once in an

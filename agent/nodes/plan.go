@@ -422,7 +422,7 @@ func (p *planner) decide(pod *corev1.Pod, n *corev1.Node, node NodeState, sla SL
 	d := Decide(p.snap.Now, node, PodState{Namespace: pod.Namespace, Name: pod.Name, Created: latest(pod.CreationTimestamp), EvictionRefused: true},
 		siblings, history, sla)
 	if d.Action == Force {
-		p.emit(Command{Kind: ForceDeletion, Node: n, Pod: pod, Decision: d, Budgets: keys, LastForcedInPDB: history.LastForcedInPDB})
+		p.emit(Command{Kind: ForceDeletion, Node: n, Pod: pod, Decision: d, Budgets: keys, LastForcedInPDB: history.LastForcedInPDB, Siblings: siblings})
 		delete(p.memory.Refusals, pod.UID)
 		p.forced[pod.Namespace+"/"+pod.Name] = true
 		p.nodeForced[n.Name] = p.snap.Now

@@ -2,7 +2,6 @@ package nodes
 
 import (
 	"context"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"slices"
 	"time"
 
@@ -161,8 +160,8 @@ func (r *Roller) Pass(ctx context.Context, cfg RollConfig, rolls []RollState) (P
 		r.memories[rollScope] = planned.Memory
 		done, refused, err := r.execute(ctx, rollScope, cmds)
 		out = PassResult{Rolls: settle(planned.Rolls, snap, cmds, done), Progress: planned.Progress}
-		if stale = apierrors.IsConflict(err); stale {
-			r.log.V(1).Info("a write met a newer object than the pass read; reading again", "error", err.Error())
+		if stale = planBehind(err); stale {
+			r.log.V(1).Info("the pass read the cluster behind the API server; reading again", "error", err.Error())
 			continue
 		}
 		if err != nil || !refused {

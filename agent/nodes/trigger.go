@@ -124,7 +124,10 @@ func (t *Trigger) informers(ctx context.Context) (cache.Cache, []func() bool, er
 		return nil, nil, err
 	}
 	c, err := cache.New(t.config, cache.Options{
-		ByObject:         map[client.Object]cache.ByObject{&corev1.Node{}: {Label: labels.NewSelector().Add(*inPool)}},
+		ByObject: map[client.Object]cache.ByObject{
+			&corev1.Node{}: {Label: labels.NewSelector().Add(*inPool), Transform: keepOfNode},
+			&corev1.Pod{}:  {Transform: keepOfPod},
+		},
 		DefaultTransform: cache.TransformStripManagedFields(),
 	})
 	if err != nil {
@@ -443,4 +446,30 @@ func kindOf(obj client.Object) string {
 	default:
 		return "PodDisruptionBudget"
 	}
+}
+
+// keepOfPod keeps of a cached pod what a pass reads (its metadata, its
+// node, its phase and conditions), so that the cache of a cluster's pods
+// stays small: a force reads the whole pod from the API server.
+func keepOfPod(obj any) (any, error) {
+	pod, ok := obj.(*corev1.Pod)
+	if !ok {
+		return obj, nil
+	}
+	pod.ManagedFields = nil
+	pod.Spec = corev1.PodSpec{NodeName: pod.Spec.NodeName}
+	pod.Status = corev1.PodStatus{Phase: pod.Status.Phase, Conditions: pod.Status.Conditions}
+	return pod, nil
+}
+
+// keepOfNode keeps of a cached Node what a pass reads and writes: its
+// metadata, spec (provider ID, taints, cordon) and conditions.
+func keepOfNode(obj any) (any, error) {
+	n, ok := obj.(*corev1.Node)
+	if !ok {
+		return obj, nil
+	}
+	n.ManagedFields = nil
+	n.Status = corev1.NodeStatus{Conditions: n.Status.Conditions}
+	return n, nil
 }

@@ -154,8 +154,9 @@ func (w *world) finalState(ctx context.Context) (finalState, error) {
 		ids = append(ids, aws.ToString(i.InstanceId))
 	}
 	revisions := map[string]string{}
-	if len(ids) > 0 {
-		out, err := w.ec2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: ids})
+	pages := ec2.NewDescribeInstancesPaginator(w.ec2, &ec2.DescribeInstancesInput{InstanceIds: ids})
+	for len(ids) > 0 && pages.HasMorePages() {
+		out, err := pages.NextPage(ctx)
 		if err != nil {
 			return st, err
 		}
