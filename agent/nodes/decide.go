@@ -250,17 +250,14 @@ func unknownTime(pod PodState, siblings []Sibling) (string, bool) {
 }
 
 // ForecastAnnotation is the value of ForceEvictAfterAnnotation for a
-// decision: its At in RFC 3339, UTC, rounded up to the second so the
-// annotation never promises a force earlier than allowed. It reports false
-// when the decision is not a Wait with a known time; the annotation should
-// then be removed.
+// decision: its At in RFC 3339 with its fraction of a second, UTC, the
+// instant the force is planned for: rounded to the second either way, the
+// annotation would promise a force earlier than allowed, or announce one
+// later than it comes. It reports false when the decision is not a Wait
+// with a known time; the annotation should then be removed.
 func ForecastAnnotation(d Decision) (string, bool) {
 	if d.Action != Wait || d.At.IsZero() {
 		return "", false
 	}
-	at := d.At.UTC()
-	if t := at.Truncate(time.Second); t.Before(at) {
-		at = t.Add(time.Second)
-	}
-	return at.Format(time.RFC3339), true
+	return d.At.UTC().Format(time.RFC3339Nano), true
 }

@@ -209,12 +209,12 @@ func TestForecastAnnotation(t *testing.T) {
 		want string
 		ok   bool
 	}{
-		"wait with a time":         {Decision{Action: Wait, At: base, Rule: RuleGracePeriod}, "2024-03-01T12:00:00Z", true},
-		"rounded up to the second": {Decision{Action: Wait, At: base.Add(time.Millisecond)}, "2024-03-01T12:00:01Z", true},
-		"in UTC":                   {Decision{Action: Wait, At: base.In(time.FixedZone("x", 3600))}, "2024-03-01T12:00:00Z", true},
-		"wait without a time":      {Decision{Action: Wait, Rule: RuleSiblingTerminating}, "", false},
-		"force":                    {Decision{Action: Force}, "", false},
-		"evict":                    {Decision{Action: Evict}, "", false},
+		"wait with a time":            {Decision{Action: Wait, At: base, Rule: RuleGracePeriod}, "2024-03-01T12:00:00Z", true},
+		"to the fraction of a second": {Decision{Action: Wait, At: base.Add(time.Millisecond)}, "2024-03-01T12:00:00.001Z", true},
+		"in UTC":                      {Decision{Action: Wait, At: base.In(time.FixedZone("x", 3600))}, "2024-03-01T12:00:00Z", true},
+		"wait without a time":         {Decision{Action: Wait, Rule: RuleSiblingTerminating}, "", false},
+		"force":                       {Decision{Action: Force}, "", false},
+		"evict":                       {Decision{Action: Evict}, "", false},
 	} {
 		got, ok := ForecastAnnotation(c.d)
 		assert.Equal(t, c.want, got, name)

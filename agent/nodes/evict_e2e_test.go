@@ -641,6 +641,48 @@ func TestAForceInTheBudgetSinceThePlanHoldsTheForce(t *testing.T) {
 	assert.Zero(t, counter(t, reg, "caravan_agent_forced_deletions_total", "", ""))
 }
 
+// failingDeleteClient is the roller's client with its deletions of pods
+// failing before they reach the API server, as when the agent is killed
+// at that moment.
+type failingDeleteClient struct {
+	client.Client
+}
+
+func (c failingDeleteClient) Delete(ctx context.Context, obj client.Object, opts ...client.DeleteOption) error {
+	if _, isPod := obj.(*corev1.Pod); isPod {
+		return fmt.Errorf("the agent stopped before deleting pod %s", obj.GetName())
+	}
+	return c.Client.Delete(ctx, obj, opts...)
+}
+
+// A force is recorded on its node and budgets before the pod is deleted:
+// an agent stopped between the two and started again counts the force
+// interval from it, and a deletion that never happened only delays the
+// next force.
+func TestAForceIsRecordedBeforeThePodIsDeleted(t *testing.T) {
+	r := newRig(t)
+	node := r.pool("workers")
+	r.podOn(node.Name, "guarded", map[string]string{"app": "guarded"})
+	r.budget("guarded", map[string]string{"app": "guarded"}, 1)
+	failing, _ := r.roller(failingDeleteClient{Client: r.kube})
+	sla := nodes.SLA{ForceEvictInterval: time.Hour}
+
+	_, err := failing.Pass(r.ctx, rollOf(sla, "workers"), nil)
+	require.ErrorContains(t, err, "the agent stopped before deleting pod guarded")
+	assert.Nil(t, r.pod("guarded").DeletionTimestamp)
+	onNode := r.node(node.Name).Annotations[nodes.LastForcedAnnotation]
+	assert.NotEmpty(t, onNode, "the node records the force")
+	budget := &policyv1.PodDisruptionBudget{}
+	require.NoError(t, r.kube.Get(r.ctx, client.ObjectKey{Namespace: "default", Name: "guarded"}, budget))
+	assert.Equal(t, onNode, budget.Annotations[nodes.LastForcedAnnotation], "and so does the budget")
+
+	restarted, reg := r.roller(r.kube)
+	_, err = restarted.Pass(r.ctx, rollOf(sla, "workers"), nil)
+	require.NoError(t, err)
+	assert.Nil(t, r.pod("guarded").DeletionTimestamp, "the next force waits the interval from the one recorded")
+	assert.Zero(t, counter(t, reg, "caravan_agent_forced_deletions_total", "", ""))
+}
+
 // Two pools each drain a node holding pods of one budget, at the same
 // time: forces on the two nodes are never closer than the SLA's force
 // interval, which counts per budget across the cluster, not only per node.

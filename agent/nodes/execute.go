@@ -206,6 +206,14 @@ func (r *Roller) force(ctx context.Context, scope string, c Command) error {
 		r.remember(scope, pod.UID, result, &refused)
 		return err
 	}
+	// The force is recorded before it is made: an agent killed between the
+	// two would otherwise forget it and, restarted, force again in the
+	// same budget at once. A deletion that then fails leaves a force
+	// recorded that did not happen, which only delays the next one.
+	now := r.now().UTC().Format(time.RFC3339Nano)
+	if err := r.recordForce(ctx, c.Node, budgets, now); err != nil {
+		return err
+	}
 	if err := r.kube.Delete(ctx, pod, client.Preconditions{UID: &c.Pod.UID}); err != nil {
 		if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
 			// Gone, or replaced under its name since the re-read: not the
@@ -217,9 +225,14 @@ func (r *Roller) force(ctx context.Context, scope string, c Command) error {
 	r.trigger.Leaving(pod)
 	r.metrics.forced.Inc()
 	r.log.Info("forced the deletion of a pod its budget refused to evict", "pod", pod.Namespace+"/"+pod.Name, "node", c.Node.Name, "rule", c.Decision.String())
-	now := r.now().UTC().Format(time.RFC3339Nano)
 	events.Publish(r.events, forcedEvictionEvent(pod, c.Node))
-	if err := r.patchNode(ctx, c.Node, anyVersion, func(n *corev1.Node) { n.Annotations[LastForcedAnnotation] = now }); err != nil {
+	return nil
+}
+
+// recordForce writes the time of a force on its node and on the pod's
+// budgets, where the drain SLA's intervals are counted from.
+func (r *Roller) recordForce(ctx context.Context, node *corev1.Node, budgets []*policyv1.PodDisruptionBudget, at string) error {
+	if err := r.patchNode(ctx, node, anyVersion, func(n *corev1.Node) { n.Annotations[LastForcedAnnotation] = at }); err != nil {
 		return err
 	}
 	for _, b := range budgets {
@@ -227,7 +240,7 @@ func (r *Roller) force(ctx context.Context, scope string, c Command) error {
 		if b.Annotations == nil {
 			b.Annotations = map[string]string{}
 		}
-		b.Annotations[LastForcedAnnotation] = now
+		b.Annotations[LastForcedAnnotation] = at
 		if err := r.kube.Patch(ctx, b, patch); err != nil {
 			return fmt.Errorf("recording the forced termination on PodDisruptionBudget %s/%s: %w", b.Namespace, b.Name, err)
 		}
