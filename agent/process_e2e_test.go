@@ -42,15 +42,22 @@ type agentProcess struct {
 	t    *testing.T
 	cmd  *exec.Cmd
 	done chan struct{}
+	// logPath is the file of the process's log.
+	logPath string
 }
 
 // startAgentProcess runs caravan-agent as the fleet's in-process agent is
 // configured, with its flags, its token in the environment and its log in
-// the test's temporary folder.
+// the test's temporary folder, or, for a developer reading a run, in the
+// folder CARAVAN_AGENT_LOG_DIR names, where it is kept.
 func (f *fleet) startAgentProcess() *agentProcess {
 	bin, err := agentBinary()
 	require.NoError(f.t, err)
-	log, err := os.CreateTemp(f.t.TempDir(), "agent-*.log")
+	dir := os.Getenv("CARAVAN_AGENT_LOG_DIR")
+	if dir == "" {
+		dir = f.t.TempDir()
+	}
+	log, err := os.CreateTemp(dir, "agent-*.log")
 	require.NoError(f.t, err)
 	cmd := exec.Command(bin, "--cluster-id", clusterID, "--registry-url", f.central.URL, "--kubeconfig", f.cp.Kubeconfig,
 		"--namespace", "caravan-system", "--git-secret", "git", "--interval", "2s", "--health-timeout", "1m",
@@ -58,7 +65,7 @@ func (f *fleet) startAgentProcess() *agentProcess {
 	cmd.Env = append(os.Environ(), "CARAVAN_REGISTRY_TOKEN="+f.token)
 	cmd.Stdout, cmd.Stderr = log, log
 	require.NoError(f.t, cmd.Start())
-	p := &agentProcess{t: f.t, cmd: cmd, done: make(chan struct{})}
+	p := &agentProcess{t: f.t, cmd: cmd, done: make(chan struct{}), logPath: log.Name()}
 	go func() {
 		_ = cmd.Wait()
 		_ = log.Close()

@@ -1,10 +1,12 @@
 package gitserver
 
 import (
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -32,4 +34,21 @@ func TestCloneAndPushThroughTheServer(t *testing.T) {
 	cmd := exec.Command("git", "ls-remote", bad)
 	cmd.Env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0")
 	assert.Error(t, cmd.Run(), "a wrong password is refused")
+}
+
+func TestAServerDownRefusesAndUpServesAgain(t *testing.T) {
+	s := Start(t)
+	src := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(src, "README"), []byte("hello\n"), 0o644))
+	first, err := s.CreateRepo("config", src, "dev")
+	require.NoError(t, err)
+
+	require.NoError(t, s.Down())
+	_, err = net.Dial("tcp", strings.TrimPrefix(s.URL, "http://"))
+	require.ErrorIs(t, err, syscall.ECONNREFUSED, "a server down refuses connections")
+
+	require.NoError(t, s.Up())
+	refs, err := exec.Command("git", "ls-remote", s.AuthURL("config")).Output()
+	require.NoError(t, err)
+	assert.Contains(t, string(refs), first+"\trefs/heads/dev", "the repositories are kept")
 }
