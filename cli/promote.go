@@ -165,14 +165,17 @@ func (a *app) promote(ctx context.Context, from, to string, f *promoteFlags) err
 // verdict changed since it was checked may hold it back.
 func (a *app) recordPromotion(ctx context.Context, cl *registry.Client, from, to string, gate *api.PromotionGate, f *promoteFlags, result *promotion, previous, done string) error {
 	short := configrepo.Short(gate.Commit)
+	// The errors after a change are formatted, not wrapped: the command
+	// line prints a wrapped registry problem alone, which would hide that
+	// the branch has moved, or that the promotion is recorded.
 	rec, err := cl.RecordPromotion(ctx, to, &api.PromotionRequest{From: from, Commit: gate.Commit, PreviousCommit: previous, OverrideReason: strings.TrimSpace(f.reason)})
 	if err != nil {
-		return fmt.Errorf("%s now points to %s, but recording the promotion in the registry failed: %w", to, short, err)
+		return fmt.Errorf("%s now points to %s, but recording the promotion in the registry failed: %v", to, short, err)
 	}
 	result.Promotion = rec
 	target, _, err := cl.GetChannel(ctx, to)
 	if err != nil {
-		return fmt.Errorf("the promotion of %s to %s is recorded, but reading what %s publishes failed: %w", short, to, to, err)
+		return fmt.Errorf("the promotion of %s to %s is recorded, but reading what %s publishes failed: %v", short, to, to, err)
 	}
 	result.Published = target.Publication
 	if held := target.Publication; held != nil && held.Held != nil && held.Held.Commit == gate.Commit {

@@ -3,6 +3,11 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -98,21 +103,36 @@ func (f *promotionFleet) forcePush(branch, commit string) {
 // head is the commit branch points to on the git server.
 func (f *promotionFleet) head(branch string) string {
 	f.t.Helper()
-	out, err := exec.Command("git", "--git-dir", filepath.Join(f.git.Root, "config.git"), "rev-parse", "refs/heads/"+branch).Output()
+	commit, err := f.branchHead(branch)
 	require.NoError(f.t, err)
-	return strings.TrimSpace(string(out))
+	return commit
+}
+
+// branchHead is head for a goroutine that cannot end the test.
+func (f *promotionFleet) branchHead(branch string) (string, error) {
+	out, err := exec.Command("git", "--git-dir", filepath.Join(f.git.Root, "config.git"), "rev-parse", "refs/heads/"+branch).Output()
+	if err != nil {
+		return "", fmt.Errorf("reading the head of branch %s: %w", branch, err)
+	}
+	return strings.TrimSpace(string(out)), nil
 }
 
 // ran records, as an agent's report received at the given time, that the
 // cluster runs commit, with the problems given.
 func (f *promotionFleet) ran(clusterID, commit string, at time.Time, problems ...string) {
 	f.t.Helper()
+	require.NoError(f.t, f.store.PutStatus(context.Background(), clusterID, idleOn(commit, at, problems...), "agent"))
+}
+
+// idleOn is an agent's report, made at the given time, that its cluster
+// runs commit, with the problems given.
+func idleOn(commit string, at time.Time, problems ...string) api.ClusterStatus {
 	st := api.ClusterStatus{CurrentVersion: commit + "#0123456789abcdef", NextVersion: commit + "#0123456789abcdef", Phase: api.PhaseIdle,
 		Heartbeat: at, ReceivedAt: at, NodePools: []api.NodePoolProgress{}, Problems: []api.StatusProblem{}}
 	for _, p := range problems {
 		st.Problems = append(st.Problems, api.StatusProblem{Type: "https://caravan.io/problems/apply", Title: p, Since: at})
 	}
-	require.NoError(f.t, f.store.PutStatus(context.Background(), clusterID, st, "agent"))
+	return st
 }
 
 // reported records a fresh report of the cluster (received now) that
@@ -146,6 +166,102 @@ func (f *promotionFleet) promotions() []api.Promotion {
 		out = append(out, p)
 	}
 	return out
+}
+
+// agent is a registry client with the agent token of the cluster.
+func (f *promotionFleet) agent(clusterID string) *registry.Client {
+	f.t.Helper()
+	cl, err := registry.New(f.server.URL, f.server.Token(f.t, api.RoleAgent, clusterID))
+	require.NoError(f.t, err)
+	return cl
+}
+
+// assigned is the commit the cluster's assignment gives its agent, with
+// the assignment's ETag.
+func (f *promotionFleet) assigned(agent *registry.Client, clusterID string) (commit, etag string, err error) {
+	res, err := agent.GetAssignment(context.Background(), clusterID, registry.AssignmentOptions{})
+	if err != nil {
+		return "", "", err
+	}
+	return res.Assignment.Channel.Commit, res.ETag, nil
+}
+
+// nextAssignment long-polls the cluster's assignment as its agent does,
+// until it differs from the one with etag, and sends that one, or why the
+// long-poll failed.
+func (f *promotionFleet) nextAssignment(agent *registry.Client, clusterID, etag string) <-chan polled {
+	next := make(chan polled, 1)
+	go func() {
+		for {
+			res, err := agent.GetAssignment(f.t.Context(), clusterID, registry.AssignmentOptions{IfNoneMatch: etag, Wait: 30 * time.Second})
+			if err != nil || !res.NotModified {
+				next <- polled{res, err}
+				return
+			}
+		}
+	}()
+	return next
+}
+
+// polled is the answer to a long-poll.
+type polled struct {
+	*registry.AssignmentResult
+	err error
+}
+
+// publication is what the registry publishes on the channel, as
+// `caravan channels get` shows it.
+func (f *promotionFleet) publication(channel string) *api.ChannelPublication {
+	f.t.Helper()
+	var ch api.Channel
+	require.NoError(f.t, json.Unmarshal([]byte(f.run("channels", "get", channel, "-o", "json")), &ch))
+	require.NotNil(f.t, ch.Publication, "channel %s", channel)
+	return ch.Publication
+}
+
+// proxyRecords starts a reverse proxy in front of the registry and returns
+// its URL. When a promotion's record (POST .../promotions) passes, it runs
+// before ahead of forwarding the request, and after once the registry has
+// answered, ahead of passing the answer back: a change the test makes
+// there lands between what promote checked and what it records, or
+// between the record and what promote reads next.
+func (f *promotionFleet) proxyRecords(before func(), after func(status int)) string {
+	f.t.Helper()
+	target, err := url.Parse(f.server.URL)
+	require.NoError(f.t, err)
+	isRecord := func(r *http.Request) bool {
+		return r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/promotions")
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.ModifyResponse = func(res *http.Response) error {
+		if after != nil && isRecord(res.Request) {
+			after(res.StatusCode)
+		}
+		return nil
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if before != nil && isRecord(r) {
+			before()
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	f.t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// tryVia runs caravan as the admin against the registry at serverURL.
+func (f *promotionFleet) tryVia(serverURL string, args ...string) (int, string, string) {
+	f.t.Helper()
+	return run(f.t, "", append(args, "--server", serverURL, "--token", f.server.AdminToken)...)
+}
+
+// soakedOnDev has both clusters of dev run dev's head for an hour and
+// report now: the gate from dev is met for it.
+func (f *promotionFleet) soakedOnDev() {
+	f.t.Helper()
+	f.ran(devCluster1, f.dns, time.Now().Add(-time.Hour))
+	f.ran(devCluster2, f.dns, time.Now().Add(-time.Hour))
+	f.reported(devCluster1, devCluster2)
 }
 
 func TestPromoteWithTheGateMet(t *testing.T) {
@@ -212,9 +328,7 @@ func TestPromoteOverridingTheGateKeepsTheReason(t *testing.T) {
 func TestPromoteRefusesANonFastForward(t *testing.T) {
 	f := startPromotionFleet(t)
 	hotfix := f.commit("alpha", "hotfix on alpha")
-	f.ran(devCluster1, f.dns, time.Now().Add(-time.Hour))
-	f.ran(devCluster2, f.dns, time.Now().Add(-time.Hour))
-	f.reported(devCluster1, devCluster2)
+	f.soakedOnDev()
 
 	code, stdout, stderr := f.try("", "promote", "dev", "alpha")
 	assert.Equal(t, ExitError, code)
@@ -227,9 +341,7 @@ func TestPromoteRefusesANonFastForward(t *testing.T) {
 
 func TestPromoteDryRunChangesNothing(t *testing.T) {
 	f := startPromotionFleet(t)
-	f.ran(devCluster1, f.dns, time.Now().Add(-time.Hour))
-	f.ran(devCluster2, f.dns, time.Now().Add(-time.Hour))
-	f.reported(devCluster1, devCluster2)
+	f.soakedOnDev()
 
 	out := f.run("promote", "dev", "alpha", "--dry-run")
 	assert.Contains(t, out, "verdict: met")
@@ -366,9 +478,7 @@ func TestChannelsListHistoryAndRollout(t *testing.T) {
 
 func TestPromoteIntoAFrozenChannel(t *testing.T) {
 	f := startPromotionFleet(t)
-	f.ran(devCluster1, f.dns, time.Now().Add(-time.Hour))
-	f.ran(devCluster2, f.dns, time.Now().Add(-time.Hour))
-	f.reported(devCluster1, devCluster2)
+	f.soakedOnDev()
 	freeze := f.createFreeze("--reason", "Cyber Week", "--channel", "alpha", "--until", "24h")
 	f.createFreeze("--reason", "only production", "--channel", "alpha", "--environment", "production", "--until", "24h")
 	f.createFreeze("--reason", "to come", "--all", "--from", "30h", "--until", "31h")
@@ -506,4 +616,177 @@ lifecycle_status: ready
 	require.NotNil(t, result.Published)
 	assert.Equal(t, fix, result.Published.Commit, "the registry publishes it")
 	assert.Nil(t, result.Published.Held)
+}
+
+// TestPromoteRecordedBeforeTheRegistryReadsTheHead: promote records the
+// promotion into alpha (gate enforced) right after its push, before the
+// registry has read alpha's new head. The registry takes the record while
+// it still publishes the old head, and publishes the promoted commit as
+// soon as it reads the head (the record makes it read the branch again on
+// the next request, here promote's own): agents are given it, and it is
+// never shown as held.
+func TestPromoteRecordedBeforeTheRegistryReadsTheHead(t *testing.T) {
+	f := startPromotionFleet(t)
+	f.run("channels", "patch", "alpha", "--patch", `{"gate":"enforced"}`)
+	f.soakedOnDev()
+	agent := f.agent(alphaCluster)
+	commit, etag, err := f.assigned(agent, alphaCluster)
+	require.NoError(t, err)
+	require.Equal(t, f.first, commit)
+	next := f.nextAssignment(agent, alphaCluster, etag)
+
+	// atRecord is what the registry and the git server held when the
+	// registry had answered the record.
+	type atRecord struct {
+		status    int
+		branch    string
+		published api.ChannelPublication
+		assigned  string
+	}
+	seen := make(chan atRecord, 1)
+	proxy := f.proxyRecords(nil, func(status int) {
+		at := atRecord{status: status}
+		var err error
+		at.branch, err = f.branchHead("alpha")
+		assert.NoError(t, err)
+		pubs, err := f.store.Publications(context.Background())
+		assert.NoError(t, err)
+		at.published = pubs["alpha"]
+		at.assigned, _, err = f.assigned(agent, alphaCluster)
+		assert.NoError(t, err)
+		seen <- at
+	})
+
+	code, stdout, stderr := f.tryVia(proxy, "promote", "dev", "alpha", "-o", "json")
+	require.Equal(t, ExitOK, code, stderr)
+	var at atRecord
+	select {
+	case at = <-seen:
+	default:
+		require.Fail(t, "the promotion's record did not pass the proxy")
+	}
+	assert.Equal(t, http.StatusCreated, at.status, "the record is accepted")
+	assert.Equal(t, f.dns, at.branch, "alpha's branch was pushed before the record")
+	assert.Equal(t, f.first, at.published.Commit, "the registry had not read alpha's new head when it took the record")
+	assert.Nil(t, at.published.Held, "the head the registry had read is published, nothing is held")
+	assert.Equal(t, f.dns, at.published.Promoted, "the record lets the promoted commit through once the registry reads it")
+	assert.Equal(t, f.first, at.assigned, "alpha's agents still had the old head")
+
+	var result promotion
+	require.NoError(t, json.Unmarshal([]byte(stdout), &result))
+	assert.True(t, result.Pushed)
+	require.NotNil(t, result.Promotion)
+	assert.True(t, result.Promotion.GateMet)
+	require.NotNil(t, result.Published)
+	assert.Equal(t, f.dns, result.Published.Commit, "read after the record, alpha publishes the promoted commit")
+	assert.Nil(t, result.Published.Held)
+
+	select {
+	case p := <-next:
+		require.NoError(t, p.err)
+		assert.Equal(t, f.dns, p.Assignment.Channel.Commit, "the long-poll of alpha's agent is answered with the promoted commit")
+		assert.Equal(t, api.GateEnforced, p.Assignment.Channel.Gate)
+	case <-time.After(time.Minute):
+		require.Fail(t, "alpha's agent was not given a new assignment within a minute")
+	}
+	f.server.AnnouncePush(t, webhookSecret, "alpha")
+	published := f.publication("alpha")
+	assert.Equal(t, f.dns, published.Commit, "a later read of the head keeps it published")
+	assert.Nil(t, published.Held)
+	recorded := f.promotions()
+	require.Len(t, recorded, 1)
+	assert.Equal(t, f.dns, recorded[0].Commit)
+	assert.True(t, recorded[0].GateMet)
+}
+
+// TestPromoteHeldWhenAClusterFailsBeforeTheRecord: the gate is met when
+// promote checks it, but a cluster of dev reports a problem before the
+// record reaches the registry. The registry records the promotion with
+// the verdict it finds then, not met, and holds the pushed commit back
+// from alpha's agents (gate enforced); promote says so and exits 1. The
+// push stays: alpha's branch holds the commit, which an override with a
+// reason lets through.
+func TestPromoteHeldWhenAClusterFailsBeforeTheRecord(t *testing.T) {
+	f := startPromotionFleet(t)
+	f.run("channels", "patch", "alpha", "--patch", `{"gate":"enforced"}`)
+	f.soakedOnDev()
+	failing := f.agent(devCluster2)
+	proxy := f.proxyRecords(func() {
+		st := idleOn(f.dns, time.Now(), "Apply failed")
+		assert.NoError(t, failing.PutClusterStatus(context.Background(), devCluster2, &st), "the report of a failure on dev")
+	}, nil)
+
+	code, stdout, stderr := f.tryVia(proxy, "promote", "dev", "alpha")
+	assert.Equal(t, ExitError, code)
+	assert.Contains(t, stdout, "verdict: met\n", "the gate was met when promote checked it")
+	assert.Contains(t, stdout, "promoted "+f.dns[:7]+" (four DNS replicas) from dev to alpha, which was at "+f.first[:7]+"\n")
+	failed := devCluster2 + ": reports a problem: Apply failed"
+	assert.Regexp(t, `^Error: the registry holds `+f.dns[:7]+` back from the agents of alpha: the promotion of `+f.dns[:7]+` from dev recorded by admin-\S+ at 20\S+Z did not meet the gate \(`+
+		regexp.QuoteMeta(failed)+`\) and gave no override reason: its agents keep `+f.first[:7]+`; caravan promote dev alpha --commit `+f.dns+` --override-gate --reason "\.\.\." lets it through\n$`, stderr)
+	assert.Equal(t, f.dns, f.head("alpha"), "the push is not undone")
+
+	recorded := f.promotions()
+	require.Len(t, recorded, 1, "the registry records a promotion whose branch has moved, whatever its verdict")
+	assert.Equal(t, "dev", recorded[0].From)
+	assert.Equal(t, f.dns, recorded[0].Commit)
+	assert.Equal(t, f.first, recorded[0].PreviousCommit)
+	assert.False(t, recorded[0].GateMet, "the verdict when the registry recorded it")
+	assert.Equal(t, []string{failed}, recorded[0].GateReasons)
+	assert.Empty(t, recorded[0].OverrideReason)
+	published := f.publication("alpha")
+	assert.Equal(t, f.first, published.Commit)
+	require.NotNil(t, published.Held)
+	assert.Equal(t, f.dns, published.Held.Commit)
+	commit, _, err := f.assigned(f.agent(alphaCluster), alphaCluster)
+	require.NoError(t, err)
+	assert.Equal(t, f.first, commit, "alpha's agents keep the commit they had")
+
+	out := f.run("promote", "dev", "alpha", "--commit", f.dns, "--override-gate", "--reason", "the failure on dev-2 is its own, checked by hand")
+	assert.Contains(t, out, "alpha is at "+f.dns[:7]+" already, held back from its agents: recorded the promotion")
+	assert.Equal(t, f.dns, f.publication("alpha").Commit)
+}
+
+// TestPromoteIntoAChannelFrozenBeforeTheRecord: a freeze of alpha created
+// after promote checked the gate refuses the record, which the registry
+// takes into a frozen channel only with an override reason. promote says
+// that the record failed and exits 1; the push stays, and once the
+// registry reads alpha's head it holds it back (gate enforced) as a push
+// without a promotion, until an override records it.
+func TestPromoteIntoAChannelFrozenBeforeTheRecord(t *testing.T) {
+	f := startPromotionFleet(t)
+	f.run("channels", "patch", "alpha", "--patch", `{"gate":"enforced"}`)
+	f.soakedOnDev()
+	admin, err := registry.New(f.server.URL, f.server.AdminToken)
+	require.NoError(t, err)
+	frozen := make(chan string, 1)
+	proxy := f.proxyRecords(func() {
+		fz, _, err := admin.CreateFreeze(context.Background(), &api.Freeze{Channel: "alpha", Reason: "Cyber Week", Until: time.Now().Add(24 * time.Hour)})
+		if assert.NoError(t, err, "freezing alpha") {
+			frozen <- fz.ID
+		}
+	}, nil)
+
+	code, stdout, stderr := f.tryVia(proxy, "promote", "dev", "alpha")
+	assert.Equal(t, ExitError, code)
+	assert.Contains(t, stdout, "verdict: met\n", "alpha was not frozen when promote checked the gate")
+	var freeze string
+	select {
+	case freeze = <-frozen:
+	default:
+		require.Fail(t, "the promotion's record did not pass the proxy")
+	}
+	assert.Regexp(t, `^Error: alpha now points to `+f.dns[:7]+`, but recording the promotion in the registry failed: POST /channels/alpha/promotions: Channel frozen: channel alpha is frozen until 20\S+Z by admin-\S+: Cyber Week \(freeze `+regexp.QuoteMeta(freeze)+`\); a promotion into a frozen channel is recorded only with override_reason\n$`, stderr)
+	assert.Equal(t, f.dns, f.head("alpha"), "the push is not undone")
+	assert.Empty(t, f.promotions(), "nothing is recorded")
+
+	f.server.AnnouncePush(t, webhookSecret, "alpha")
+	published := f.publication("alpha")
+	assert.Equal(t, f.first, published.Commit)
+	require.NotNil(t, published.Held)
+	assert.Equal(t, f.dns, published.Held.Commit)
+	assert.Contains(t, published.Held.Reason, f.dns[:7]+" arrived on branch alpha without a promotion from dev")
+
+	out := f.run("promote", "dev", "alpha", "--commit", f.dns, "--override-gate", "--reason", "hotfix for incident 4711, cleared with the freeze's owner")
+	assert.Contains(t, out, "alpha is at "+f.dns[:7]+" already, held back from its agents: recorded the promotion")
+	assert.Equal(t, f.dns, f.publication("alpha").Commit)
 }
