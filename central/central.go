@@ -5,6 +5,7 @@ package central
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -41,7 +42,8 @@ type Config struct {
 	// MaxUnauthenticatedConns and MaxUnauthenticatedConnsPerIP bound the
 	// connections that have not presented a valid token or session yet, in
 	// all and per client address (1,024 and 128 when zero, no limit when
-	// negative); connections beyond are closed at once.
+	// negative): beyond the first, new connections wait to be accepted;
+	// beyond the second, they are closed at once (auth.ConnGuard).
 	MaxUnauthenticatedConns      int
 	MaxUnauthenticatedConnsPerIP int
 	// BodyTimeout bounds the time a client takes to send a request body (30s when zero).
@@ -150,11 +152,19 @@ func Run(ctx context.Context, cfg Config) error {
 	guard := auth.NewConnGuard(connLimit(cfg.MaxUnauthenticatedConns, 1024), connLimit(cfg.MaxUnauthenticatedConnsPerIP, 128))
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "caravan_central_connections_refused_total",
-		Help: "Connections closed at accept because too many connections had not authenticated yet, in all or from their address.",
-	}, func() float64 { return float64(guard.Refused()) }))
-	ln, err := net.Listen("tcp", cfg.Listen)
+		Help: "Connections closed at accept because too many connections from their address had not authenticated yet.",
+	}, func() float64 { return float64(guard.Refused()) }), prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "caravan_central_connections_accept_waits_total",
+		Help: "Times the next connection waited to be accepted until one of those that had not authenticated yet did, or closed.",
+	}, func() float64 { return float64(guard.Waited()) }))
+	tcp, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", cfg.Listen, err)
+	}
+	ln, err := listener(tcp, guard, handler, cfg)
+	if err != nil {
+		tcp.Close()
+		return err
 	}
 	// No ReadTimeout or WriteTimeout: long-polls hold their response for
 	// minutes. Headers have ReadHeaderTimeout and bodies the API's body
@@ -165,10 +175,10 @@ func Run(ctx context.Context, cfg Config) error {
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- serve(srv, ln, cfg) }()
-	log.Info("caravan-central serving", "version", version.String(), "address", ln.Addr().String(), "database", st.Dialect(), "tls", cfg.TLSCertFile != "")
+	go func() { errc <- serve(srv, ln) }()
+	log.Info("caravan-central serving", "version", version.String(), "address", tcp.Addr().String(), "database", st.Dialect(), "tls", cfg.TLSCertFile != "")
 	if cfg.Ready != nil {
-		cfg.Ready(ln.Addr().String())
+		cfg.Ready(tcp.Addr().String())
 	}
 	select {
 	case err := <-errc:
@@ -200,13 +210,25 @@ func connLimit(v, def int) int {
 	return v
 }
 
-func serve(srv *http.Server, ln net.Listener, cfg Config) error {
-	var err error
+// listener is what the http.Server serves: the TCP listener, with at most
+// so many unauthenticated connections (guard), then TLS when configured,
+// then the connections of answered long-polls given back. TLS comes before
+// the long-polls' connections, which have had their handshake; so the
+// server cannot be given the certificate itself (ServeTLS).
+func listener(tcp net.Listener, guard *auth.ConnGuard, handler *centralapi.Server, cfg Config) (net.Listener, error) {
+	ln := guard.Listener(tcp)
 	if cfg.TLSCertFile != "" {
-		err = srv.ServeTLS(ln, cfg.TLSCertFile, cfg.TLSKeyFile)
-	} else {
-		err = srv.Serve(ln)
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-cert, --tls-key: %w", err)
+		}
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}, MinVersion: tls.VersionTLS12})
 	}
+	return handler.Listener(ln), nil
+}
+
+func serve(srv *http.Server, ln net.Listener) error {
+	err := srv.Serve(ln)
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}

@@ -1,16 +1,21 @@
 package central_test
 
 import (
+	"bufio"
 	"context"
+	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/caravan-gitops/caravan/central"
 	"github.com/caravan-gitops/caravan/central/centraltest"
 	"github.com/caravan-gitops/caravan/pkg/api"
 )
@@ -228,4 +233,49 @@ func TestConcurrentPatchesLoseNoUpdate(t *testing.T) {
 			assert.Contains(t, c.ConfigItems, path("retry_%d", i))
 		}
 	})
+}
+
+// Regression: a change woke each of its waiting polls on a goroutine of its
+// own, all at once: a change of a whole fleet's account held a goroutine
+// stack per agent, hundreds of MiB on the replica. A few workers answer
+// them in turn.
+func TestAChangeAnswersItsPollsWithoutAGoroutineEach(t *testing.T) {
+	const polls = 400
+	srv := centraltest.Start(t, func(c *central.Config) { c.MaxWaitingPollsPerToken = polls })
+	admin := newClient(t, srv, srv.AdminToken)
+	seed(t, admin)
+	reader := srv.Token(t, api.RoleReader, "")
+	etag := assignmentETag(t, admin, clusterA)
+	conns := make([]net.Conn, polls)
+	for i := range conns {
+		conns[i] = rawPoll(t, srv, reader, clusterA, etag, "5m", "Connection", "close")
+	}
+	require.Eventually(t, func() bool { return waitingPolls(t, srv) == polls }, 20*time.Second, 20*time.Millisecond)
+
+	baseline := runtime.NumGoroutine()
+	var most atomic.Int64
+	sampling, stop := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(sampling)
+		for {
+			most.Store(max(most.Load(), int64(runtime.NumGoroutine())))
+			select {
+			case <-stop:
+				return
+			default:
+				runtime.Gosched()
+			}
+		}
+	}()
+	admin.must(http.StatusOK, "PATCH", "/api/v1/clusters/"+clusterA, `{"config_items":{"woken":"all"}}`)
+	for i, c := range conns {
+		require.NoError(t, c.SetReadDeadline(time.Now().Add(20*time.Second)))
+		res, err := http.ReadResponse(bufio.NewReader(c), nil)
+		require.NoError(t, err, "poll %d", i)
+		res.Body.Close()
+		require.Equal(t, http.StatusOK, res.StatusCode)
+	}
+	close(stop)
+	<-sampling
+	assert.Less(t, most.Load()-int64(baseline), int64(polls/4), "goroutines added while %d polls were answered", polls)
 }

@@ -2,6 +2,7 @@ package central_test
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -47,6 +48,8 @@ type client struct {
 	t     *testing.T
 	base  string
 	token string
+	// tls is the client's TLS configuration for a registry serving TLS.
+	tls *tls.Config
 }
 
 func newClient(t *testing.T, srv *centraltest.Server, token string) *client {
@@ -101,6 +104,9 @@ func (c *client) do(method, path string, body any, headers ...string) response {
 		req.Header.Set(headers[i], headers[i+1])
 	}
 	hc := &http.Client{Timeout: 2 * time.Minute}
+	if c.tls != nil {
+		hc.Transport = &http.Transport{TLSClientConfig: c.tls}
+	}
 	res, err := hc.Do(req)
 	require.NoError(c.t, err)
 	defer res.Body.Close()

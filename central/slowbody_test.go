@@ -3,6 +3,7 @@ package central_test
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -110,4 +111,85 @@ func TestSlowBodiesAreCutOffAndUnauthenticatedConnectionsLimited(t *testing.T) {
 		return res.StatusCode == http.StatusOK
 	}, 10*time.Second, 50*time.Millisecond)
 	assert.GreaterOrEqual(t, metric(t, srv, "caravan_central_connections_refused_total"), 1.0)
+}
+
+// acceptQueue is how many connections to the server wait in its
+// listening socket's accept queue, not yet accepted.
+func acceptQueue(t *testing.T, srv *centraltest.Server) int {
+	t.Helper()
+	for _, s := range serverTCPSockets(t, srv) {
+		if s.state == "0A" {
+			return s.rxQueue
+		}
+	}
+	t.Fatal("the server has no listening socket")
+	return 0
+}
+
+// Regression: connections beyond --max-unauthenticated-conns were closed at
+// once, so when a replica's agents all moved to this one, most of them were
+// refused and waited for their next attempt. They wait to be accepted
+// instead, in the kernel's accept queue, and are served as places free up.
+func TestABurstBeyondTheUnauthenticatedLimitWaitsAndIsServed(t *testing.T) {
+	srv := centraltest.Start(t, func(c *central.Config) {
+		c.MaxUnauthenticatedConns, c.MaxUnauthenticatedConnsPerIP = 3, -1
+	})
+	// An admin connected before keeps its connection, and reads the metrics over it.
+	admin := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{}}
+	adminGet := func(path string) []byte {
+		req, _ := http.NewRequest("GET", srv.URL+path, nil)
+		req.Header.Set("Authorization", "Bearer "+srv.AdminToken)
+		res, err := admin.Do(req)
+		require.NoError(t, err)
+		defer res.Body.Close()
+		body, err := io.ReadAll(res.Body)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, res.StatusCode)
+		return body
+	}
+	adminGet("/api/v1/channels")
+
+	var idle []net.Conn
+	for range 3 {
+		c, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
+		require.NoError(t, err)
+		t.Cleanup(func() { c.Close() })
+		idle = append(idle, c)
+	}
+	const burst = 5
+	type answer struct {
+		status int
+		err    error
+	}
+	answers := make(chan answer, burst)
+	for i := range burst {
+		go func() {
+			res, err := clientFrom(fmt.Sprintf("127.0.0.%d", 10+i)).Get(srv.URL + "/healthz")
+			if err != nil {
+				answers <- answer{err: err}
+				return
+			}
+			res.Body.Close()
+			answers <- answer{status: res.StatusCode}
+		}()
+	}
+	require.Eventually(t, func() bool { return acceptQueue(t, srv) == burst }, 10*time.Second, 10*time.Millisecond,
+		"the burst waits to be accepted while 3 connections have not authenticated")
+	assert.Contains(t, string(adminGet("/api/v1/channels")), "dev", "an authenticated connection is served meanwhile")
+
+	for _, c := range idle {
+		require.NoError(t, c.Close())
+	}
+	for range burst {
+		select {
+		case a := <-answers:
+			require.NoError(t, a.err)
+			assert.Equal(t, http.StatusOK, a.status)
+		case <-time.After(10 * time.Second):
+			t.Fatal("the burst was not served once the idle connections closed")
+		}
+	}
+	metrics := string(adminGet("/metrics"))
+	assert.Contains(t, metrics, "caravan_central_connections_refused_total 0")
+	assert.NotContains(t, metrics, "caravan_central_connections_accept_waits_total 0\n")
 }

@@ -78,11 +78,15 @@ func (s *Server) notModified(w http.ResponseWriter, a store.Assignment) {
 	w.WriteHeader(http.StatusNotModified)
 }
 
+// newline ends an assignment's body. The cached body is shared by every
+// answer of it, so it is copied, never appended to.
+var newline = []byte{'\n'}
+
 func writeAssignment(w http.ResponseWriter, a store.Assignment) {
 	w.Header().Set("ETag", a.ETag)
 	w.Header().Set("Cache-Control", "no-cache")
 	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write(append(a.Body, '\n'))
+	_, _ = w.Write(slices.Concat(a.Body, newline))
 }
 
 // await waits for changed or the timeout; it reports false when the request

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,9 +21,10 @@ import (
 // A waiting long-poll is parked: its connection is taken from net/http and
 // held with a timer and a hub subscription, but no goroutine and no
 // net/http buffers, so 10,000 waiting agents cost a few MiB instead of
-// hundreds. Its answer closes the connection; the agent reconnects for the
-// next poll. HTTP/2 connections cannot be taken over and wait in their
-// handler instead (getAssignment's loop).
+// hundreds. Once answered, its connection goes back to net/http through
+// the server's Listener and carries the agent's next request, as a kept-alive
+// connection does. HTTP/2 connections cannot be taken over and wait in
+// their handler instead (getAssignment's loop).
 //
 // A parked poll keeps only the entity tag it waits on, never the client's
 // If-None-Match header (up to 64 KiB), and a sweep notices clients that
@@ -40,6 +42,8 @@ type parkedPoll struct {
 	route     string
 	start     time.Time
 	deadline  time.Time
+	// keepAlive: the connection may carry another request after the answer.
+	keepAlive bool
 
 	mu          sync.Mutex
 	done        bool
@@ -111,11 +115,12 @@ func (s *Server) park(w http.ResponseWriter, r *http.Request, id, etag string, d
 	}
 	// Pipelined requests are not expected from agents; anything buffered
 	// beyond this request is dropped with the connection after the answer.
+	keepAlive := r.ProtoAtLeast(1, 1) && !r.Close && buf.Reader.Buffered() == 0
 	releaseBuffers(buf)
 	_ = conn.SetReadDeadline(time.Time{})
 	p := &parkedPoll{
 		s: s, conn: conn, id: id, etag: strings.Clone(etag), tokenID: principalFrom(r.Context()).TokenID,
-		requestID: requestIDFrom(r.Context()), route: r.Pattern, start: time.Now(), deadline: deadline,
+		requestID: requestIDFrom(r.Context()), route: r.Pattern, start: time.Now(), deadline: deadline, keepAlive: keepAlive,
 	}
 	if !s.parked.add(p) {
 		p.mu.Lock()
@@ -124,9 +129,76 @@ func (s *Server) park(w http.ResponseWriter, r *http.Request, id, etag string, d
 		return true
 	}
 	s.metrics.waiting.Inc()
-	s.sweepOnce.Do(func() { go s.sweepParked() })
+	s.sweepOnce.Do(func() {
+		go s.sweepParked()
+		for range checkWorkers {
+			go s.checkQueued()
+		}
+	})
 	p.check(false)
 	return true
+}
+
+// checkWorkers is how many goroutines check woken polls. A change of the
+// whole fleet (an account's config item) wakes every poll at once: a few
+// workers taking them in turn answer them as fast, with a few goroutine
+// stacks where a goroutine each would hold thousands; enough of them wait
+// for the database together that what they read is read in batches.
+const checkWorkers = 64
+
+// checkQueue holds the polls a change or their timer woke, for the workers.
+type checkQueue struct {
+	mu    sync.Mutex
+	polls []*parkedPoll
+	ready chan struct{}
+}
+
+func newCheckQueue() *checkQueue { return &checkQueue{ready: make(chan struct{}, 1)} }
+
+// push queues p without blocking: it runs on the writer's goroutine.
+func (q *checkQueue) push(p *parkedPoll) {
+	q.mu.Lock()
+	q.polls = append(q.polls, p)
+	q.mu.Unlock()
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+}
+
+// pop takes the poll queued first; nil when none is.
+func (q *checkQueue) pop() *parkedPoll {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.polls) == 0 {
+		return nil
+	}
+	p := q.polls[0]
+	q.polls[0] = nil
+	q.polls = q.polls[1:]
+	if len(q.polls) > 0 {
+		// Pass the turn on, so that the other workers take the rest.
+		select {
+		case q.ready <- struct{}{}:
+		default:
+		}
+	}
+	return p
+}
+
+// checkQueued checks queued polls until shutdown.
+func (s *Server) checkQueued() {
+	for {
+		if p := s.checks.pop(); p != nil {
+			p.check(false)
+			continue
+		}
+		select {
+		case <-s.closing:
+			return
+		case <-s.checks.ready:
+		}
+	}
 }
 
 // sweepParked frees, every pollSweep until shutdown, the parked polls whose
@@ -169,7 +241,7 @@ func (p *parkedPoll) check(final bool) {
 		p.unsubscribe()
 	}
 	// Subscribe before reading, so a change in between is not missed.
-	p.unsubscribe = p.s.store.Hub().Subscribe(p.id, func() { go p.check(false) })
+	p.unsubscribe = p.s.store.Hub().Subscribe(p.id, func() { p.s.checks.push(p) })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	a, err := p.s.store.Assignment(ctx, p.id)
@@ -189,7 +261,7 @@ func (p *parkedPoll) check(final bool) {
 		if p.timer != nil {
 			p.timer.Stop()
 		}
-		p.timer = time.AfterFunc(next.Sub(now), func() { p.check(false) })
+		p.timer = time.AfterFunc(next.Sub(now), func() { p.s.checks.push(p) })
 	}
 }
 
@@ -225,7 +297,8 @@ func (p *parkedPoll) abandon() {
 		"duration_ms", float64(elapsed.Microseconds())/1000, "parked", true, "cluster", p.id, "client_disconnected", true)
 }
 
-// finish writes the answer and closes the connection. The caller holds p.mu.
+// finish writes the answer and gives the connection back to net/http, or
+// closes it. The caller holds p.mu.
 func (p *parkedPoll) finish(status int, a store.Assignment, err error) {
 	p.end()
 	var body []byte
@@ -239,7 +312,7 @@ func (p *parkedPoll) finish(status int, a store.Assignment, err error) {
 		status, contentType = http.StatusInternalServerError, "application/problem+json"
 		body = []byte(`{"type":"https://caravan.io/problems/internal-server-error","title":"Internal error","status":500}` + "\n")
 	case status == http.StatusOK:
-		body = append(a.Body, '\n')
+		body = slices.Concat(a.Body, newline)
 	}
 	p.write(status, a.ETag, contentType, body)
 	elapsed := time.Since(p.start)
@@ -249,11 +322,10 @@ func (p *parkedPoll) finish(status int, a store.Assignment, err error) {
 }
 
 func (p *parkedPoll) write(status int, etag, contentType string, body []byte) {
-	defer p.conn.Close()
+	keepAlive := p.keepAlive && p.s.resumer != nil && !p.s.shuttingDown()
 	_ = p.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
 	head := "HTTP/1.1 " + strconv.Itoa(status) + " " + http.StatusText(status) + "\r\n" +
 		"Date: " + time.Now().UTC().Format(http.TimeFormat) + "\r\n" +
-		"Connection: close\r\n" +
 		"Cache-Control: no-cache\r\n" +
 		"X-Request-Id: " + p.requestID + "\r\n"
 	if etag != "" {
@@ -265,9 +337,28 @@ func (p *parkedPoll) write(status int, etag, contentType string, body []byte) {
 	if status != http.StatusNotModified {
 		head += "Content-Type: " + contentType + "\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n"
 	}
+	if !keepAlive {
+		head += "Connection: close\r\n"
+	}
 	if _, err := p.conn.Write(append([]byte(head+"\r\n"), body...)); err != nil {
 		p.s.log.LogAttrs(context.Background(), slog.LevelDebug, "the agent left before its long-poll was answered",
 			slog.String("request_id", p.requestID), slog.String("error", err.Error()))
+		keepAlive = false
+	}
+	_ = p.conn.SetWriteDeadline(time.Time{})
+	if !keepAlive || !p.s.resumer.resume(p.conn) {
+		_ = p.conn.Close()
+	}
+}
+
+// shuttingDown reports whether BeginShutdown was called: answers then
+// close their connections.
+func (s *Server) shuttingDown() bool {
+	select {
+	case <-s.closing:
+		return true
+	default:
+		return false
 	}
 }
 

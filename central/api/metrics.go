@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,7 +30,19 @@ func newMetrics(reg prometheus.Registerer, st *store.Store) *metrics {
 			Name: "caravan_central_long_polls_waiting", Help: "Assignment long-polls waiting for a change.",
 		}),
 	}
-	reg.MustRegister(m.requests, m.durations, m.waiting, &phaseCollector{store: st})
+	stats := st.Stats()
+	counter := func(name, help string, v *atomic.Uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v.Load()) })
+	}
+	reg.MustRegister(m.requests, m.durations, m.waiting, &phaseCollector{store: st},
+		counter("caravan_central_cluster_input_reads_total",
+			"Reads from the database of clusters' own assignment inputs the cache lacked; one reads every cluster asked for while the one before ran.", &stats.InputBatches),
+		counter("caravan_central_cluster_inputs_read_total", "Clusters whose own assignment inputs were read from the database.", &stats.InputClusters),
+		counter("caravan_central_fleet_input_reads_total",
+			"Reads from the database of the assignment inputs clusters share (accounts, channels, publications, freezes), after one of them changed.", &stats.FleetReads),
+		counter("caravan_central_status_write_transactions_total",
+			"Transactions that wrote agents' status reports; one writes every report that arrived while the one before ran.", &stats.StatusBatches),
+		counter("caravan_central_status_reports_written_total", "Agents' status reports written.", &stats.StatusReports))
 	return m
 }
 

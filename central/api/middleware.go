@@ -86,6 +86,7 @@ func loggerFrom(ctx context.Context) *slog.Logger {
 
 type statusRecorder struct {
 	http.ResponseWriter
+	ctx      context.Context
 	status   int
 	hijacked bool
 }
@@ -104,16 +105,27 @@ func (r *statusRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 
 func (r *statusRecorder) WriteHeader(code int) {
 	if r.status == 0 {
-		r.status = code
+		r.answer(code)
 	}
 	r.ResponseWriter.WriteHeader(code)
 }
 
 func (r *statusRecorder) Write(b []byte) (int, error) {
 	if r.status == 0 {
-		r.status = http.StatusOK
+		r.answer(http.StatusOK)
 	}
 	return r.ResponseWriter.Write(b)
+}
+
+// answer records the status as the header is written. A connection that
+// has not authenticated yet is closed after its answer, so that it gives
+// its place among the unauthenticated connections (auth.ConnGuard) to the
+// next one instead of holding it while idle.
+func (r *statusRecorder) answer(code int) {
+	r.status = code
+	if auth.Unauthenticated(r.ctx) {
+		r.Header().Set("Connection", "close")
+	}
 }
 
 // maxBody bounds request bodies; the largest resource is far smaller.
@@ -135,7 +147,7 @@ func (s *Server) observe(h http.HandlerFunc) http.Handler {
 			r.Body = s.bodyDeadline(w, r.Body)
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
-		rec := &statusRecorder{ResponseWriter: w}
+		rec := &statusRecorder{ResponseWriter: w, ctx: ctx}
 		h(rec, r.WithContext(ctx))
 		if rec.hijacked {
 			return

@@ -81,6 +81,10 @@ type Server struct {
 	mux           *http.ServeMux
 	closing       chan struct{}
 	parked        parkedPolls
+	// resumer takes answered polls' connections back; nil closes them.
+	resumer *resumingListener
+	// checks are the parked polls woken, for the workers to check.
+	checks        *checkQueue
 	waiting       waitingSlots
 	sweepOnce     sync.Once
 	pollSweep     time.Duration
@@ -115,7 +119,7 @@ func New(o Options) *Server {
 		maxWait: o.MaxWait, repositoryURL: o.RepositoryURL, metrics: newMetrics(o.Registerer, o.Store), mux: http.NewServeMux(), closing: make(chan struct{}),
 		heads: o.Heads, waiting: waitingSlots{maxTotal: cmp.Or(o.MaxWaitingPolls, 20000), maxToken: cmp.Or(o.MaxWaitingPollsPerToken, 100)},
 		pollSweep: cmp.Or(o.PollSweep, 2*time.Second), bodyTimeout: cmp.Or(o.BodyTimeout, 30*time.Second),
-		heartbeatTimeout: o.HeartbeatTimeout,
+		heartbeatTimeout: o.HeartbeatTimeout, checks: newCheckQueue(),
 	}
 	s.webhookSecret, s.webhooks = o.WebhookSecret, newWebhookMetrics(o.Registerer)
 	s.routes(promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}), o.UI)

@@ -17,7 +17,7 @@ import (
 // write of a freeze that has not ended changes the assignment of every
 // cluster it covers.
 var Freezes = Kind[api.Freeze]{
-	table: "freezes", resource: "freeze",
+	table: "freezes", resource: "freeze", fleetInput: true,
 	columns: []string{"channel", "environment", "since_at", "until_at"},
 	values: func(f api.Freeze) []any {
 		return []any{f.Channel, f.Environment, formatTime(f.Since), formatTime(f.Until)}

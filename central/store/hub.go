@@ -3,12 +3,16 @@ package store
 import "sync"
 
 // Hub tells long-polls and caches that a cluster's assignment may have
-// changed. Each cluster has a generation that every change bumps, and a
+// changed. Each cluster has a generation that every change of its own
+// inputs bumps (the cluster, its node pools, blocks and plans), and a
 // channel that is closed on its next change; waiters of other clusters are
-// never woken.
+// never woken. What clusters share (accounts, channels, what the channels
+// publish, freezes) has one fleet generation: a change of it wakes the
+// clusters it concerns without making their own inputs stale.
 type Hub struct {
 	mu          sync.Mutex
 	epoch       uint64
+	fleet       uint64
 	gens        map[string]uint64
 	waiters     map[string]chan struct{}
 	subscribers map[string]map[uint64]func()
@@ -85,6 +89,14 @@ func (h *Hub) Generation(clusterID string) Generation {
 	return Generation{h.epoch, h.gens[clusterID]}
 }
 
+// FleetGeneration identifies the state of the inputs clusters share: equal
+// numbers mean none of them changed in between.
+func (h *Hub) FleetGeneration() uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.fleet
+}
+
 // Watch returns a channel that is closed at the cluster's next change.
 func (h *Hub) Watch(clusterID string) <-chan struct{} {
 	h.mu.Lock()
@@ -97,19 +109,46 @@ func (h *Hub) Watch(clusterID string) <-chan struct{} {
 	return ch
 }
 
-// Changed announces that the given clusters changed.
+// Changed announces that the own inputs of the given clusters changed.
 func (h *Hub) Changed(clusterIDs ...string) {
 	h.mu.Lock()
 	for _, id := range clusterIDs {
 		h.gens[id]++
+	}
+	fns := h.wake(clusterIDs)
+	h.mu.Unlock()
+	run(fns)
+}
+
+// FleetChanged announces that inputs clusters share changed, and wakes the
+// clusters whose assignment that changes.
+func (h *Hub) FleetChanged(clusterIDs ...string) {
+	h.mu.Lock()
+	h.fleet++
+	fns := h.wake(clusterIDs)
+	h.mu.Unlock()
+	run(fns)
+}
+
+// Wake wakes the given clusters' waiters, for a change of shared inputs
+// announced before.
+func (h *Hub) Wake(clusterIDs ...string) {
+	h.mu.Lock()
+	fns := h.wake(clusterIDs)
+	h.mu.Unlock()
+	run(fns)
+}
+
+// wake closes the waiters of clusters and takes their subscribers, which
+// the caller runs once it released h.mu.
+func (h *Hub) wake(clusterIDs []string) []func() {
+	for _, id := range clusterIDs {
 		if ch, ok := h.waiters[id]; ok {
 			close(ch)
 			delete(h.waiters, id)
 		}
 	}
-	fns := h.takeSubscribers(clusterIDs, false)
-	h.mu.Unlock()
-	run(fns)
+	return h.takeSubscribers(clusterIDs, false)
 }
 
 // ChangedAll announces that any cluster may have changed, as after a lost
@@ -117,6 +156,7 @@ func (h *Hub) Changed(clusterIDs ...string) {
 func (h *Hub) ChangedAll() {
 	h.mu.Lock()
 	h.epoch++
+	h.fleet++
 	h.tokens++
 	for id, ch := range h.waiters {
 		close(ch)

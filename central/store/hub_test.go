@@ -45,6 +45,27 @@ func TestHubChangedAllWakesEveryone(t *testing.T) {
 	assert.NotEqual(t, tokens, h.TokenGeneration(), "every cached token is rechecked")
 }
 
+func TestHubFleetChangeWakesWithoutStalingOwnInputs(t *testing.T) {
+	h := NewHub()
+	a, b := h.Watch("a"), h.Watch("b")
+	n := 0
+	h.Subscribe("a", func() { n++ })
+	gen, fleet := h.Generation("a"), h.FleetGeneration()
+	h.FleetChanged("a")
+	assert.True(t, closed(a))
+	assert.False(t, closed(b))
+	assert.Equal(t, 1, n)
+	assert.Equal(t, gen, h.Generation("a"), "the cluster's own inputs are still good")
+	assert.NotEqual(t, fleet, h.FleetGeneration(), "the shared ones are not")
+	fleet = h.FleetGeneration()
+	b = h.Watch("b")
+	h.Wake("b")
+	assert.True(t, closed(b))
+	assert.Equal(t, fleet, h.FleetGeneration(), "a wake alone changes nothing cached")
+	h.ChangedAll()
+	assert.NotEqual(t, fleet, h.FleetGeneration(), "nothing cached survives a lost connection to the other replicas")
+}
+
 func closed(ch <-chan struct{}) bool {
 	select {
 	case <-ch:

@@ -12,7 +12,7 @@ import (
 
 // Accounts are infrastructure accounts; their config items reach every cluster in them.
 var Accounts = Kind[api.InfrastructureAccount]{
-	table: "accounts", resource: "infrastructure-account",
+	table: "accounts", resource: "infrastructure-account", fleetInput: true,
 	columns: []string{"environment", "lifecycle_status"},
 	values:  func(a api.InfrastructureAccount) []any { return []any{a.Environment, a.LifecycleStatus} },
 	affected: func(ctx context.Context, s *Store, q querier, ref Ref) ([]string, error) {
@@ -85,7 +85,7 @@ var NodePools = Kind[api.NodePool]{
 
 // Channels are the steps of the promotion path.
 var Channels = Kind[api.Channel]{
-	table: "channels", resource: "channel",
+	table: "channels", resource: "channel", fleetInput: true,
 	columns: []string{"position"},
 	values:  func(c api.Channel) []any { return []any{c.Position} },
 	stored: func(c api.Channel) api.Channel {

@@ -18,11 +18,16 @@ type listener struct {
 	connected atomic.Bool
 }
 
+// maxListenBackoff bounds the wait between two attempts to listen again:
+// the replica is unready, and its caches untrusted, until it listens, and
+// an attempt every two seconds costs the database nothing.
+const maxListenBackoff = 2 * time.Second
+
 // livenessInterval is how long the listener waits for a notification
 // before it pings, so a half-open connection is found within about this time.
 const livenessInterval = 15 * time.Second
 
-func startListener(ctx context.Context, dsn string, hub *Hub, log *slog.Logger) (*listener, error) {
+func startListener(ctx context.Context, dsn, origin string, hub *Hub, log *slog.Logger) (*listener, error) {
 	conn, err := listen(ctx, dsn)
 	if err != nil {
 		return nil, err
@@ -30,7 +35,7 @@ func startListener(ctx context.Context, dsn string, hub *Hub, log *slog.Logger) 
 	lctx, cancel := context.WithCancel(context.Background())
 	l := &listener{cancel: cancel, done: make(chan struct{})}
 	l.connected.Store(true)
-	go l.run(lctx, conn, dsn, hub, log)
+	go l.run(lctx, conn, dsn, origin, hub, log)
 	return l, nil
 }
 
@@ -46,7 +51,7 @@ func listen(ctx context.Context, dsn string) (*pgx.Conn, error) {
 	return conn, nil
 }
 
-func (l *listener) run(ctx context.Context, conn *pgx.Conn, dsn string, hub *Hub, log *slog.Logger) {
+func (l *listener) run(ctx context.Context, conn *pgx.Conn, dsn, origin string, hub *Hub, log *slog.Logger) {
 	defer close(l.done)
 	backoff := 100 * time.Millisecond
 	for {
@@ -63,7 +68,7 @@ func (l *listener) run(ctx context.Context, conn *pgx.Conn, dsn string, hub *Hub
 				break
 			}
 			if payload != "" {
-				dispatch(hub, payload)
+				dispatch(hub, origin, payload)
 			}
 			backoff = 100 * time.Millisecond
 		}
@@ -72,7 +77,7 @@ func (l *listener) run(ctx context.Context, conn *pgx.Conn, dsn string, hub *Hub
 			return
 		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 10*time.Second)
+		backoff = min(2*backoff, maxListenBackoff)
 		c, err := listen(ctx, dsn)
 		if err != nil {
 			log.Warn("reconnecting for database notifications failed", "error", err)
@@ -105,15 +110,36 @@ func waitForNotification(ctx context.Context, conn *pgx.Conn) (string, error) {
 	return "", nil
 }
 
-func dispatch(hub *Hub, payload string) {
+// dispatch announces another replica's write, as notifyReplicas sent it;
+// anything else, such as the "*" of older replicas, may have changed all.
+// This replica's own writes, which it announced when they committed, are
+// skipped.
+func dispatch(hub *Hub, origin, payload string) {
+	from, payload, ok := strings.Cut(payload, originSeparator)
+	if !ok {
+		payload = from
+	} else if from == origin {
+		return
+	}
 	switch {
 	case payload == "t":
 		hub.TokensChanged()
 	case strings.HasPrefix(payload, "c:"):
-		hub.Changed(strings.Split(payload[2:], ",")...)
+		hub.Changed(idList(payload[2:])...)
+	case strings.HasPrefix(payload, "f:"):
+		hub.FleetChanged(idList(payload[2:])...)
+	case strings.HasPrefix(payload, "w:"):
+		hub.Wake(idList(payload[2:])...)
 	default:
 		hub.ChangedAll()
 	}
+}
+
+func idList(joined string) []string {
+	if joined == "" {
+		return nil
+	}
+	return strings.Split(joined, ",")
 }
 
 func (l *listener) stop() {

@@ -188,32 +188,3 @@ func (s *Store) ReportPlan(ctx context.Context, clusterID, planID string, r api.
 	})
 	return out, err
 }
-
-// openPlans lists the plans of a cluster its agent has yet to answer,
-// oldest first, and when the first of them expires (zero without any).
-func (s *Store) openPlans(ctx context.Context, clusterID string, now time.Time) ([]api.AssignedPlan, time.Time, error) {
-	rows, err := s.read.QueryContext(ctx, s.rebind(`SELECT doc FROM plans WHERE parent = ? AND state IN (?, ?) AND key >= ? ORDER BY key`),
-		clusterID, api.PlanPending, api.PlanRunning, planKeyAt(clusterID, now.Add(-api.PlanTimeout)))
-	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("reading the open plans of %q: %w", clusterID, err)
-	}
-	defer rows.Close()
-	var plans []api.AssignedPlan
-	var expires time.Time
-	for rows.Next() {
-		var doc string
-		if err := rows.Scan(&doc); err != nil {
-			return nil, time.Time{}, fmt.Errorf("reading the open plans of %q: %w", clusterID, err)
-		}
-		var p api.Plan
-		if err := json.Unmarshal([]byte(doc), &p); err != nil {
-			return nil, time.Time{}, fmt.Errorf("decoding a plan of %q: %w", clusterID, err)
-		}
-		if p = p.At(now); p.Final() {
-			continue
-		}
-		plans = append(plans, api.AssignedPlan{ID: p.ID, Commit: p.Commit})
-		expires = api.Earliest(expires, p.ExpiresAt())
-	}
-	return plans, expires, rows.Err()
-}

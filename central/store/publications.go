@@ -88,7 +88,7 @@ func (s *Store) republish(ctx context.Context, tx *sql.Tx, n *notes, only func(a
 			if err != nil {
 				return fmt.Errorf("reading the clusters of channel %q: %w", ch.Name, err)
 			}
-			n.clusters = append(n.clusters, ids...)
+			n.fleetChanged(ids...)
 		}
 	}
 	if only != nil {

@@ -77,11 +77,7 @@ func openFleet(t *testing.T, databaseURL string, seed bool) *Store {
 // assigned is the channel of a cluster's assignment.
 func assigned(t *testing.T, s *Store, clusterID string) api.AssignedChannel {
 	t.Helper()
-	a, err := s.Assignment(context.Background(), clusterID)
-	require.NoError(t, err)
-	var decoded api.Assignment
-	require.NoError(t, json.Unmarshal(a.Body, &decoded))
-	return decoded.Channel
+	return assignmentOf(t, s, clusterID).Channel
 }
 
 func publicationOf(t *testing.T, s *Store, channel string) api.ChannelPublication {
@@ -118,10 +114,10 @@ func TestEnforcedGatePublishesOnlyPromotedHeads(t *testing.T) {
 		assert.Equal(t, api.AssignedChannel{Name: "stable", Branch: "stable", RepositoryURL: configRepo, Commit: a, Gate: api.GateEnforced}, assigned(t, s, onStable),
 			"stable's gate is enforced by default; its first head is where it starts")
 
-		gen := s.Hub().Generation(onStable)
+		woken := s.Hub().Watch(onStable)
 		setHead(t, s, "stable", b)
 		assert.Equal(t, a, assigned(t, s, onStable).Commit, "a head that only arrived by a push is not published")
-		assert.Equal(t, gen, s.Hub().Generation(onStable), "and wakes no poll")
+		assert.False(t, closed(woken), "and wakes no poll")
 		pub := publicationOf(t, s, "stable")
 		require.NotNil(t, pub.Held)
 		assert.Equal(t, b, pub.Held.Commit)
@@ -129,7 +125,7 @@ func TestEnforcedGatePublishesOnlyPromotedHeads(t *testing.T) {
 		assert.Equal(t, a, pub.Commit)
 
 		promote(t, s, b, true, "")
-		assert.NotEqual(t, gen, s.Hub().Generation(onStable), "publishing wakes the polls of the channel")
+		assert.True(t, closed(woken), "publishing wakes the polls of the channel")
 		assert.Equal(t, b, assigned(t, s, onStable).Commit, "a promotion recorded after the push publishes the held head")
 		assert.Nil(t, publicationOf(t, s, "stable").Held)
 
@@ -162,12 +158,12 @@ func TestEnforcedGatePublishesOnlyPromotedHeads(t *testing.T) {
 		require.NoError(t, err)
 		advisory := rec.Value
 		advisory.Gate = api.GateAdvisory
-		gen = s.Hub().Generation(onStable)
+		woken = s.Hub().Watch(onStable)
 		_, err = Update(ctx, s, Channels, Ref{Key: "stable"}, rec.Revision, rec.Value, advisory, "ops")
 		require.NoError(t, err)
 		assert.Equal(t, api.AssignedChannel{Name: "stable", Branch: "stable", RepositoryURL: configRepo, Commit: e, Gate: api.GateAdvisory}, assigned(t, s, onStable),
 			"switching to advisory publishes the head")
-		assert.NotEqual(t, gen, s.Hub().Generation(onStable))
+		assert.True(t, closed(woken))
 		assert.Nil(t, publicationOf(t, s, "stable").Held)
 	})
 }
@@ -257,28 +253,35 @@ func TestAPublishedCommitWakesPollsOnTheOtherReplica(t *testing.T) {
 	databaseURL := sharedPostgres(t).NewDatabase(t)
 	one := openFleet(t, databaseURL, true)
 	other := openFleet(t, databaseURL, false)
+	// Both first heads are heard before the test watches for what follows.
+	firstHeads := []<-chan struct{}{other.Hub().Watch(onStable), other.Hub().Watch(onDev)}
 	setHead(t, one, "stable", commitID('a'))
 	setHead(t, one, "dev", commitID('1'))
+	for _, heard := range firstHeads {
+		awaitWoken(t, heard, "the other replica did not hear of the first heads")
+	}
 	require.Equal(t, commitID('a'), assigned(t, other, onStable).Commit)
 
-	stableGen, devWoken := other.Hub().Generation(onStable), other.Hub().Watch(onDev)
+	stableWoken, devWoken := other.Hub().Watch(onStable), other.Hub().Watch(onDev)
 	setHead(t, one, "stable", commitID('b'))
 	setHead(t, one, "dev", commitID('2'))
-	select {
-	case <-devWoken:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the other replica did not hear of dev's new head")
-	}
+	awaitWoken(t, devWoken, "the other replica did not hear of dev's new head")
 	// Notifications arrive in commit order: the held head's would have come first.
-	assert.Equal(t, stableGen, other.Hub().Generation(onStable), "a held head wakes no poll on the other replica")
+	assert.False(t, closed(stableWoken), "a held head wakes no poll on the other replica")
 	assert.Equal(t, commitID('a'), assigned(t, other, onStable).Commit)
 
-	stableWoken := other.Hub().Watch(onStable)
 	promote(t, one, commitID('b'), true, "")
-	select {
-	case <-stableWoken:
-	case <-time.After(10 * time.Second):
-		t.Fatal("a commit published on one replica did not wake the polls on the other")
-	}
+	awaitWoken(t, stableWoken, "a commit published on one replica did not wake the polls on the other")
 	assert.Equal(t, commitID('b'), assigned(t, other, onStable).Commit)
+}
+
+// awaitWoken waits for a hub's watch channel to close; the test fails
+// with why when it does not within 10 seconds.
+func awaitWoken(t *testing.T, woken <-chan struct{}, why string) {
+	t.Helper()
+	select {
+	case <-woken:
+	case <-time.After(10 * time.Second):
+		t.Fatal(why)
+	}
 }

@@ -50,6 +50,10 @@ type Kind[T any] struct {
 	references func(v T, ref Ref) []reference
 	// hasAssignment marks clusters, whose cached assignment a delete drops.
 	hasAssignment bool
+	// fleetInput marks what clusters share (accounts, channels, freezes):
+	// a write changes the fleet's inputs and wakes the clusters affected
+	// lists, whose own inputs stay as they were.
+	fleetInput bool
 	// afterWrite runs inside the transaction of a create, update or
 	// delete, once the resource is written: for what depends on all
 	// resources of the kind at once.
@@ -352,14 +356,21 @@ func (s *Store) missingOrStale(ctx context.Context, q querier, table, resource, 
 
 func (s *Store) noteAffected(ctx context.Context, q querier, n *notes, k interface {
 	affectedClusters(context.Context, *Store, querier, Ref) ([]string, error)
+	isFleetInput() bool
 }, ref Ref) error {
 	ids, err := k.affectedClusters(ctx, s, q, ref)
 	if err != nil {
 		return fmt.Errorf("finding clusters changed by %q: %w", ref.Key, err)
 	}
+	if k.isFleetInput() {
+		n.fleetChanged(ids...)
+		return nil
+	}
 	n.clusters = append(n.clusters, ids...)
 	return nil
 }
+
+func (k Kind[T]) isFleetInput() bool { return k.fleetInput }
 
 func (k Kind[T]) affectedClusters(ctx context.Context, s *Store, q querier, ref Ref) ([]string, error) {
 	if k.affected == nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/caravan-gitops/caravan/pkg/api"
@@ -16,41 +17,152 @@ const historyLength = 200
 
 // PutStatus stores an agent's report. A history entry is added only when
 // the phase or a version changed, so heartbeats do not flood the history.
+// Reports are written in batches, each cluster's once a transaction:
+// those that arrive while a batch is written go together into the next
+// (a change answers every agent at once, and each reports).
 // The phase decommissioned is taken only once the cluster's decommission is
 // confirmed (a 409 problem otherwise, and nothing is stored); it then also
 // records the cluster's lifecycle_status as decommissioned, audited as the
-// change of actor, in the same transaction.
+// change of actor, in a transaction of its own.
 func (s *Store) PutStatus(ctx context.Context, clusterID string, st api.ClusterStatus, actor string) error {
 	doc, err := json.Marshal(st)
 	if err != nil {
 		return err
 	}
-	return s.inTx(ctx, func(tx *sql.Tx, n *notes) error {
-		if st.Phase == api.PhaseDecommissioned {
+	w := statusWrite{clusterID: clusterID, st: st, doc: doc, result: make(chan error, 1)}
+	if st.Phase == api.PhaseDecommissioned {
+		return s.inTx(ctx, func(tx *sql.Tx, n *notes) error {
 			if err := s.finishDecommission(ctx, tx, n, clusterID, st.ReceivedAt, actor); err != nil {
 				return err
 			}
+			missing, err := s.writeStatusesIn(ctx, tx, []statusWrite{w})
+			if err != nil {
+				return err
+			}
+			return missing[0]
+		})
+	}
+	s.statuses.add(w)
+	werr, err := await(ctx, w.result)
+	if err != nil {
+		return err
+	}
+	return werr
+}
+
+// statusWrite is one report waiting for its batch.
+type statusWrite struct {
+	clusterID string
+	st        api.ClusterStatus
+	doc       []byte
+	result    chan error
+}
+
+// statusPage bounds the reports one transaction writes.
+const statusPage = 500
+
+// writeStatuses writes a batch of reports, each cluster's once a
+// transaction, a second report of a cluster in a later one, and tells
+// each writer how it went.
+func (s *Store) writeStatuses(ctx context.Context, writes []statusWrite) {
+	for len(writes) > 0 {
+		var page, later []statusWrite
+		seen := map[string]bool{}
+		for _, w := range writes {
+			if seen[w.clusterID] || len(page) == statusPage {
+				later = append(later, w)
+				continue
+			}
+			seen[w.clusterID] = true
+			page = append(page, w)
 		}
-		var prevDoc sql.NullString
-		var exists int
-		err := tx.QueryRowContext(ctx, s.rebind(`SELECT COUNT(*), MAX(s.doc) FROM clusters c LEFT JOIN cluster_status s ON s.cluster_id = c.key WHERE c.key = ?`), clusterID).Scan(&exists, &prevDoc)
+		// Rows are locked in the order of their clusters, so that two
+		// replicas' batches never wait for each other in a cycle.
+		slices.SortFunc(page, func(a, b statusWrite) int { return strings.Compare(a.clusterID, b.clusterID) })
+		s.stats.StatusBatches.Add(1)
+		s.stats.StatusReports.Add(uint64(len(page)))
+		var missing []error
+		err := s.inTx(ctx, func(tx *sql.Tx, _ *notes) error {
+			var err error
+			missing, err = s.writeStatusesIn(ctx, tx, page)
+			return err
+		})
+		for i, w := range page {
+			if err != nil {
+				w.result <- err
+				continue
+			}
+			w.result <- missing[i]
+		}
+		writes = later
+	}
+}
+
+// writeStatusesIn writes reports of distinct clusters in tx. It returns,
+// for each, ErrNotFound when its cluster does not exist (nothing is
+// written of it), and an error that fails them all.
+func (s *Store) writeStatusesIn(ctx context.Context, tx *sql.Tx, writes []statusWrite) ([]error, error) {
+	ids := make([]any, len(writes))
+	for i, w := range writes {
+		ids[i] = w.clusterID
+	}
+	previous := map[string]sql.NullString{}
+	rows, err := tx.QueryContext(ctx, s.rebind(`SELECT c.key, s.doc FROM clusters c LEFT JOIN cluster_status s ON s.cluster_id = c.key WHERE c.key IN `+inList(len(ids))), ids...)
+	if err != nil {
+		return nil, fmt.Errorf("reading statuses: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var doc sql.NullString
+		if err := rows.Scan(&id, &doc); err != nil {
+			return nil, fmt.Errorf("reading statuses: %w", err)
+		}
+		previous[id] = doc
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading statuses: %w", err)
+	}
+	missing := make([]error, len(writes))
+	var statusRows, historyRows, changed []any
+	for i, w := range writes {
+		prev, ok := previous[w.clusterID]
+		if !ok {
+			missing[i] = fmt.Errorf("cluster %q: %w", w.clusterID, ErrNotFound)
+			continue
+		}
+		statusRows = append(statusRows, w.clusterID, w.st.Phase, w.st.CurrentVersion, string(w.doc))
+		if !historyChanged(prev, w.st) {
+			continue
+		}
+		entry, err := json.Marshal(api.StatusHistoryEntry{Time: w.st.ReceivedAt, CurrentVersion: w.st.CurrentVersion, NextVersion: w.st.NextVersion, Phase: w.st.Phase})
 		if err != nil {
-			return fmt.Errorf("reading status of %q: %w", clusterID, err)
+			return nil, err
 		}
-		if exists == 0 {
-			return fmt.Errorf("cluster %q: %w", clusterID, ErrNotFound)
-		}
-		_, err = tx.ExecContext(ctx, s.rebind(`INSERT INTO cluster_status (cluster_id, phase, current_version, doc) VALUES (?, ?, ?, ?)
-			ON CONFLICT (cluster_id) DO UPDATE SET phase = excluded.phase, current_version = excluded.current_version, doc = excluded.doc`),
-			clusterID, st.Phase, st.CurrentVersion, string(doc))
-		if err != nil {
-			return fmt.Errorf("writing status of %q: %w", clusterID, err)
-		}
-		if !historyChanged(prevDoc, st) {
-			return nil
-		}
-		return s.appendHistory(ctx, tx, clusterID, st)
-	})
+		historyRows = append(historyRows, w.clusterID, formatTime(w.st.ReceivedAt), string(entry))
+		changed = append(changed, w.clusterID)
+	}
+	if len(statusRows) == 0 {
+		return missing, nil
+	}
+	_, err = tx.ExecContext(ctx, s.rebind(`INSERT INTO cluster_status (cluster_id, phase, current_version, doc) VALUES `+valueRows(len(statusRows)/4, 4)+`
+		ON CONFLICT (cluster_id) DO UPDATE SET phase = excluded.phase, current_version = excluded.current_version, doc = excluded.doc`), statusRows...)
+	if err != nil {
+		return nil, fmt.Errorf("writing statuses: %w", err)
+	}
+	if len(changed) == 0 {
+		return missing, nil
+	}
+	if _, err := tx.ExecContext(ctx, s.rebind(`INSERT INTO status_history (cluster_id, at, doc) VALUES `+valueRows(len(changed), 3)), historyRows...); err != nil {
+		return nil, fmt.Errorf("writing status history: %w", err)
+	}
+	_, err = tx.ExecContext(ctx, s.rebind(`DELETE FROM status_history WHERE id IN (
+		SELECT id FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY cluster_id ORDER BY id DESC) AS newer FROM status_history WHERE cluster_id IN `+inList(len(changed))+`) ranked
+		WHERE newer > ?)`), append(changed, historyLength)...)
+	if err != nil {
+		return nil, fmt.Errorf("trimming status history: %w", err)
+	}
+	return missing, nil
 }
 
 func historyChanged(prevDoc sql.NullString, st api.ClusterStatus) bool {
@@ -62,23 +174,6 @@ func historyChanged(prevDoc sql.NullString, st api.ClusterStatus) bool {
 		return true
 	}
 	return prev.Phase != st.Phase || prev.CurrentVersion != st.CurrentVersion || prev.NextVersion != st.NextVersion
-}
-
-func (s *Store) appendHistory(ctx context.Context, tx *sql.Tx, clusterID string, st api.ClusterStatus) error {
-	entry := api.StatusHistoryEntry{Time: st.ReceivedAt, CurrentVersion: st.CurrentVersion, NextVersion: st.NextVersion, Phase: st.Phase}
-	doc, err := json.Marshal(entry)
-	if err != nil {
-		return err
-	}
-	if _, err := tx.ExecContext(ctx, s.rebind(`INSERT INTO status_history (cluster_id, at, doc) VALUES (?, ?, ?)`), clusterID, formatTime(st.ReceivedAt), string(doc)); err != nil {
-		return fmt.Errorf("writing status history of %q: %w", clusterID, err)
-	}
-	_, err = tx.ExecContext(ctx, s.rebind(`DELETE FROM status_history WHERE cluster_id = ? AND id <= (
-		SELECT id FROM status_history WHERE cluster_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)`), clusterID, clusterID, historyLength)
-	if err != nil {
-		return fmt.Errorf("trimming status history of %q: %w", clusterID, err)
-	}
-	return nil
 }
 
 // Status returns a cluster's last report, or ErrNotFound when none came yet.

@@ -65,6 +65,16 @@ type Store struct {
 	now      func() time.Time
 	migrated atomic.Bool
 	cache    *assignmentCache
+	// inputReader reads the clusters' own inputs the cache lacks, and
+	// tokenReader the tokens by their secret's hash, in batches.
+	inputReader *lookups[string, clusterInputs]
+	tokenReader *lookups[string, api.Token]
+	stats       Stats
+	// statuses writes the agents' reports in batches.
+	statuses *batcher[statusWrite]
+	// origin names this store in its notifications, so that its listener
+	// skips the writes it announced itself.
+	origin   string
 	listener *listener
 }
 
@@ -93,8 +103,17 @@ func Open(ctx context.Context, databaseURL string, opts ...Option) (*Store, erro
 		return nil, fmt.Errorf("migrating %s database: %w", s.dialect, err)
 	}
 	s.cache = newAssignmentCache()
+	s.inputReader = newLookups(s.readClusterInputs)
+	s.tokenReader = newLookups(s.readTokens)
+	s.statuses = newBatcher(s.writeStatuses)
 	if s.dialect == postgresDialect {
-		l, err := startListener(ctx, s.dsn, s.hub, s.log)
+		origin, err := newID()
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+		s.origin = origin
+		l, err := startListener(ctx, s.dsn, s.origin, s.hub, s.log)
 		if err != nil {
 			s.Close()
 			return nil, err

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/caravan-gitops/caravan/central/auth"
@@ -86,16 +87,41 @@ func (s *Store) insertToken(ctx context.Context, name, role, clusterID, secret, 
 	return t, nil
 }
 
-// TokenBySecret finds the unrevoked token with this secret.
+// TokenBySecret finds the unrevoked token with this secret. Lookups
+// arriving together (a replica's agents all moving to this one) are made
+// in one query.
 func (s *Store) TokenBySecret(ctx context.Context, secret string) (api.Token, error) {
-	rec, err := s.tokenWhere(ctx, "hash", HashToken(secret))
-	if errors.Is(err, ErrNotFound) || err == nil && rec.Value.RevokedAt != nil {
-		return api.Token{}, fmt.Errorf("%w: %w", ErrNotFound, auth.ErrNoToken)
-	}
+	t, found, err := s.tokenReader.get(ctx, HashToken(secret))
 	if err != nil {
 		return api.Token{}, err
 	}
-	return rec.Value, nil
+	if !found || t.RevokedAt != nil {
+		return api.Token{}, fmt.Errorf("%w: %w", ErrNotFound, auth.ErrNoToken)
+	}
+	return t, nil
+}
+
+// readTokens reads the tokens, revoked or not, whose secrets have hashes.
+func (s *Store) readTokens(ctx context.Context, hashes []string) (map[string]api.Token, error) {
+	out := make(map[string]api.Token, len(hashes))
+	for page := range slices.Chunk(hashes, pageSize) {
+		args := make([]any, len(page))
+		for i, h := range page {
+			args[i] = h
+		}
+		err := s.scanDocs(ctx, `SELECT hash, doc FROM tokens WHERE hash IN `+inList(len(page)), args, func(hash string, doc []byte) error {
+			var t api.Token
+			if err := json.Unmarshal(doc, &t); err != nil {
+				return fmt.Errorf("decoding token: %w", err)
+			}
+			out[hash] = t
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("looking up tokens: %w", err)
+		}
+	}
+	return out, nil
 }
 
 // tokenWhere reads the token, revoked or not, whose column (hash or name,

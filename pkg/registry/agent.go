@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -15,9 +16,21 @@ import (
 type AssignmentOptions struct {
 	// IfNoneMatch is the ETag of the assignment the caller holds.
 	IfNoneMatch string
-	// Wait lets the server hold the request up to this long (whole seconds)
-	// until the assignment differs from IfNoneMatch.
+	// Wait lets the server hold the request until the assignment differs
+	// from IfNoneMatch, up to this long less a random part of up to a
+	// tenth (waitJitter): agents a change answered together (or a replica's
+	// failure moved together) would otherwise come back together for ever,
+	// each time their waits ran out.
 	Wait time.Duration
+}
+
+// waitJitter is the largest part of a long-poll's wait taken off at random.
+const waitJitter = 0.1
+
+// jitteredWait is wait less jitter (in [0, 1)) times waitJitter of it, to
+// the millisecond.
+func jitteredWait(wait time.Duration, jitter float64) time.Duration {
+	return (wait - time.Duration(jitter*waitJitter*float64(wait))).Truncate(time.Millisecond)
 }
 
 // AssignmentResult is either a new assignment with its ETag, or NotModified
@@ -38,8 +51,8 @@ func (c *Client) GetAssignment(ctx context.Context, clusterID string, o Assignme
 		path:        resourcePath("clusters", clusterID, "assignment"),
 		ifNoneMatch: o.IfNoneMatch,
 	}
-	if wait := o.Wait.Round(time.Second); wait > 0 {
-		r.query = url.Values{"wait": {strconv.Itoa(int(wait/time.Second)) + "s"}}
+	if wait := jitteredWait(o.Wait, rand.Float64()); wait > 0 {
+		r.query = url.Values{"wait": {strconv.FormatFloat(wait.Seconds(), 'f', -1, 64) + "s"}}
 		r.longPoll = wait
 	}
 	resp, err := c.do(ctx, r)

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -407,7 +408,49 @@ func TestAssignment(t *testing.T) {
 	assert.Equal(t, &AssignmentResult{ETag: `"a1"`, NotModified: true}, second)
 
 	assert.Equal(t, []string{"", `"a1"`}, ifNoneMatch)
-	assert.Equal(t, []string{"", "60s"}, waits)
+	require.Len(t, waits, 2)
+	assert.Empty(t, waits[0], "a poll without wait asks for none")
+	assertWaitWithin(t, waits[1], time.Minute)
+}
+
+// assertWaitWithin checks a long-poll's wait parameter: the caller's wait
+// less at most a tenth.
+func assertWaitWithin(t *testing.T, raw string, wait time.Duration) {
+	t.Helper()
+	d, err := time.ParseDuration(raw)
+	require.NoError(t, err, "wait=%s", raw)
+	assert.LessOrEqual(t, d, wait)
+	assert.GreaterOrEqual(t, d, wait-wait/10)
+}
+
+// Regression: agents a change answered together asked for the same wait
+// and came back together, each time it ran out: the fleet polled and
+// reported in lockstep. Each poll's wait is jittered.
+func TestLongPollWaitsAreJittered(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	srv := newFakeServer(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen[r.URL.Query().Get("wait")] = true
+		mu.Unlock()
+		w.WriteHeader(http.StatusNotModified)
+	})
+	c := newTestClient(t, srv.URL)
+	for range 20 {
+		_, err := c.GetAssignment(context.Background(), clusterID, AssignmentOptions{IfNoneMatch: `"a1"`, Wait: 30 * time.Second})
+		require.NoError(t, err)
+	}
+	assert.Greater(t, len(seen), 10, "20 polls asked for as many different waits: %v", seen)
+	for raw := range seen {
+		assertWaitWithin(t, raw, 30*time.Second)
+	}
+}
+
+func TestJitteredWait(t *testing.T) {
+	assert.Equal(t, 30*time.Second, jitteredWait(30*time.Second, 0))
+	assert.Equal(t, 28500*time.Millisecond, jitteredWait(30*time.Second, 0.5))
+	assert.Equal(t, 27003*time.Millisecond, jitteredWait(30*time.Second, 0.999))
+	assert.Zero(t, jitteredWait(0, 0.5), "no wait stays none")
 }
 
 func TestLongPollOutlastsTheAttemptTimeout(t *testing.T) {

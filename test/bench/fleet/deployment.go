@@ -91,9 +91,11 @@ func (d *deployment) settle(ctx context.Context) error {
 		return err
 	}
 	for i, r := range d.replicas {
-		if d.waitingAtSettle[i], _, err = r.metrics(ctx); err != nil {
+		m, err := r.metrics(ctx)
+		if err != nil {
 			return err
 		}
+		d.waitingAtSettle[i] = m.waiting
 	}
 	return nil
 }

@@ -60,9 +60,13 @@ type failoverResult struct {
 	waitingBefore        [replicas]int
 	waitingAfterKill     [replicas]int
 	waitingAfterRestart  [replicas]int
-	refusedAfterKill     int
-	// survivorPeak is the survivor's peak RSS once it served the whole fleet.
-	survivorPeak int64
+	// survivorAfterKill is what the survivor's counters added over the
+	// window after the kill.
+	survivorAfterKill replicaMetrics
+	// survivorPeakInWindow is the survivor's peak RSS by the end of the
+	// window after the kill, when it served every agent; survivorPeak
+	// once every agent also took the write made after it, and reported.
+	survivorPeakInWindow, survivorPeak int64
 	// failures counts the agents' failed polls and reports from the kill
 	// until every agent held the write made after it.
 	failures map[string]int
@@ -104,7 +108,7 @@ func (d *deployment) measureFailover(ctx context.Context) (failoverResult, error
 	if err := d.waitingOnBoth(ctx, &res.waitingBefore); err != nil {
 		return res, err
 	}
-	_, refused0, err := survivor.metrics(ctx)
+	survivor0, err := survivor.metrics(ctx)
 	if err != nil {
 		return res, err
 	}
@@ -121,15 +125,22 @@ func (d *deployment) measureFailover(ctx context.Context) (failoverResult, error
 	res.steady = d.log.between(from, killedAt)
 	sleep(ctx, time.Until(killedAt.Add(win)))
 	res.afterKill = d.log.between(killedAt, killedAt.Add(win))
-	if res.waitingAfterKill[1-killedReplica], res.refusedAfterKill, err = survivor.metrics(ctx); err != nil {
+	survivor1, err := survivor.metrics(ctx)
+	if err != nil {
 		return res, err
 	}
-	res.refusedAfterKill -= refused0
+	res.survivorAfterKill = survivor1.minus(survivor0)
+	res.waitingAfterKill[1-killedReplica] = survivor1.waiting
+	mem, err := survivor.Memory()
+	if err != nil {
+		return res, err
+	}
+	res.survivorPeakInWindow = mem.Peak
 	if err := d.afterKill(ctx, &res, killedAt); err != nil {
 		return res, err
 	}
 	res.failures = since(d.fleet.failures(), failures0)
-	mem, err := survivor.Memory()
+	mem, err = survivor.Memory()
 	if err != nil {
 		return res, err
 	}
@@ -238,11 +249,11 @@ func cmpErr(first, err error) error {
 // started at it and comes back after the failback, or the wait ends.
 func (d *deployment) awaitSpread(ctx context.Context, r *replica, served int, since time.Time, wait time.Duration) (time.Duration, error) {
 	for time.Since(since) < wait {
-		waiting, _, err := r.metrics(ctx)
+		m, err := r.metrics(ctx)
 		if err != nil {
 			return 0, err
 		}
-		if 2*waiting >= served {
+		if 2*m.waiting >= served {
 			return time.Since(since), nil
 		}
 		sleep(ctx, time.Second)
@@ -255,11 +266,11 @@ func (d *deployment) awaitSpread(ctx context.Context, r *replica, served int, si
 
 func (d *deployment) waitingOnBoth(ctx context.Context, into *[replicas]int) error {
 	for i, r := range d.replicas {
-		w, _, err := r.metrics(ctx)
+		m, err := r.metrics(ctx)
 		if err != nil {
 			return err
 		}
-		into[i] = w
+		into[i] = m.waiting
 	}
 	return nil
 }

@@ -84,7 +84,7 @@ func parseOptions(args []string) (options, error) {
 		}
 	}
 	if o.interval < 6*time.Second {
-		return o, fmt.Errorf("-interval must be at least 6s (the agent's long-poll waits whole seconds, and a sixth of it between failed polls), got %s", o.interval)
+		return o, fmt.Errorf("-interval must be at least 6s (an agent waits a sixth of it between failed polls), got %s", o.interval)
 	}
 	if o.rounds < 1 {
 		return o, fmt.Errorf("-rounds must be at least 1, got %d", o.rounds)

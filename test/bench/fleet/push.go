@@ -63,9 +63,11 @@ type steadyState struct {
 	listings, fetches  int
 	// refreshes counts the reads of the channels' heads the registry was
 	// asked for: each replica's every --git-refresh, and every webhook.
-	refreshes        float64
-	waiting, refused [replicas]int
-	failures         map[string]int
+	refreshes float64
+	// atEnd is each replica's metrics at the end of scenario 1, during
+	// what its counters added during the pushes.
+	atEnd, during [replicas]replicaMetrics
+	failures      map[string]int
 }
 
 // measurePushes runs scenario 1 on a settled deployment: a steady
@@ -84,6 +86,12 @@ func (d *deployment) measurePushes(ctx context.Context) (pushResult, error) {
 	cpu1, err := d.sampleCPU()
 	if err != nil {
 		return res, err
+	}
+	var before [replicas]replicaMetrics
+	for i, r := range d.replicas {
+		if before[i], err = r.metrics(ctx); err != nil {
+			return res, err
+		}
 	}
 	webhooks := 0
 	for len(res.rounds) < d.w.opts.rounds {
@@ -107,7 +115,7 @@ func (d *deployment) measurePushes(ctx context.Context) (pushResult, error) {
 	if err != nil {
 		return res, err
 	}
-	res.steady, err = d.steady(ctx, [3]cpuSample{cpu0, cpu1, cpu2}, listings0, fetches0)
+	res.steady, err = d.steady(ctx, [3]cpuSample{cpu0, cpu1, cpu2}, listings0, fetches0, before)
 	res.steady.refreshes += float64(webhooks)
 	res.steady.failures = since(d.fleet.failures(), failures0)
 	return res, err
@@ -203,8 +211,9 @@ func (d *deployment) sendWebhook(ctx context.Context, r *replica, branch, commit
 }
 
 // steady reads what the fleet cost over scenario 1, from CPU samples at
-// its start, at the end of its steady window and at its end.
-func (d *deployment) steady(ctx context.Context, cpu [3]cpuSample, listings0, fetches0 int) (steadyState, error) {
+// its start, at the end of its steady window and at its end, and the
+// replicas' metrics before the pushes.
+func (d *deployment) steady(ctx context.Context, cpu [3]cpuSample, listings0, fetches0 int, before [replicas]replicaMetrics) (steadyState, error) {
 	s := steadyState{steadyCPU: cpu[0].until(cpu[1]), pushCPU: cpu[1].until(cpu[2]), requests: d.log.between(cpu[0].at, cpu[1].at)}
 	listings, fetches := d.w.registryListings()
 	s.listings, s.fetches = listings-listings0, fetches-fetches0
@@ -215,9 +224,10 @@ func (d *deployment) steady(ctx context.Context, cpu [3]cpuSample, listings0, fe
 			return s, err
 		}
 		s.memory[i] = u.mem
-		if s.waiting[i], s.refused[i], err = r.metrics(ctx); err != nil {
+		if s.atEnd[i], err = r.metrics(ctx); err != nil {
 			return s, err
 		}
+		s.during[i] = s.atEnd[i].minus(before[i])
 	}
 	return s, nil
 }

@@ -22,9 +22,36 @@ const replicas = 2
 
 // caravan-central's metrics the benchmark reads.
 const (
-	waitingMetric = "caravan_central_long_polls_waiting"
-	refusedMetric = "caravan_central_connections_refused_total"
+	waitingMetric            = "caravan_central_long_polls_waiting"
+	refusedMetric            = "caravan_central_connections_refused_total"
+	acceptWaitsMetric        = "caravan_central_connections_accept_waits_total"
+	inputReadsMetric         = "caravan_central_cluster_input_reads_total"
+	statusTransactionsMetric = "caravan_central_status_write_transactions_total"
+	statusReportsMetric      = "caravan_central_status_reports_written_total"
 )
+
+// replicaMetrics is what the benchmark reads of a replica's metrics: the
+// long-polls waiting now, and the counters so far.
+type replicaMetrics struct {
+	waiting int
+	// refused counts the connections closed at their address's limit of
+	// unauthenticated ones, acceptWaits the times the next accept waited
+	// for one of those to authenticate or close.
+	refused, acceptWaits int
+	// inputReads counts the database reads of clusters' own assignment
+	// inputs; statusTransactions the transactions that wrote
+	// statusReports reports.
+	inputReads, statusTransactions, statusReports int
+}
+
+// minus is what the counters of m added since before.
+func (m replicaMetrics) minus(before replicaMetrics) replicaMetrics {
+	return replicaMetrics{
+		waiting: m.waiting, refused: m.refused - before.refused, acceptWaits: m.acceptWaits - before.acceptWaits,
+		inputReads: m.inputReads - before.inputReads, statusTransactions: m.statusTransactions - before.statusTransactions,
+		statusReports: m.statusReports - before.statusReports,
+	}
+}
 
 // replica is one caravan-central process; a killed one starts again with
 // the same command, address and log.
@@ -83,13 +110,17 @@ func (r *replica) usage() (usage, error) {
 	return usage{cpu: cpu, mem: mem}, err
 }
 
-// metrics reads the replica's waiting long-polls and refused connections.
-func (r *replica) metrics(ctx context.Context) (waiting, refused int, err error) {
-	values, err := host.ReadMetrics(ctx, metricsClient, r.Process, waitingMetric, refusedMetric)
+// metrics reads the replica's metrics.
+func (r *replica) metrics(ctx context.Context) (replicaMetrics, error) {
+	v, err := host.ReadMetrics(ctx, metricsClient, r.Process, waitingMetric, refusedMetric, acceptWaitsMetric,
+		inputReadsMetric, statusTransactionsMetric, statusReportsMetric)
 	if err != nil {
-		return 0, 0, err
+		return replicaMetrics{}, err
 	}
-	return int(values[waitingMetric]), int(values[refusedMetric]), nil
+	return replicaMetrics{
+		waiting: int(v[waitingMetric]), refused: int(v[refusedMetric]), acceptWaits: int(v[acceptWaitsMetric]),
+		inputReads: int(v[inputReadsMetric]), statusTransactions: int(v[statusTransactionsMetric]), statusReports: int(v[statusReportsMetric]),
+	}, nil
 }
 
 var metricsClient = &http.Client{Timeout: 10 * time.Second}

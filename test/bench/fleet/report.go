@@ -104,7 +104,7 @@ func (r *report) writeSetup(b *strings.Builder) {
 		"git server (`git http-backend`, one branch per channel) every `--git-refresh %s`, and at once for a webhook (`--webhook-secret-file`). "+
 		"Each agent is a goroutine of this process with pkg/registry's client built as caravan-agent builds it (one retry, backoff 0.5 s to %s, "+
 		"failback %s), its own connection pool dialling from its own loopback address (127.1.x.y), and %s. The agents start evenly over one "+
-		"interval; each long-polls its assignment (`?wait=%s` with its ETag) and reports its status after every answer (PUT, with its heartbeat): "+
+		"interval; each long-polls its assignment (`?wait=`: %s less up to a tenth, at random; with its ETag) and reports its status after every answer (PUT, with its heartbeat): "+
 		"the new version (`<commit>#<hash>`, as the agent computes it) when the answer brought one, else the same again, so a heartbeat every "+
 		"%s. They read no git: the assignment names the channel's head. Requests are counted at the agents' transports, every attempt, retries "+
 		"and refused connections included.\n\n",
@@ -184,13 +184,16 @@ func (r *report) writePushes(b *strings.Builder) {
 			secs(host.Percentile(p.onWebhookReplica, 0.99)), secs(host.Percentile(p.onOtherReplica, 0.99)), p.othersWoken)
 	}
 	b.WriteString("\n| Fleet | Replica | CPU, steady window | CPU, during the pushes | Peak RSS (VmHWM) | RSS at the end | Waiting long-polls at the end | " +
-		"Connections refused (not authenticated yet) |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		"During the pushes: database reads of clusters' own inputs / transactions writing statuses (statuses) | " +
+		"Connections refused at their address's limit / accepts that waited for an unauthenticated one, in all |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, s := range r.sizes {
 		st := s.push.steady
 		for i := range replicas {
-			fmt.Fprintf(b, "| %s | %d | %.2f cores | %.2f cores | %s | %s | %s | %d |\n", host.Thousands(s.push.size), i+1,
+			end, during := st.atEnd[i], st.during[i]
+			fmt.Fprintf(b, "| %s | %d | %.2f cores | %.2f cores | %s | %s | %s | %s / %s (%s) | %s / %s |\n", host.Thousands(s.push.size), i+1,
 				st.steadyCPU.cores(st.steadyCPU.replicas[i]), st.pushCPU.cores(st.pushCPU.replicas[i]), host.MiB(st.memory[i].Peak), host.MiB(st.memory[i].RSS),
-				host.Thousands(st.waiting[i]), st.refused[i])
+				host.Thousands(end.waiting), host.Thousands(during.inputReads), host.Thousands(during.statusTransactions), host.Thousands(during.statusReports),
+				host.Thousands(end.refused), host.Thousands(end.acceptWaits))
 		}
 	}
 	b.WriteString("\n| Fleet | Steady window | Agents' requests per second (peak second) | CPU: the agents (this process) / PostgreSQL / other processes | " +
@@ -210,23 +213,11 @@ func (r *report) writePushes(b *strings.Builder) {
 			host.Thousands(s.push.size), secs(s.seeding), secs(s.settling), host.Thousands(s.waitingAtSettle[0]), host.Thousands(s.waitingAtSettle[1]),
 			failureList(s.push.steady.failures, 5), failureList(s.logged, 5))
 	}
-	if r.refusedAny() {
-		b.WriteString("An agent sees `EOF` or `connection reset by peer` when a replica closes its new connection at once, as caravan-central does " +
-			"with connections beyond `--max-unauthenticated-conns` (1,024 by default) that have not presented a token yet: the count of those is " +
-			"the last column of the replicas' table.\n\n")
-	}
-}
-
-// refusedAny reports whether a replica refused connections in any scenario.
-func (r *report) refusedAny() bool {
-	for _, s := range r.sizes {
-		for _, n := range s.push.steady.refused {
-			if n > 0 {
-				return true
-			}
-		}
-	}
-	return r.failover.refusedAfterKill > 0
+	b.WriteString("A replica answers the polls a change woke with a few workers, from its cache of each cluster's own inputs and of what clusters " +
+		"share, and keeps each answered poll's connection for the agent's next request; statuses arriving together are written in one " +
+		"transaction. Beyond `--max-unauthenticated-conns` (1,024 by default) connections that have not presented a token yet, a new one waits " +
+		"to be accepted until one of those does; beyond `--max-unauthenticated-conns-per-ip` (128) it is closed at once, and its agent sees " +
+		"`EOF` or `connection reset by peer`.\n\n")
 }
 
 // failureList writes the most frequent kinds of failures, up to most, most first.
@@ -339,8 +330,14 @@ func (r *report) writeFailover(b *strings.Builder) {
 	fmt.Fprintf(b, "| of which failed (no connection, or 5xx) | %s | %s |\n", host.Thousands(f.steady.failed), host.Thousands(f.afterKill.failed))
 	fmt.Fprintf(b, "| Waiting long-polls, replica 1 / replica 2 | %s / %s | %s / %s |\n",
 		host.Thousands(f.waitingBefore[0]), host.Thousands(f.waitingBefore[1]), host.Thousands(f.waitingAfterKill[0]), host.Thousands(f.waitingAfterKill[1]))
-	fmt.Fprintf(b, "| Connections the survivor refused (not authenticated yet) | | %s |\n", host.Thousands(f.refusedAfterKill))
-	fmt.Fprintf(b, "| The survivor's peak RSS (VmHWM), serving every agent | | %s |\n\n", host.MiB(f.survivorPeak))
+	k := f.survivorAfterKill
+	fmt.Fprintf(b, "| Connections the survivor refused at their address's limit / accepts that waited for an unauthenticated one | | %s / %s |\n",
+		host.Thousands(k.refused), host.Thousands(k.acceptWaits))
+	fmt.Fprintf(b, "| The survivor's database reads of clusters' own inputs / transactions writing statuses (statuses) | | %s / %s (%s) |\n",
+		host.Thousands(k.inputReads), host.Thousands(k.statusTransactions), host.Thousands(k.statusReports))
+	fmt.Fprintf(b, "| The survivor's peak RSS (VmHWM), serving every agent, by the end of the window | | %s |\n", host.MiB(f.survivorPeakInWindow))
+	fmt.Fprintf(b, "| The same once every agent took the write made after it (every poll answered at once, every agent reporting at once) | | %s |\n\n",
+		host.MiB(f.survivorPeak))
 	fmt.Fprintf(b, "Time without a registry after the kill, per agent (from its first failed attempt to the start of the next answered one): "+
 		"p50 %s, p90 %s, p99 %s, max %s. The agents' failed polls and reports from the kill until all held the write: %s. "+
 		"After the restart the replicas held %s and %s waiting long-polls.\n\n",
