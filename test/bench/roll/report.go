@@ -72,7 +72,7 @@ func (r *report) markdown() string {
 	startMarker, endMarker := host.Markers(sectionName(r.opts.nodes))
 	var b strings.Builder
 	b.WriteString(startMarker + "\n")
-	fmt.Fprintf(&b, "## Nodes: a simulated roll of a %d-node pool with %d pods under PDBs\n\n", r.opts.nodes, r.opts.nodes*replicas)
+	fmt.Fprintf(&b, "## Nodes: a simulated roll of a %d-node pool with %s pods under PDBs\n\n", r.opts.nodes, host.Thousands(r.opts.nodes*replicas))
 	fmt.Fprintf(&b, "Measured %s on %s, %s, by `%s` (%s in all), "+
 		"with kube-apiserver %s, kube-scheduler, kube-controller-manager and kwok (test/controlplane) and moto %s (test/moto), "+
 		"each its own process on the same cores; the roller runs in a process of its own too.\n\n",
@@ -103,7 +103,7 @@ func (r *report) writeSetup(b *strings.Builder) {
 	}
 	fmt.Fprintf(b, "The pool: an auto scaling group of %d `%s` instances in moto (min %d, max %d), its launch template tagging each instance "+
 		"`%s=%s`; test/cloudbridge keeps a kwok Node for each running instance (a pass every %s); the %d Nodes were Ready %s after the group was created. "+
-		"On them, %d workloads of %d pods (%d pods, 50m CPU each, `terminationGracePeriodSeconds: %d`, %d Deployments) in %d namespaces, %d to %d pods on a node, "+
+		"On them, %d workloads of %d pods (%s pods, 50m CPU each, `terminationGracePeriodSeconds: %d`, %d Deployments) in %d namespaces, %d to %d pods on a node, "+
 		"and %d PodDisruptionBudgets, one per workload: "+
 		"%d `minAvailable: 100%%`, which refuses every eviction, so each of its pods is forced once the drain SLA allows it, its pods paired on nodes "+
 		"(two Deployments of 5, part b requiring a node with a pod of part a, neither part two pods on one node: draining the node forces two pods of one budget, "+
@@ -111,7 +111,7 @@ func (r *report) writeSetup(b *strings.Builder) {
 		"%d `maxUnavailable: 1`, its pods spread by the scheduler; %d workloads have none. "+
 		"All pods were Ready %s after the Deployments were created; the roll began once every pod was older than `drain_min_pod_lifetime`.\n\n",
 		r.opts.nodes, instanceType, r.opts.nodes, r.opts.nodes+surgeRoom, nodes.TagRevision, oldRevision, r.opts.bridgeInterval, r.opts.nodes,
-		seconds(r.nodesUp), r.opts.nodes, replicas, r.pods, podTerminationGrace, deployments, r.opts.nodes/5, r.podsPerNode[0], r.podsPerNode[len(r.podsPerNode)-1],
+		seconds(r.nodesUp), r.opts.nodes, replicas, host.Thousands(r.pods), podTerminationGrace, deployments, r.opts.nodes/5, r.podsPerNode[0], r.podsPerNode[len(r.podsPerNode)-1],
 		r.budgets, count[kindStrict+", paired"], count[kindTolerant+", paired"], count[kindTolerant], count[kindNone], seconds(r.podsUp))
 	fmt.Fprintf(b, "The roll: a new launch template version tagging `%s=%s`, and the agent's own `nodes.Roller` with that pool revision "+
 		"(`nodes.SettingsOf` and `Settings.Config`, `node_update_surge: 1`, the taint `PreferNoSchedule`), its client and Event recorder "+
