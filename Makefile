@@ -64,10 +64,17 @@ test-deps:
 
 # test-go: the agent's, the registry's and the shared packages' tests under
 # the race detector (the agent's e2e tests run the agent in-process, so its
-# loop, watches and health wait are raced on real parts), the rest without.
+# loop, watches and health wait are raced on real parts), the rest without,
+# at the same time: the agent's package alone takes most of the run and
+# leaves a core to spare. The rest's output follows; either failing fails.
 test-go:
-	go test -race -count=1 -timeout 30m ./agent/... ./central/... ./pkg/...
-	go test -count=1 -timeout 20m $$(go list ./... | grep -Ev '^github.com/caravan-gitops/caravan/(agent|central|pkg)(/|$$)')
+	mkdir -p $(CACHE)
+	go test -count=1 -timeout 20m $$(go list ./... | grep -Ev '^github.com/caravan-gitops/caravan/(agent|central|pkg)(/|$$)') \
+		> $(CACHE)/test-go-rest.log 2>&1 & rest=$$!; \
+	raced=0; go test -race -count=1 -timeout 30m ./agent/... ./central/... ./pkg/... || raced=$$?; \
+	others=0; wait $$rest || others=$$?; \
+	cat $(CACHE)/test-go-rest.log; \
+	test $$raced -eq 0 && test $$others -eq 0
 
 ## test-api-schema: schemathesis against the served OpenAPI spec of a running server, on SQLite and on PostgreSQL
 test-api-schema: build
