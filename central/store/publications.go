@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
@@ -176,19 +175,6 @@ func (s *Store) Publications(ctx context.Context) (map[string]api.ChannelPublica
 		out[name] = p.api()
 	}
 	return out, nil
-}
-
-// published returns the commit and gate in effect of a channel's
-// assignments; both empty before the channel was decided on.
-func (s *Store) published(ctx context.Context, channel string) (commit, gate string, err error) {
-	err = s.read.QueryRowContext(ctx, s.rebind(`SELECT commit_id, gate FROM channel_publications WHERE channel = ?`), channel).Scan(&commit, &gate)
-	if errors.Is(err, sql.ErrNoRows) {
-		return "", "", nil
-	}
-	if err != nil {
-		return "", "", fmt.Errorf("reading what channel %q publishes: %w", channel, err)
-	}
-	return commit, gate, nil
 }
 
 func (p publication) api() api.ChannelPublication {
