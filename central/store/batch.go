@@ -133,6 +133,15 @@ func inList(n int) string {
 	return "(" + strings.TrimSuffix(strings.Repeat("?, ", n), ", ") + ")"
 }
 
+// queryArgs is keys as a query's arguments.
+func queryArgs(keys []string) []any {
+	args := make([]any, len(keys))
+	for i, k := range keys {
+		args[i] = k
+	}
+	return args
+}
+
 // valueRows is rows parenthesized lists of columns placeholders each, for
 // a multi-row `VALUES`.
 func valueRows(rows, columns int) string {

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"strings"
 
 	"github.com/caravan-gitops/caravan/pkg/api"
 )
@@ -55,12 +54,7 @@ func (s *Store) StatusHistories(ctx context.Context, clusterIDs []string) (map[s
 	out := map[string][]api.StatusHistoryEntry{}
 	for start := 0; start < len(clusterIDs); start += historyBatch {
 		batch := clusterIDs[start:min(start+historyBatch, len(clusterIDs))]
-		args := make([]any, len(batch))
-		for i, id := range batch {
-			args[i] = id
-		}
-		marks := strings.TrimSuffix(strings.Repeat("?, ", len(batch)), ", ")
-		err := s.scanDocs(ctx, `SELECT cluster_id, doc FROM status_history WHERE cluster_id IN (`+marks+`) ORDER BY id`, args, func(id string, doc []byte) error {
+		err := s.scanDocs(ctx, `SELECT cluster_id, doc FROM status_history WHERE cluster_id IN `+inList(len(batch))+` ORDER BY id`, queryArgs(batch), func(id string, doc []byte) error {
 			var e api.StatusHistoryEntry
 			if err := json.Unmarshal(doc, &e); err != nil {
 				return fmt.Errorf("decoding status history of %q: %w", id, err)

@@ -192,8 +192,7 @@ func (s *Store) schedules(ctx context.Context, clusters []api.Cluster) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	marks := strings.TrimSuffix(strings.Repeat("?, ", len(ids)), ", ")
-	err = s.scanDocs(ctx, `SELECT key, doc FROM accounts WHERE key IN (`+marks+`)`, ids, func(id string, doc []byte) error {
+	err = s.scanDocs(ctx, `SELECT key, doc FROM accounts WHERE key IN `+inList(len(ids)), ids, func(id string, doc []byte) error {
 		var a api.InfrastructureAccount
 		if err := json.Unmarshal(doc, &a); err != nil {
 			return err

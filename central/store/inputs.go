@@ -137,10 +137,7 @@ func (s *Store) readClusterInputs(ctx context.Context, ids []string) (map[string
 // readInputPage reads the inputs of ids, each of which had its generation
 // in gens before, into out.
 func (s *Store) readInputPage(ctx context.Context, ids []string, gens map[string]Generation, out map[string]*clusterInputs) error {
-	args := make([]any, len(ids))
-	for i, id := range ids {
-		args[i] = id
-	}
+	args := queryArgs(ids)
 	in := inList(len(ids))
 	err := s.scanDocs(ctx, `SELECT key, doc FROM clusters WHERE key IN `+in, args, func(key string, doc []byte) error {
 		var c api.Cluster

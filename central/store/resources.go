@@ -215,8 +215,7 @@ func insert[T any](ctx context.Context, s *Store, tx *sql.Tx, n *notes, k Kind[T
 	}
 	cols := append([]string{"key", "parent", "doc", "revision"}, k.columns...)
 	args := append([]any{ref.Key, ref.Parent, string(doc), 1}, k.values(v)...)
-	marks := strings.TrimSuffix(strings.Repeat("?, ", len(cols)), ", ")
-	query := `INSERT INTO ` + k.table + ` (` + strings.Join(cols, ", ") + `) VALUES (` + marks + `) ON CONFLICT DO NOTHING`
+	query := `INSERT INTO ` + k.table + ` (` + strings.Join(cols, ", ") + `) VALUES ` + inList(len(cols)) + ` ON CONFLICT DO NOTHING`
 	res, err := tx.ExecContext(ctx, s.rebind(query), args...)
 	if err != nil {
 		return Record[T]{}, fmt.Errorf("creating %s %q: %w", k.resource, ref.Key, constraintError(err))

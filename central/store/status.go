@@ -225,8 +225,8 @@ func (s *Store) Details(ctx context.Context, clusters []api.Cluster) error {
 		index[c.ID] = i
 		clusters[i].NodePools = []api.NodePool{}
 	}
-	marks := strings.TrimSuffix(strings.Repeat("?, ", len(ids)), ", ")
-	err := s.scanDocs(ctx, `SELECT parent, doc FROM node_pools WHERE parent IN (`+marks+`) ORDER BY key`, ids, func(id string, doc []byte) error {
+	marks := inList(len(ids))
+	err := s.scanDocs(ctx, `SELECT parent, doc FROM node_pools WHERE parent IN `+marks+` ORDER BY key`, ids, func(id string, doc []byte) error {
 		var p api.NodePool
 		if err := json.Unmarshal(doc, &p); err != nil {
 			return err
@@ -237,7 +237,7 @@ func (s *Store) Details(ctx context.Context, clusters []api.Cluster) error {
 	if err != nil {
 		return fmt.Errorf("reading node pools: %w", err)
 	}
-	err = s.scanDocs(ctx, `SELECT cluster_id, doc FROM cluster_status WHERE cluster_id IN (`+marks+`)`, ids, func(id string, doc []byte) error {
+	err = s.scanDocs(ctx, `SELECT cluster_id, doc FROM cluster_status WHERE cluster_id IN `+marks, ids, func(id string, doc []byte) error {
 		st := &api.ClusterStatus{}
 		if err := json.Unmarshal(doc, st); err != nil {
 			return err

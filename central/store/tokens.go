@@ -105,11 +105,7 @@ func (s *Store) TokenBySecret(ctx context.Context, secret string) (api.Token, er
 func (s *Store) readTokens(ctx context.Context, hashes []string) (map[string]api.Token, error) {
 	out := make(map[string]api.Token, len(hashes))
 	for page := range slices.Chunk(hashes, pageSize) {
-		args := make([]any, len(page))
-		for i, h := range page {
-			args[i] = h
-		}
-		err := s.scanDocs(ctx, `SELECT hash, doc FROM tokens WHERE hash IN `+inList(len(page)), args, func(hash string, doc []byte) error {
+		err := s.scanDocs(ctx, `SELECT hash, doc FROM tokens WHERE hash IN `+inList(len(page)), queryArgs(page), func(hash string, doc []byte) error {
 			var t api.Token
 			if err := json.Unmarshal(doc, &t); err != nil {
 				return fmt.Errorf("decoding token: %w", err)
