@@ -62,7 +62,7 @@ func (r *Roller) Retire(ctx context.Context, pool string, sla SLA, backstop time
 // readRetire reads the snapshot of a retired pool's pass: its Nodes, their
 // pods, and the budgets and siblings its refused pods need.
 func (r *Roller) readRetire(ctx context.Context, src source, pool, scope string) (Snapshot, error) {
-	snap := Snapshot{Now: r.now(), Memory: r.memory(scope)}
+	snap := Snapshot{Now: r.now(), Memory: r.memory(scope), Forces: r.forces.clone()}
 	list := &corev1.NodeList{}
 	if err := src.List(ctx, list, client.MatchingLabels{PoolLabel: pool}); err != nil {
 		return snap, fmt.Errorf("listing the nodes of pool %s: %w", pool, err)

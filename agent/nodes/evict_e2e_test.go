@@ -529,7 +529,9 @@ func (c *replacingClient) Delete(ctx context.Context, obj client.Object, opts ..
 	return c.Client.Delete(ctx, obj, opts...)
 }
 
-// replace deletes the pod and makes another one like it, once.
+// replace deletes the pod and makes another one like it, once, not yet
+// scheduled: on the draining node, the pass's next round would ask it to
+// leave and, its budget refusing and every rule allowing, force it.
 func (c *replacingClient) replace(ctx context.Context) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -540,7 +542,8 @@ func (c *replacingClient) replace(ctx context.Context) {
 	require.NoError(c.t, c.Client.Get(ctx, c.pod, old))
 	require.NoError(c.t, c.Client.Delete(ctx, old, client.GracePeriodSeconds(0), client.Preconditions{UID: &old.UID}))
 	next := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: old.Name, Namespace: old.Namespace, Labels: old.Labels},
-		Spec: corev1.PodSpec{NodeName: old.Spec.NodeName, TerminationGracePeriodSeconds: new(int64), Containers: []corev1.Container{{Name: "app", Image: "app"}}}}
+		Spec: corev1.PodSpec{NodeSelector: map[string]string{"example.org/none": "none"}, TerminationGracePeriodSeconds: new(int64),
+			Containers: []corev1.Container{{Name: "app", Image: "app"}}}}
 	require.NoError(c.t, c.Client.Create(ctx, next))
 	c.replacement = next
 }
@@ -702,30 +705,7 @@ func TestForcesInOneBudgetKeepTheIntervalAcrossNodes(t *testing.T) {
 	r.budget("shared", labels, len(pods))
 	forces := recordForces(t, r)
 	roller, reg := r.roller(r.kube)
-	trigger := nodes.NewTrigger(r.cp.Config, testr.New(t))
-	roller.WatchedBy(trigger)
-	trigger.Start(r.ctx)
-	t.Cleanup(trigger.Stop)
-
-	cfg := rollOf(nodes.SLA{ForceEvictInterval: interval}, "blue", "green")
-	var rolls []nodes.RollState
-	for left := len(pods); left > 0; {
-		res, err := roller.Pass(r.ctx, cfg, rolls)
-		require.NoError(t, err)
-		rolls = res.Rolls
-		list := &corev1.PodList{}
-		require.NoError(t, r.kube.List(r.ctx, list, client.MatchingLabels(labels)))
-		if left = len(list.Items); left == 0 {
-			break
-		}
-		wake, stop := roller.Wake(trigger, nodes.NextWake(res.Progress), cfg.Poll)
-		select {
-		case <-wake:
-		case <-r.ctx.Done():
-			t.Fatalf("%d pods are still to be forced", left)
-		}
-		stop()
-	}
+	rollUntilGone(t, r, roller, rollOf(nodes.SLA{ForceEvictInterval: interval}, "blue", "green"), labels)
 
 	assert.Equal(t, float64(len(pods)), counter(t, reg, "caravan_agent_forced_deletions_total", "", ""), "every pod was forced")
 	byNode := forces.byNode(t, map[string]int{"blue-1": 2, "green-1": 2})
@@ -738,6 +718,89 @@ func TestForcesInOneBudgetKeepTheIntervalAcrossNodes(t *testing.T) {
 	for name, node := range pods {
 		assert.Contains(t, r.podEvent(name, nodes.ReasonForcedEviction), "every rule of the drain SLA allows it", "pod %s on %s", name, node)
 	}
+}
+
+// rollUntilGone runs the roller's passes as the agent's loop does, until
+// no pod with the labels is left.
+func rollUntilGone(t *testing.T, r *rig, roller *nodes.Roller, cfg nodes.RollConfig, labels map[string]string) {
+	trigger := nodes.NewTrigger(r.cp.Config, testr.New(t))
+	roller.WatchedBy(trigger)
+	trigger.Start(r.ctx)
+	t.Cleanup(trigger.Stop)
+	var rolls []nodes.RollState
+	for {
+		res, err := roller.Pass(r.ctx, cfg, rolls)
+		require.NoError(t, err)
+		rolls = res.Rolls
+		list := &corev1.PodList{}
+		require.NoError(t, r.kube.List(r.ctx, list, client.MatchingLabels(labels)))
+		if len(list.Items) == 0 {
+			return
+		}
+		wake, stop := roller.Wake(trigger, nodes.NextWake(res.Progress), cfg.Poll)
+		select {
+		case <-wake:
+		case <-r.ctx.Done():
+			t.Fatalf("%d pods are still to be forced", len(list.Items))
+		}
+		stop()
+	}
+}
+
+// slowDeleteClient is the roller's client with its first deletion of a
+// pod slowed, as a loaded API server slows it, and the times each
+// deletion was sent and answered.
+type slowDeleteClient struct {
+	client.Client
+	delay time.Duration
+
+	mu       sync.Mutex
+	sent     []time.Time
+	answered []time.Time
+}
+
+func (c *slowDeleteClient) Delete(ctx context.Context, obj client.Object, opts ...client.DeleteOption) error {
+	if _, isPod := obj.(*corev1.Pod); !isPod {
+		return c.Client.Delete(ctx, obj, opts...)
+	}
+	c.mu.Lock()
+	first := len(c.sent) == 0
+	c.sent = append(c.sent, time.Now())
+	c.mu.Unlock()
+	if first {
+		time.Sleep(c.delay)
+	}
+	err := c.Client.Delete(ctx, obj, opts...)
+	c.mu.Lock()
+	c.answered = append(c.answered, time.Now())
+	c.mu.Unlock()
+	return err
+}
+
+// The force interval counts from a force's deletion, not from the time
+// recorded just before it: a deletion the API server makes a second late
+// delays the next force by as much.
+func TestTheForceIntervalCountsFromTheDeletion(t *testing.T) {
+	const interval, delay = 2 * time.Second, time.Second
+	r := newRig(t)
+	node := r.pool("workers")
+	labels := map[string]string{"app": "guarded"}
+	for _, name := range []string{"guarded-1", "guarded-2"} {
+		r.podOn(node.Name, name, labels)
+	}
+	r.budget("guarded", labels, 2)
+	slow := &slowDeleteClient{Client: r.kube, delay: delay}
+	roller, reg := r.roller(slow)
+	rollUntilGone(t, r, roller, rollOf(nodes.SLA{ForceEvictInterval: interval}, "workers"), labels)
+
+	assert.Equal(t, 2.0, counter(t, reg, "caravan_agent_forced_deletions_total", "", ""), "both pods were forced")
+	slow.mu.Lock()
+	defer slow.mu.Unlock()
+	require.Len(t, slow.sent, 2)
+	// The first deletion was made at the latest when it was answered, the
+	// second at the earliest when it was sent.
+	gap := slow.sent[1].Sub(slow.answered[0])
+	assert.GreaterOrEqual(t, gap, interval, "the second force came %s after the first deletion", gap)
 }
 
 // forceRecord is the forces on each node, as the cluster shows them: each

@@ -209,19 +209,27 @@ func (r *Roller) force(ctx context.Context, scope string, c Command) error {
 	// The force is recorded before it is made: an agent killed between the
 	// two would otherwise forget it and, restarted, force again in the
 	// same budget at once. A deletion that then fails leaves a force
-	// recorded that did not happen, which only delays the next one.
-	now := r.now().UTC().Format(time.RFC3339Nano)
-	if err := r.recordForce(ctx, c.Node, budgets, now); err != nil {
+	// recorded that did not happen, which only delays the next one. The
+	// deletion's instant, later than the record by the writes between, is
+	// kept in the ForceLog: the next force's interval counts from it.
+	ctx, cancel := context.WithTimeout(ctx, forceTimeout)
+	defer cancel()
+	recorded := r.now().UTC().Format(time.RFC3339Nano)
+	if err := r.recordForce(ctx, c.Node, budgets, recorded); err != nil {
 		return err
 	}
-	if err := r.kube.Delete(ctx, pod, client.Preconditions{UID: &c.Pod.UID}); err != nil {
-		if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
-			// Gone, or replaced under its name since the re-read: not the
-			// pod decided on.
-			return nil
-		}
+	err = r.kube.Delete(ctx, pod, client.Preconditions{UID: &c.Pod.UID})
+	switch {
+	case apierrors.IsNotFound(err) || apierrors.IsConflict(err):
+		// Gone, or replaced under its name since the re-read: not the pod
+		// decided on, and nothing deleted.
+		return nil
+	case err != nil:
+		// The API server may still make a deletion whose answer failed.
+		r.forces.made(recorded, r.now().Add(forceSettle-forceTimeout))
 		return fmt.Errorf("deleting pod %s/%s: %w", pod.Namespace, pod.Name, err)
 	}
+	r.forces.made(recorded, r.now())
 	r.trigger.Leaving(pod)
 	r.metrics.forced.Inc()
 	r.log.Info("forced the deletion of a pod its budget refused to evict", "pod", pod.Namespace+"/"+pod.Name, "node", c.Node.Name, "rule", c.Decision.String())
@@ -412,7 +420,7 @@ func (r *Roller) patchNode(ctx context.Context, n *corev1.Node, version nodeVers
 
 func nodeState(n *corev1.Node) NodeState {
 	start, _ := time.Parse(time.RFC3339, n.Annotations[DrainStartAnnotation])
-	return NodeState{Name: n.Name, DrainStart: start, LastForced: annotationTime(n.Annotations)}
+	return NodeState{Name: n.Name, DrainStart: start}
 }
 
 func siblingOf(p *corev1.Pod) Sibling {

@@ -308,6 +308,7 @@ func (p *planner) drain(n *corev1.Node, start time.Time, sla SLA, terminate bool
 	}
 	node := nodeState(n)
 	node.DrainStart = start
+	node.LastForced = p.snap.Forces.Instant(n.Annotations)
 	var next *Decision
 	for _, i := range podOrder(pods) {
 		d := p.move(&pods[i], n, node, sla)
@@ -408,7 +409,7 @@ func (p *planner) decide(pod *corev1.Pod, n *corev1.Node, node NodeState, sla SL
 			return nil
 		}
 		keys, counts[key] = append(keys, key), countsOf(b)
-		history.LastForcedInPDB = laterTime(history.LastForcedInPDB, annotationTime(b.Annotations), p.budgetForced[key])
+		history.LastForcedInPDB = laterTime(history.LastForcedInPDB, p.snap.Forces.Instant(b.Annotations), p.budgetForced[key])
 		for _, s := range covered {
 			if names[s.Name] {
 				continue

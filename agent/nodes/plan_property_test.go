@@ -24,6 +24,9 @@ func randomSnapshot(r *rand.Rand) (Snapshot, RollConfig) {
 	cfg.Surge = r.IntN(3)
 	cfg.HardBlock = r.IntN(2) == 0
 	ago := func(max time.Duration) time.Time { return w.s.Now.Add(-time.Duration(r.Int64N(int64(max)))) }
+	if r.IntN(2) == 0 {
+		w.s.Forces.Started = ago(15 * time.Minute)
+	}
 	for pi := range 1 + r.IntN(2) {
 		pool := fmt.Sprintf("pool%d", pi)
 		cfg.Pools = append(cfg.Pools, spec(pool))
@@ -54,7 +57,7 @@ func randomSnapshot(r *rand.Rand) (Snapshot, RollConfig) {
 				}
 			}
 			if r.IntN(3) == 0 {
-				n.Annotations[LastForcedAnnotation] = ago(10 * time.Minute).Format(time.RFC3339Nano)
+				randomForce(r, &w.s.Forces, n.Annotations, ago)
 			}
 			if r.IntN(3) > 0 {
 				randomPods(r, w, id, ago)
@@ -79,7 +82,8 @@ func randomSnapshot(r *rand.Rand) (Snapshot, RollConfig) {
 		w.budget(app, int32(r.IntN(2)), siblings...)
 		b := &w.s.Budgets[len(w.s.Budgets)-1]
 		if r.IntN(3) == 0 {
-			b.Annotations = map[string]string{LastForcedAnnotation: ago(10 * time.Minute).Format(time.RFC3339Nano)}
+			b.Annotations = map[string]string{}
+			randomForce(r, &w.s.Forces, b.Annotations, ago)
 		}
 		key := "team/" + app
 		for i := range w.s.Siblings[key] {
@@ -91,6 +95,16 @@ func randomSnapshot(r *rand.Rand) (Snapshot, RollConfig) {
 		}
 	}
 	return w.s, cfg
+}
+
+// randomForce records a force in annotations and, half the time, its
+// deletion made up to 5 s later by this Roller.
+func randomForce(r *rand.Rand, log *ForceLog, annotations map[string]string, ago func(time.Duration) time.Time) {
+	recorded := ago(10 * time.Minute)
+	annotations[LastForcedAnnotation] = recorded.Format(time.RFC3339Nano)
+	if r.IntN(2) == 0 && !recorded.Before(log.Started) {
+		log.made(annotations[LastForcedAnnotation], recorded.Add(time.Duration(r.Int64N(int64(5*time.Second)))))
+	}
 }
 
 func randomPods(r *rand.Rand, w *world, id string, ago func(time.Duration) time.Time) {
@@ -253,12 +267,12 @@ func checkForces(snap Snapshot, cfg RollConfig, cmds []Command, fail func(string
 		if started[c.Node.Name] && node.DrainStart.IsZero() {
 			node.DrainStart = snap.Now
 		}
-		node.LastForced = laterTime(node.LastForced, nodeForced[c.Node.Name])
+		node.LastForced = laterTime(deletedBy(snap.Forces, c.Node.Annotations), nodeForced[c.Node.Name])
 		var history History
 		var siblings []Sibling
 		for _, b := range budgetsOf(snap.Budgets, c.Pod) {
 			key := budgetKey(b)
-			history.LastForcedInPDB = laterTime(history.LastForcedInPDB, annotationTime(b.Annotations), budgetForced[key])
+			history.LastForcedInPDB = laterTime(history.LastForcedInPDB, deletedBy(snap.Forces, b.Annotations), budgetForced[key])
 			for _, s := range snap.Siblings[key] {
 				s.Terminating = s.Terminating || gone[s.Name]
 				siblings = append(siblings, s)
@@ -285,4 +299,22 @@ func poolSLA(cfg RollConfig, pool string) SLA {
 		}
 	}
 	return SLA{}
+}
+
+// deletedBy is the latest a recorded force's deletion can have been made:
+// when this Roller made it, or, for an earlier agent's, when this Roller
+// started, unless forceSettle after the record came first.
+func deletedBy(log ForceLog, annotations map[string]string) time.Time {
+	raw := annotations[LastForcedAnnotation]
+	if made, ok := log.Made[raw]; ok {
+		return made
+	}
+	recorded, _ := time.Parse(time.RFC3339Nano, raw)
+	if recorded.Before(log.Started) && log.Started.Sub(recorded) < forceSettle {
+		return log.Started
+	}
+	if recorded.Before(log.Started) {
+		return recorded.Add(forceSettle)
+	}
+	return recorded
 }

@@ -33,7 +33,7 @@ func (r *Roller) source(ctx context.Context, direct bool) source {
 // groups, the pods of each pool's draining node, or of the nodes it may
 // choose from, and the budgets and siblings its refused pods need.
 func (r *Roller) readRoll(ctx context.Context, src source, cfg RollConfig, rolls []RollState) (Snapshot, error) {
-	snap := Snapshot{Now: r.now(), Rolls: rolls, Memory: r.memory(rollScope)}
+	snap := Snapshot{Now: r.now(), Rolls: rolls, Memory: r.memory(rollScope), Forces: r.forces.clone()}
 	list := &corev1.NodeList{}
 	if err := src.List(ctx, list, client.HasLabels{PoolLabel}); err != nil {
 		return snap, fmt.Errorf("listing the pools' nodes: %w", err)
@@ -54,7 +54,7 @@ func (r *Roller) readRoll(ctx context.Context, src source, cfg RollConfig, rolls
 // rereadRoll is readRoll keeping the Nodes and groups of the snapshot
 // before, for a round after one that changed no group.
 func (r *Roller) rereadRoll(ctx context.Context, src source, cfg RollConfig, before Snapshot, rolls []RollState) (Snapshot, error) {
-	snap := Snapshot{Now: r.now(), Rolls: rolls, Memory: r.memory(rollScope), Nodes: before.Nodes, Groups: before.Groups}
+	snap := Snapshot{Now: r.now(), Rolls: rolls, Memory: r.memory(rollScope), Forces: r.forces.clone(), Nodes: before.Nodes, Groups: before.Groups}
 	return snap, r.readRollPods(ctx, src, cfg, &snap)
 }
 

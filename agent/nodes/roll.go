@@ -80,6 +80,7 @@ type Roller struct {
 	metrics  *Metrics
 	now      func() time.Time
 	memories map[string]Memory
+	forces   ForceLog
 	// trigger, when set, gives the budgets' counts a pass compares with
 	// its refusals', without listing the budgets.
 	trigger *Trigger
@@ -94,7 +95,8 @@ func (r *Roller) WatchedBy(t *Trigger) *Roller {
 
 // NewRoller returns a Roller.
 func NewRoller(kube client.Client, fleet *Fleet, recorder events.Recorder, log logr.Logger, metrics *Metrics) *Roller {
-	return &Roller{kube: kube, fleet: fleet, events: recorder, log: log, metrics: metrics, now: time.Now, memories: map[string]Memory{}}
+	return &Roller{kube: kube, fleet: fleet, events: recorder, log: log, metrics: metrics, now: time.Now, memories: map[string]Memory{},
+		forces: ForceLog{Started: time.Now()}}
 }
 
 // Wake is the rule of a roll's passes (Trigger.Wake), with the trigger

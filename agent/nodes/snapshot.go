@@ -29,6 +29,9 @@ type Snapshot struct {
 	Siblings map[string][]Sibling
 	Rolls    []RollState
 	Memory   Memory
+	// Forces tells when the forces recorded on Nodes and budgets were
+	// made, which the SLA's intervals count from.
+	Forces ForceLog
 }
 
 // Memory is what a Roller carries from pass to pass. Losing it (a restart)
