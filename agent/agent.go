@@ -153,15 +153,17 @@ func lead(ctx context.Context, cfg Config, s *runtime.Scheme, recorder events.Re
 	if err != nil {
 		return err
 	}
-	tracker, err := driftTracker(ctx, cfg, kube, applier, recorder, m)
+	meta, err := metadata.NewForConfig(cfg.Kube)
 	if err != nil {
-		return err
+		return fmt.Errorf("building the metadata client: %w", err)
 	}
+	tracker := driftTracker(ctx, cfg, kube, meta, applier, recorder, m)
 	keeper := assignment.New(reg, kube, cfg.ClusterID, cfg.Namespace)
 	rc := reconciler.New(reconciler.Config{ClusterID: cfg.ClusterID, AgentVersion: cfg.Version, Interval: cfg.Interval,
 		HealthTimeout: cfg.HealthTimeout, Git: creds}, keeper, reg, kube, applier, recorder, cfg.Log, m).
 		WithInfrastructure(reconciler.Infrastructure{AWS: aws, Trigger: nodes.NewTrigger(cfg.Kube, cfg.Log.WithName("trigger"))}).
 		WithDrift(tracker).
+		WithConfigWatch(ctx, meta).
 		WithSourceMetrics(processSourceMetrics())
 	cfg.Log.Info("leading: reconciling", "cluster", cfg.ClusterID, "registry", reg.Endpoint())
 	return rc.Run(ctx)
@@ -169,13 +171,9 @@ func lead(ctx context.Context, cfg Config, s *runtime.Scheme, recorder events.Re
 
 // driftTracker watches the managed objects' metadata; it runs as long as
 // this replica leads.
-func driftTracker(ctx context.Context, cfg Config, kube client.Client, applier *apply.Applier, recorder events.Recorder, m *reconciler.Metrics) (*drift.Tracker, error) {
-	meta, err := metadata.NewForConfig(cfg.Kube)
-	if err != nil {
-		return nil, fmt.Errorf("building the metadata client: %w", err)
-	}
+func driftTracker(ctx context.Context, cfg Config, kube client.Client, meta metadata.Interface, applier *apply.Applier, recorder events.Recorder, m *reconciler.Metrics) *drift.Tracker {
 	return drift.New(ctx, drift.Options{Applier: applier, Metadata: meta, Mapper: kube.RESTMapper(), Kube: kube,
-		Recorder: recorder, Log: cfg.Log.WithName("drift"), Metrics: m.Drift()}), nil
+		Recorder: recorder, Log: cfg.Log.WithName("drift"), Metrics: m.Drift()})
 }
 
 func ensureNamespace(ctx context.Context, kube client.Client, name string) error {

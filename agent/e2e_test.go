@@ -21,6 +21,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/rest"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -50,6 +51,9 @@ type fleet struct {
 	// awsEndpoint is where the agent sends its AWS calls: moto, or a proxy
 	// in front of it.
 	awsEndpoint string
+	// agentKube is how the agent reaches the API server: the control
+	// plane's config, or a proxy's in front of it.
+	agentKube *rest.Config
 }
 
 func startFleet(t *testing.T) *fleet {
@@ -60,7 +64,7 @@ func startFleet(t *testing.T) *fleet {
 	t.Setenv("AWS_ACCESS_KEY_ID", "testing")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "testing")
 	t.Setenv("AWS_REGION", "eu-central-1")
-	f.awsEndpoint = f.aws.Endpoint
+	f.awsEndpoint, f.agentKube = f.aws.Endpoint, f.cp.Config
 	for _, n := range []string{"node-a", "node-b", "node-c"} {
 		_, err := f.cp.AddNode(ctx, controlplane.Node{Name: n})
 		require.NoError(t, err)
@@ -115,7 +119,7 @@ func (f *fleet) startAgentWithMetrics(version string, leaderElection bool, metri
 	a := &runningAgent{t: f.t, cancel: cancel, done: make(chan error, 1)}
 	go func() {
 		a.done <- agent.Run(ctx, agent.Config{
-			ClusterID: clusterID, RegistryURL: f.central.URL, RegistryToken: f.token, Kube: f.cp.Config, Namespace: "caravan-system",
+			ClusterID: clusterID, RegistryURL: f.central.URL, RegistryToken: f.token, Kube: f.agentKube, Namespace: "caravan-system",
 			GitSecret: "git", Interval: 2 * time.Second, HealthTimeout: time.Minute, MetricsAddr: metricsAddr, HealthAddr: "0", AWSEndpoint: f.awsEndpoint,
 			LeaderElection: le, Version: version, Log: testLog(),
 		})

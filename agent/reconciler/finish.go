@@ -75,9 +75,12 @@ func (r *Reconciler) finish(ctx context.Context, cc *clusterconfig.ClusterConfig
 	cc.Status.ObservedGeneration = cc.Generation
 	r.setConditions(cc, o)
 	r.config = nil
-	switch err := r.writeStatus(ctx, before, cc); {
+	held := progressHeld(before.Status, cc.Status, r.statusWritten, now)
+	switch err := r.writeStatus(ctx, before, cc, held); {
 	case err != nil:
 		r.log.Error(err, "writing the ClusterConfig status")
+	case held:
+		r.config = before
 	default:
 		r.config = cc
 	}
@@ -93,19 +96,52 @@ func (r *Reconciler) finish(ctx context.Context, cc *clusterconfig.ClusterConfig
 	}
 	r.report(ctx, cc.Status, o.phase, problems, o.pools...)
 	r.wakeAt = nodes.NextWake(o.pools)
+	if held {
+		// The progress held back is written at the reconcile this wakes.
+		r.wakeAt = earliest(r.wakeAt, r.statusWritten.Add(progressWriteInterval))
+	}
 	r.windowAt = time.Time{}
 	if o.waiting != nil {
 		r.windowAt = o.waiting.NextWindow
 	}
 }
 
-// writeStatus patches the status when it changed; a steady-state reconcile
-// changes nothing and so writes nothing.
-func (r *Reconciler) writeStatus(ctx context.Context, before, cc *clusterconfig.ClusterConfig) error {
-	if sameJSON(before.Status, cc.Status) {
+// writeStatus patches the status when it changed and is not held; a
+// steady-state reconcile changes nothing and so writes nothing.
+func (r *Reconciler) writeStatus(ctx context.Context, before, cc *clusterconfig.ClusterConfig, held bool) error {
+	if held || sameJSON(before.Status, cc.Status) {
 		return nil
 	}
-	return r.kube.Status().Patch(ctx, cc, client.MergeFrom(before))
+	if err := r.kube.Status().Patch(ctx, cc, client.MergeFrom(before)); err != nil {
+		return err
+	}
+	r.statusWritten = r.now()
+	return nil
+}
+
+// progressWriteInterval is the least time between two status writes that
+// change only the node pools' progress: while a node drains, the loop
+// runs at each pod that leaves and each decision on a refused pod, and
+// each moves the next forced eviction.
+const progressWriteInterval = 5 * time.Second
+
+// progressHeld says whether a status that changed only in its node pools'
+// progress waits: when the last write was less than progressWriteInterval
+// ago. A change of anything else (the rolls, a condition, a version) is
+// written at once, and with it the progress.
+func progressHeld(before, after clusterconfig.Status, written, now time.Time) bool {
+	if now.Sub(written) >= progressWriteInterval || sameJSON(before, after) {
+		return false
+	}
+	before.NodePools, after.NodePools = nil, nil
+	return sameJSON(before, after)
+}
+
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // sameJSON compares statuses as the API server stores them: what encodes

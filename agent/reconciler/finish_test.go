@@ -2,12 +2,14 @@ package reconciler
 
 import (
 	"testing"
+	"time"
 
 	"github.com/fluxcd/pkg/runtime/conditions"
 	"github.com/stretchr/testify/assert"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/caravan-gitops/caravan/agent/clusterconfig"
+	"github.com/caravan-gitops/caravan/agent/nodes"
 	"github.com/caravan-gitops/caravan/pkg/api"
 )
 
@@ -42,5 +44,31 @@ func TestConditionsSayWhatTheClusterIsDoing(t *testing.T) {
 		}
 		assert.Equal(t, c.reconciling, conditions.IsReconciling(cc), name)
 		assert.Equal(t, c.stalled, conditions.IsStalled(cc), name)
+	}
+}
+
+func TestOnlyTheProgressOfARollWaitsToBeWritten(t *testing.T) {
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	next := time.Date(2026, 12, 7, 12, 5, 0, 0, time.UTC)
+	rolling := clusterconfig.Status{CurrentVersion: "abc#1", Rolls: []nodes.RollState{{Pool: "workers", Target: 3, Desired: 4}},
+		NodePools: []api.NodePoolProgress{{Name: "workers", NodesTotal: 4, Outdated: 3, Draining: 1}}}
+	moved := rolling
+	moved.NodePools = []api.NodePoolProgress{{Name: "workers", NodesTotal: 4, Outdated: 3, Draining: 1, NextForcedEviction: &next, HeldBy: "drain_grace_period"}}
+	stepped := moved
+	stepped.Rolls = []nodes.RollState{{Pool: "workers", Target: 3, Desired: 3}}
+	for _, c := range []struct {
+		name          string
+		after         clusterconfig.Status
+		writtenBefore time.Duration
+		held          bool
+	}{
+		{"progress, just after a write", moved, time.Second, true},
+		{"progress, the interval after a write", moved, progressWriteInterval, false},
+		{"progress and a roll's step", stepped, time.Second, false},
+		{"nothing changed: nothing to hold", rolling, time.Second, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			assert.Equal(t, c.held, progressHeld(rolling, c.after, now.Add(-c.writtenBefore), now))
+		})
 	}
 }

@@ -66,7 +66,12 @@ type Reconciler struct {
 	// only when its resourceVersion moved: the status holds the inventory,
 	// and most reconciles change nothing.
 	config *clusterconfig.ClusterConfig
-	infra  Infrastructure
+	// watch, when set, tells the ClusterConfig's resourceVersion without a
+	// request.
+	watch *configWatch
+	// statusWritten is when the reconciler last wrote the status.
+	statusWritten time.Time
+	infra         Infrastructure
 	// open opens the config repo; nil opens the repository itself.
 	open OpenSource
 	// registryDown is set while the last poll did not reach the registry.
@@ -225,16 +230,22 @@ func (r *Reconciler) answerPlans(ctx context.Context, a api.Assignment, plans []
 	r.previews.Answer(ctx, a, cc.Status, plans)
 }
 
-// readClusterConfig reads the ClusterConfig's metadata and the whole
-// object only when it changed since the last reconcile wrote it.
+// readClusterConfig reads the ClusterConfig's resourceVersion, from the
+// watch or else from its metadata, and the whole object only when it
+// changed since the last reconcile wrote it. A watch not yet showing the
+// last write reads the object again, never an older one.
 func (r *Reconciler) readClusterConfig(ctx context.Context) (*clusterconfig.ClusterConfig, error) {
 	key := client.ObjectKey{Name: clusterconfig.Name}
-	meta := &metav1.PartialObjectMetadata{}
-	meta.SetGroupVersionKind(clusterconfig.GroupVersion.WithKind("ClusterConfig"))
-	if err := r.kube.Get(ctx, key, meta); err != nil {
-		return nil, err
+	version, watched := r.watch.version()
+	if !watched {
+		meta := &metav1.PartialObjectMetadata{}
+		meta.SetGroupVersionKind(clusterconfig.GroupVersion.WithKind("ClusterConfig"))
+		if err := r.kube.Get(ctx, key, meta); err != nil {
+			return nil, err
+		}
+		version = meta.ResourceVersion
 	}
-	if r.config != nil && r.config.ResourceVersion == meta.ResourceVersion {
+	if r.config != nil && r.config.ResourceVersion == version {
 		return r.config, nil
 	}
 	r.config = nil
