@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -125,16 +126,26 @@ func (r *Reconciler) writeStatus(ctx context.Context, before, cc *clusterconfig.
 // each moves the next forced eviction.
 const progressWriteInterval = 5 * time.Second
 
-// progressHeld says whether a status that changed only in its node pools'
-// progress waits: when the last write was less than progressWriteInterval
-// ago. A change of anything else (the rolls, a condition, a version) is
-// written at once, and with it the progress.
+// progressHeld says whether a status that changed only in its progress,
+// the node pools' counts and next forced eviction and the conditions'
+// messages that tell them, waits: when the last write was less than
+// progressWriteInterval ago. A change of anything else (the rolls, a
+// condition's status or reason, a version) is written at once, and with it
+// the progress.
 func progressHeld(before, after clusterconfig.Status, written, now time.Time) bool {
 	if now.Sub(written) >= progressWriteInterval || sameJSON(before, after) {
 		return false
 	}
-	before.NodePools, after.NodePools = nil, nil
-	return sameJSON(before, after)
+	return sameJSON(withoutProgress(before), withoutProgress(after))
+}
+
+func withoutProgress(st clusterconfig.Status) clusterconfig.Status {
+	st.NodePools = nil
+	st.Conditions = slices.Clone(st.Conditions)
+	for i := range st.Conditions {
+		st.Conditions[i].Message = ""
+	}
+	return st
 }
 
 func earliest(a, b time.Time) time.Time {

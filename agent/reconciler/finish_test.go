@@ -52,10 +52,17 @@ func TestOnlyTheProgressOfARollWaitsToBeWritten(t *testing.T) {
 	next := time.Date(2026, 12, 7, 12, 5, 0, 0, time.UTC)
 	rolling := clusterconfig.Status{CurrentVersion: "abc#1", Rolls: []nodes.RollState{{Pool: "workers", Target: 3, Desired: 4}},
 		NodePools: []api.NodePoolProgress{{Name: "workers", NodesTotal: 4, Outdated: 3, Draining: 1}}}
+	rolling.Conditions = []metav1.Condition{{Type: ReconcilingCondition, Status: metav1.ConditionTrue, Reason: string(ReasonRollingNodes),
+		Message: "at version abc#1; pool workers: 3 of 4 nodes outdated, 1 draining"}}
 	moved := rolling
 	moved.NodePools = []api.NodePoolProgress{{Name: "workers", NodesTotal: 4, Outdated: 3, Draining: 1, NextForcedEviction: &next, HeldBy: "drain_grace_period"}}
 	stepped := moved
 	stepped.Rolls = []nodes.RollState{{Pool: "workers", Target: 3, Desired: 3}}
+	counted := moved
+	counted.Conditions = []metav1.Condition{{Type: ReconcilingCondition, Status: metav1.ConditionTrue, Reason: string(ReasonRollingNodes),
+		Message: "at version abc#1; pool workers: 3 of 5 nodes outdated, 1 draining"}}
+	done := moved
+	done.Conditions = []metav1.Condition{{Type: ReadyCondition, Status: metav1.ConditionTrue, Reason: string(ReasonUpToDate)}}
 	for _, c := range []struct {
 		name          string
 		after         clusterconfig.Status
@@ -65,6 +72,8 @@ func TestOnlyTheProgressOfARollWaitsToBeWritten(t *testing.T) {
 		{"progress, just after a write", moved, time.Second, true},
 		{"progress, the interval after a write", moved, progressWriteInterval, false},
 		{"progress and a roll's step", stepped, time.Second, false},
+		{"progress and a condition's message telling it", counted, time.Second, true},
+		{"a condition's reason", done, time.Second, false},
 		{"nothing changed: nothing to hold", rolling, time.Second, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
