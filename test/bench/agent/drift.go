@@ -122,7 +122,7 @@ func (d *driftRun) loadAssignment(ctx context.Context) error {
 		return fmt.Errorf("getting the assignment of %s: %w", processID, err)
 	}
 	d.assignment = res.Assignment
-	repo, err := configrepo.Open(b.fleet.git.RepoURL(processRepo), configrepo.Credentials{Username: b.fleet.git.User, Password: b.fleet.git.Password})
+	repo, err := configrepo.Open(b.fleet.Git.RepoURL(processRepo), configrepo.Credentials{Username: b.fleet.Git.User, Password: b.fleet.Git.Password})
 	if err != nil {
 		return err
 	}
@@ -138,7 +138,7 @@ func (d *driftRun) loadAssignment(ctx context.Context) error {
 // no part of the figures.
 func (d *driftRun) startBoth(ctx context.Context) error {
 	b := d.b
-	if err := d.c.prepareAgentNamespace(ctx, agentNamespace, b.fleet.git); err != nil {
+	if err := d.c.prepareAgentNamespace(ctx, agentNamespace, b.fleet.Git); err != nil {
 		return err
 	}
 	agentKubeconfig := filepath.Join(b.dir, "caravan-agent-drift.kubeconfig")

@@ -63,7 +63,7 @@ func buildAgent(ctx context.Context, root, dir string) (string, error) {
 func (b *bench) measureProcess(ctx context.Context, c *cluster) error {
 	r := &b.rep.process
 	r.env = b.opts.agentEnv
-	if err := c.prepareAgentNamespace(ctx, agentNamespace, b.fleet.git); err != nil {
+	if err := c.prepareAgentNamespace(ctx, agentNamespace, b.fleet.Git); err != nil {
 		return err
 	}
 	if fi, err := os.Stat(b.agentBin); err == nil {

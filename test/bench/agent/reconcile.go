@@ -83,7 +83,7 @@ func (b *bench) newAgentLoop(ctx context.Context) (*agentLoop, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := b.cluster.prepareAgentNamespace(ctx, agentNamespace, b.fleet.git); err != nil {
+	if err := b.cluster.prepareAgentNamespace(ctx, agentNamespace, b.fleet.Git); err != nil {
 		return nil, err
 	}
 	if err := clusterconfig.Install(ctx, kube, apply.FieldManager); err != nil {
@@ -110,7 +110,7 @@ func (b *bench) newAgentLoop(ctx context.Context) (*agentLoop, error) {
 	if err != nil {
 		return nil, err
 	}
-	creds := configrepo.Credentials{Username: b.fleet.git.User, Password: b.fleet.git.Password}
+	creds := configrepo.Credentials{Username: b.fleet.Git.User, Password: b.fleet.Git.Password}
 	keeper := assignment.New(reg, kube, inProcessID, agentNamespace)
 	upd, err := keeper.Poll(ctx, 0)
 	if err != nil || upd.Assignment == nil || upd.RegistryErr != nil {
@@ -172,7 +172,7 @@ func (b *bench) measureReconciles(ctx context.Context, commits, steadyRuns int) 
 			kind = commitComment
 			files = map[string][]byte{overlay + "/kustomization.yaml": fmt.Appendf(kustomization, "# commit %d\n", i+1)}
 		}
-		sha, err := b.fleet.git.Commit(inProcessRepo, "dev", fmt.Sprintf("bench: a commit that changes no object (%d, %s)", i+1, kind), files)
+		sha, err := b.fleet.Git.Commit(inProcessRepo, "dev", fmt.Sprintf("bench: a commit that changes no object (%d, %s)", i+1, kind), files)
 		if err != nil {
 			return err
 		}

@@ -1,4 +1,4 @@
-//go:build linux && !rollerproc
+//go:build linux
 
 package main
 
@@ -149,6 +149,19 @@ func (w *world) analyse(ctx context.Context, res *rollResult) (*analysis, error)
 			an.forcedByKind[f.kind]++
 		}
 	}
+	// The agent's Events (core/v1) keep whole seconds: a force is timed by
+	// its DELETE's arrival at the API server's proxy, a drain's start by
+	// the annotation the roller takes just before the PATCH that sets it.
+	for i := range an.forces {
+		if at := res.counter.deleteOf(an.forces[i].name); !at.IsZero() {
+			an.forces[i].at = at
+		}
+	}
+	for name, nf := range nodeFacts {
+		if at, err := time.Parse(time.RFC3339Nano, nf.drainStart); err == nil {
+			drainStarts[name] = at
+		}
+	}
 	sort.Slice(an.forces, func(i, j int) bool { return an.forces[i].at.Before(an.forces[j].at) })
 	for i := range an.forces {
 		an.forces[i].recorded = recordedForce(an.forces[i], nodeFacts)
@@ -177,8 +190,8 @@ func (w *world) analyse(ctx context.Context, res *rollResult) (*analysis, error)
 }
 
 // recordedForce is the last-forced-drain value written for a force: the
-// roller writes it between the deletion and the Event, so it is the last
-// one the node showed at or before the Event; the Event's time when the
+// roller writes it just before the deletion, so it is the last one the
+// node showed at or before the deletion; the deletion's time when the
 // node never showed one.
 func recordedForce(f force, nodes map[string]nodeFacts) time.Time {
 	rec := f.at
@@ -205,11 +218,6 @@ func (w *world) steps(res *rollResult, pods map[types.UID]podFacts, nfs map[stri
 	var out []step
 	for name, instance := range res.oldNodes {
 		s := step{node: name, instance: instance, drainStart: drainStarts[name]}
-		// The roller takes the drain's start just before the PATCH that
-		// records it, and writes the Event after it.
-		if p := res.counter.lastNodePatch(name, s.drainStart); !p.IsZero() && s.drainStart.Sub(p) < time.Second {
-			s.drainStart = p
-		}
 		nf := nfs[name]
 		if s.drainStart.IsZero() {
 			s.drainStart = nf.drainingSeen

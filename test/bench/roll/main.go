@@ -1,29 +1,32 @@
-//go:build linux && !rollerproc
+//go:build linux
 
-// Command roll benchmarks the rolling replacement of outdated nodes,
-// agent/nodes.Roller, against the goals of its issue: a simulated roll of a
+// Command roll benchmarks the rolling replacement of outdated nodes by
+// caravan-agent against the goals of its issue: a simulated roll of a
 // 50-node pool carrying 500 pods under PodDisruptionBudgets, with the drain
 // SLA scaled from hours to seconds:
 //
 //  1. the roll's total time beside the lower bound the rules allow (goal:
 //     within 10%);
 //  2. forced deletions that came before every rule allowed them (goal: 0);
-//  3. the requests per second the roll makes to the API server while a
-//     node drains (goal: at most 10).
+//  3. the requests per second the agent makes to the API server while a
+//     node drains (goal: at most 10);
+//  4. the agent's peak RSS during the roll (goal: at most 100 MiB).
 //
 // It runs the real parts: a control plane with kwok (test/controlplane);
-// moto (test/moto) with an auto scaling group of 50 instances whose launch
-// template tags them with the pool's revision; test/cloudbridge, which keeps
-// a kwok Node for every running instance of the group; 50 Deployments of 10
-// replicas, most of them under a PodDisruptionBudget. It then makes the pool
-// outdated (a new launch template version with a new revision) and drives
-// the agent's own nodes.Roller as the agent's loop does, a Pass after each
-// change its nodes.Trigger sees, at each forecast force, and at the latest
-// every drain_poll_interval, until every node is replaced. What happened is
-// recorded as it happens (watches of Pods, Nodes and PodDisruptionBudgets,
-// the roller's AWS calls and API requests) and, after the roll, read back
-// from the Events the roller wrote; the lower bound and the rule checks are
-// computed from those facts.
+// moto (test/moto); a git server with the project's manifests as the dev
+// channel's branch and caravan-central on SQLite (in this process); the
+// caravan-agent binary in its own process, whose kubeconfig points at a
+// counting proxy in front of the API server (test/apicount) and whose AWS
+// endpoint at a recording proxy in front of moto; test/cloudbridge, which
+// keeps a kwok Node for every running instance of the agent's node pool
+// group; 50 Deployments of 10 replicas, most of them under a
+// PodDisruptionBudget. It then changes the pool's instance type in the
+// registry: the agent updates the pool's stack and replaces every node
+// with its own loop. What happened is recorded as it happens (watches of
+// Pods, Nodes and PodDisruptionBudgets, the agent's AWS calls and API
+// requests) and, after the roll, read back from the Events the agent wrote
+// and its metrics; the lower bound and the rule checks are computed from
+// those facts.
 //
 // The figures go to stdout and, with -out, into the roll's marked section
 // of BENCHMARKS.md.
@@ -59,7 +62,7 @@ func parseOptions() (options, error) {
 	var o options
 	flag.StringVar(&o.out, "out", "", "markdown file whose roll section is rewritten with the figures (stdout only when empty)")
 	flag.IntVar(&o.nodes, "nodes", 50, "nodes of the pool, each carrying 10 pods (the goal's: 50); a multiple of 5")
-	flag.DurationVar(&o.poll, "poll", 30*time.Second, "drain_poll_interval: the longest wait between two Passes of the roller when no change wakes it (the default's 30s)")
+	flag.DurationVar(&o.poll, "poll", 30*time.Second, "drain_poll_interval: the longest wait between two roll passes of the agent when no change wakes it (the default's 30s)")
 	flag.DurationVar(&o.bridgeInterval, "bridge-interval", 250*time.Millisecond, "the cloud bridge's interval between two passes")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary folder with the logs of every part")
 	flag.Parse()
@@ -88,8 +91,8 @@ func run(o options) error {
 	defer stop()
 	ctx, cancel := context.WithTimeout(ctx, rollLimit(o.nodes)+7*time.Minute)
 	defer cancel()
-	// The roller logs through logr to a file; controller-runtime's own
-	// logger stays quiet.
+	// controller-runtime's logger, which the bench's clients would use,
+	// stays quiet.
 	ctrl.SetLogger(logr.Discard())
 
 	dir, err := os.MkdirTemp("", "caravan-roll-bench-")

@@ -2,7 +2,12 @@
 
 package main
 
-import "github.com/caravan-gitops/caravan/test/moto"
+import (
+	"time"
+
+	"github.com/caravan-gitops/caravan/agent/nodes"
+	"github.com/caravan-gitops/caravan/test/moto"
+)
 
 // The cluster, its pool and the pool's two revisions.
 const (
@@ -10,8 +15,9 @@ const (
 	clusterID    = "aws:" + moto.AccountID + ":" + region + ":bench-roll"
 	pool         = "workers"
 	instanceType = "m6i.large"
-	oldRevision  = "r1"
-	newRevision  = "r2"
+	// newInstanceType is the pool's instance type after the change that
+	// makes every node outdated.
+	newInstanceType = "m6i.xlarge"
 	// replicas of each Deployment; the pool has as many Deployments as
 	// nodes, so 10 pods a node.
 	replicas = 10
@@ -40,3 +46,13 @@ var (
 	slaOrder = []string{"drain_min_pod_lifetime", "drain_grace_period", "drain_force_evict_interval",
 		"drain_min_healthy_sibling_lifetime", "drain_min_unhealthy_sibling_lifetime"}
 )
+
+// rollItems are the cluster's config items: the scaled SLA, surge 1, and
+// drain_poll_interval; moto shows no instance as spot.
+func rollItems(poll time.Duration) map[string]string {
+	items := map[string]string{nodes.ConfigSurge: "1", nodes.ConfigCheckSpot: "false", nodes.ConfigPollInterval: poll.String()}
+	for k, v := range scaledSLA {
+		items[k] = v
+	}
+	return items
+}

@@ -1,4 +1,4 @@
-//go:build linux && !rollerproc
+//go:build linux
 
 package main
 

@@ -1,4 +1,4 @@
-//go:build linux && !rollerproc
+//go:build linux
 
 package main
 
@@ -20,7 +20,7 @@ const (
 	// goalDrainRequests is the most requests per second to the API server
 	// while a node drains.
 	goalDrainRequests = 10
-	// goalPeakRSS is the most memory the roller's process may hold.
+	// goalPeakRSS is the most memory the agent may hold during the roll.
 	goalPeakRSS = 100 << 20
 )
 
@@ -75,7 +75,7 @@ func (r *report) markdown() string {
 	fmt.Fprintf(&b, "## Nodes: a simulated roll of a %d-node pool with %s pods under PDBs\n\n", r.opts.nodes, host.Thousands(r.opts.nodes*replicas))
 	fmt.Fprintf(&b, "Measured %s on %s, %s, by `%s` (%s in all), "+
 		"with kube-apiserver %s, kube-scheduler, kube-controller-manager and kwok (test/controlplane) and moto %s (test/moto), "+
-		"each its own process on the same cores; the roller runs in a process of its own too.\n\n",
+		"each its own process on the same cores; caravan-agent runs in a process of its own too, caravan-central (SQLite) and the git server in the bench's.\n\n",
 		r.started.Format("2006-01-02 15:04 UTC"), host.Machine(), runtime.Version(), r.command(), r.elapsed.Round(time.Second), r.kubeVersion, r.motoVersion)
 	if r.roll == nil || r.analysis == nil {
 		b.WriteString("The roll did not run.\n\n" + endMarker + "\n")
@@ -101,8 +101,9 @@ func (r *report) writeSetup(b *strings.Builder) {
 			deployments++
 		}
 	}
-	fmt.Fprintf(b, "The pool: an auto scaling group of %d `%s` instances in moto (min %d, max %d), its launch template tagging each instance "+
-		"`%s=%s`; test/cloudbridge keeps a kwok Node for each running instance (a pass every %s); the %d Nodes were Ready %s after the group was created. "+
+	fmt.Fprintf(b, "The pool: a node pool of %d `%s` instances (min %d, max %d) in the registry, whose group caravan-agent's node pool stack made in moto "+
+		"(CloudFormation), its launch template tagging each instance with the pool's revision (`%s`); test/cloudbridge keeps a kwok Node for each running instance "+
+		"(a pass every %s); the %d Nodes were Ready %s after the agent started. "+
 		"On them, %d workloads of %d pods (%s pods, 50m CPU each, `terminationGracePeriodSeconds: %d`, %d Deployments) in %d namespaces, %d to %d pods on a node, "+
 		"and %d PodDisruptionBudgets, one per workload: "+
 		"%d `minAvailable: 100%%`, which refuses every eviction, so each of its pods is forced once the drain SLA allows it, its pods paired on nodes "+
@@ -110,17 +111,16 @@ func (r *report) writeSetup(b *strings.Builder) {
 		"the second held by the sibling rules); %d `maxUnavailable: 1`, paired the same way (the second pod's eviction is refused until the first one's replacement is Ready); "+
 		"%d `maxUnavailable: 1`, its pods spread by the scheduler; %d workloads have none. "+
 		"All pods were Ready %s after the Deployments were created; the roll began once every pod was older than `drain_min_pod_lifetime`.\n\n",
-		r.opts.nodes, instanceType, r.opts.nodes, r.opts.nodes+surgeRoom, nodes.TagRevision, oldRevision, r.opts.bridgeInterval, r.opts.nodes,
+		r.opts.nodes, instanceType, r.opts.nodes, r.opts.nodes+surgeRoom, nodes.TagRevision, r.opts.bridgeInterval, r.opts.nodes,
 		seconds(r.nodesUp), r.opts.nodes, replicas, host.Thousands(r.pods), podTerminationGrace, deployments, r.opts.nodes/5, r.podsPerNode[0], r.podsPerNode[len(r.podsPerNode)-1],
 		r.budgets, count[kindStrict+", paired"], count[kindTolerant+", paired"], count[kindTolerant], count[kindNone], seconds(r.podsUp))
-	fmt.Fprintf(b, "The roll: a new launch template version tagging `%s=%s`, and the agent's own `nodes.Roller` with that pool revision "+
-		"(`nodes.SettingsOf` and `Settings.Config`, `node_update_surge: 1`, the taint `PreferNoSchedule`), its client and Event recorder "+
-		"as `agent.lead` makes them, its AWS access as `cloud.AWS.Fleet` makes it, all in a process of their own (the bench started again with `-roller`), "+
-		"so that its memory is measured alone; one `Pass`, then `Roller.Wake`, the wake rule of the agent's loop: the roller's `nodes.Trigger` "+
+	fmt.Fprintf(b, "The roll: the pool's instance type changed to `%s` in the registry, as an operator would; caravan-agent, the binary as `make build` makes it, "+
+		"learns it from its assignment, updates the pool's stack (a new launch template version, a new revision) and rolls the nodes "+
+		"with its own loop (`node_update_surge: 1`, the taint `PreferNoSchedule`): its reconciler wakes by `Roller.Wake`, the roller's `nodes.Trigger` "+
 		"(informers of the pools' Nodes, the pods and the budgets, whose cache the passes read once it shows the roller's own writes), "+
-		"the next forecast force or `drain_poll_interval: %s`, whichever comes first, "+
-		"until no node is outdated and the pass returns no roll.\n\n",
-		nodes.TagRevision, newRevision, r.opts.poll)
+		"the next forecast force or `drain_poll_interval: %s`, whichever comes first. The roll runs from the agent's SuspendProcesses of the group "+
+		"to its ResumeProcesses; the change reached the agent and its stack was updated in %s before it.\n\n",
+		newInstanceType, r.opts.poll, seconds(r.roll.start.Sub(r.roll.changed)))
 	b.WriteString("| Drain SLA rule | `config-defaults.yaml` (non-production) | In this roll |\n|---|---:|---:|\n")
 	for _, k := range slaOrder {
 		fmt.Fprintf(b, "| `%s` | %s | %s |\n", k, unscaledSLA[k], scaledSLA[k])
@@ -148,12 +148,12 @@ func (r *report) writeGoals(b *strings.Builder) {
 	draining := float64(an.drainRequests) / max(an.drainTime.Seconds(), 0.001)
 	fmt.Fprintf(b, "| 3. Requests to the API server while a node drains (over the whole roll) | %.1f/s (%.1f/s: %s in %s; the busiest second %d) | ≤ %d/s | %s |\n",
 		draining, perSecond, host.Thousands(rr.requests.total), seconds(wall), rr.requests.peak, goalDrainRequests, yesNo(draining <= goalDrainRequests))
-	fmt.Fprintf(b, "| 4. Peak RSS of the roller's process (VmHWM: the roller, its Trigger's cache of the pools' Nodes, the pods and the budgets, its clients) | %s (at most %s anonymous: heap, stacks; %s file pages: the binary) | ≤ %s | %s |\n\n",
+	fmt.Fprintf(b, "| 4. Peak RSS of caravan-agent during the roll (VmHWM, reset when the pool changed: the whole agent, its roller's cache of the pools' Nodes, the pods and the budgets) | %s (at most %s anonymous: heap, stacks; %s file pages: the binary) | ≤ %s | %s |\n\n",
 		host.MiB(rr.peakRSS), host.MiB(rr.peakAnon), host.MiB(rr.fileAtPeak), host.MiB(goalPeakRSS), yesNo(rr.peakRSS > 0 && rr.peakRSS <= goalPeakRSS))
 	if !r.complete() {
 		f := rr.final
-		fmt.Fprintf(b, "**The roll did not complete**: after it, %d nodes in the pool, %d of revision %s, %d still labelled, desired capacity %d, suspended %v%s.\n\n",
-			f.nodes, f.newRevision, newRevision, f.marked, f.desired, f.suspended, map[bool]string{true: ", timed out", false: ""}[rr.timedOut])
+		fmt.Fprintf(b, "**The roll did not complete**: after it, %d nodes in the pool, %d of a new revision, %d still labelled, desired capacity %d, suspended %v%s.\n\n",
+			f.nodes, f.newRevision, f.marked, f.desired, f.suspended, map[bool]string{true: ", timed out", false: ""}[rr.timedOut])
 	}
 	if len(an.problems) > 0 {
 		fmt.Fprintf(b, "Facts that did not fit together: %s.\n\n", strings.Join(an.problems, "; "))
@@ -205,20 +205,15 @@ func (r *report) writeTime(b *strings.Builder) {
 		"the bound would be %s and the roll %+.0f%% beside it: the difference is the API's whole seconds, which the scaling makes as long as the lifetimes "+
 		"(1 s for 1 h); unscaled they are a 3,600th of them.\n\n",
 		seconds(an.boundOnInstants), (float64(rr.wall())/float64(an.boundOnInstants)-1)*100)
-	slices.Sort(rr.passes)
-	var total time.Duration
-	for _, p := range rr.passes {
-		total += p
-	}
-	fmt.Fprintf(b, "The roller does not poll: after each `Pass` it waits for its `nodes.Trigger` (watches of the pools' Nodes, of the counts of the budgets "+
+	fmt.Fprintf(b, "The roller does not poll: after each pass the agent's loop waits for the roller's `nodes.Trigger` (watches of the pools' Nodes, of the counts of the budgets "+
 		"its refused pods wait on, and of the pods of the node being drained), for the next forecast force, or at the latest for `drain_poll_interval` (%s), "+
 		"whichever comes first; a refused pod is asked again only then, not on every pass. "+
-		"A pass took %s on average (median %s, p99 %s, the longest %s; %d passes, %d failed). "+
+		"The agent's loop ran %d times during the roll, %s on average (`caravan_agent_reconcile_duration_seconds`: each run reads the assignment it holds, "+
+		"checks its stacks and makes one roll pass); %d roll passes failed. "+
 		"When a drain empties a node, the same pass terminates its instance and surges the group again, so the old Node's removal overlaps the next launch.\n\n",
-		r.opts.poll, ms(total/time.Duration(max(len(rr.passes), 1))), ms(percentile(rr.passes, 0.5)), ms(percentile(rr.passes, 0.99)), ms(percentile(rr.passes, 1)),
-		len(rr.passes), len(rr.errors))
-	if len(rr.errors) > 0 {
-		fmt.Fprintf(b, "The first failed pass: `%s`.\n\n", rr.errors[0])
+		r.opts.poll, rr.reconciles, ms(rr.reconciled/time.Duration(max(rr.reconciles, 1))), rr.failed)
+	if rr.failed > 0 {
+		fmt.Fprintf(b, "The first failed pass: `%s`.\n\n", rr.firstFailure)
 	}
 	var roller time.Duration
 	for _, s := range an.segments {
@@ -238,10 +233,10 @@ func (r *report) writeRules(b *strings.Builder) {
 		"The roller's metrics: %d evictions passed, %d were refused by a budget, %d pods forced (%s). "+
 		"Refusals held back by rule, counted once per decision: %s. Events written: %s.\n\n",
 		an.podsMoved, an.movedTwice, rr.evicted, rr.refused, rr.forced, byRule(an.forcedByKind), byRule(rr.waits), byRule(an.events))
-	fmt.Fprintf(b, "Each force (its `ForcedEviction` Event) is checked against every rule twice. On the timestamps the rules read: the node's "+
+	fmt.Fprintf(b, "Each force (its `ForcedEviction` Event, timed by its DELETE's arrival at the counting proxy: the agent's Events, core/v1, keep whole seconds) is checked against every rule twice. On the timestamps the rules read: the node's "+
 		"`caravan.io/drain-start` annotation, the previous force on the node and in the budget as `caravan.io/last-forced-drain` keeps it (the value the bench's watch saw on the node), "+
 		"the pod's creationTimestamp, its siblings' creationTimestamps and Ready lastTransitionTimes: %d forces broke a rule. "+
-		"On the instants things happened: the roller's PATCH that started the drain, the previous forces' Events, and what the watches saw "+
+		"On the instants things happened: the drain's start as the roller took it just before the PATCH that sets it, the previous forces' DELETEs, and what the watches saw "+
 		"(creation, readiness, termination and end of each pod, given %s for the watch's delay): %d forces broke a rule%s.\n\n",
 		countForces(an.recorded), ms(watchLag), countForces(an.exact), r.exactNote())
 }
@@ -261,7 +256,8 @@ func (r *report) writeRequests(b *strings.Builder) {
 	rr := r.roll
 	wall := rr.wall()
 	b.WriteString("### Requests\n\n")
-	fmt.Fprintf(b, "The roller's API requests during the roll, through a counting transport on its client and Event recorder (%s, %.0f/s):\n\n",
+	fmt.Fprintf(b, "caravan-agent's API requests during the roll, all of them (its roller's, its reconciler's, its registry status's Events), through a counting proxy "+
+		"in front of the API server that its kubeconfig points at (test/apicount; %s, %.1f/s):\n\n",
 		host.Thousands(rr.requests.total), float64(rr.requests.total)/wall.Seconds())
 	b.WriteString("| Request | Count | Per second |\n|---|---:|---:|\n")
 	keys := slices.SortedFunc(maps.Keys(rr.kinds), func(a, c string) int { return rr.kinds[c] - rr.kinds[a] })
@@ -272,18 +268,19 @@ func (r *report) writeRequests(b *strings.Builder) {
 	for _, v := range rr.aws {
 		awsTotal += v
 	}
-	fmt.Fprintf(b, "\nThe roller's AWS calls (moto.CountCalls): %s in all, %.1f/s: %s. The cloud bridge, which plays the cloud provider and the kubelets, "+
+	fmt.Fprintf(b, "\ncaravan-agent's AWS calls during the roll, through a recording proxy in front of moto (its `--aws-endpoint`): %s in all, %.1f/s: %s. "+
+		"The cloud bridge, which plays the cloud provider and the kubelets, "+
 		"made %s besides.\n\n", host.Thousands(awsTotal), float64(awsTotal)/wall.Seconds(), byRule(rr.aws), byRule(rr.bridge))
 }
 
 func (r *report) writeMethod(b *strings.Builder) {
 	b.WriteString("### How it was measured\n\n")
-	b.WriteString("The roll's time runs from the first `Pass` after the new revision to the end of the pass that found no outdated node and returned no roll. " +
+	b.WriteString("The roll's time runs from caravan-agent's SuspendProcesses of the group, its first step, to its ResumeProcesses, its last. " +
 		"During it the bench watches Pods, Nodes and PodDisruptionBudgets and notes when it saw each change (a pod created, Ready, terminating, gone; " +
-		"a Node created, Ready, draining, gone; a budget's disruptionsAllowed), records the start of each of the roller's AWS calls " +
-		"(SetDesiredCapacity, TerminateInstanceInAutoScalingGroup) and each of its API requests; after it, it reads the roller's Events " +
+		"a Node created, Ready, draining, gone; a budget's disruptionsAllowed), records the arrival of each of the agent's AWS calls " +
+		"(SetDesiredCapacity, TerminateInstanceInAutoScalingGroup) and each of its API requests at the proxies; after it, it reads the agent's Events " +
 		"(`DrainStarted`, `ForcedEviction`) from the API. Each old node is a step: the surge before its drain, the first new Node after that surge, " +
-		"its drain's start (the PATCH before its `DrainStarted` Event), the end of its last pod, its instance's termination, the end of its Node. " +
+		"its drain's start (`caravan.io/drain-start`, taken just before the PATCH that sets it), the end of its last pod, its instance's termination, the end of its Node. " +
 		"The segments of the steps add up to the roll's time; the lower bound adds up the infrastructure's part (a new node's launch) and the least drain " +
 		"the rules allow, computed from those facts as above: what the rules and the workloads impose, without the roller's polls.\n\n")
 }
@@ -323,13 +320,4 @@ func ms(d time.Duration) string {
 		return seconds(d)
 	}
 	return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond))
-}
-
-// percentile of sorted durations.
-func percentile(sorted []time.Duration, p float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	i := int(p*float64(len(sorted))+0.5) - 1
-	return sorted[min(max(i, 0), len(sorted)-1)]
 }

@@ -1,10 +1,9 @@
-//go:build linux && !rollerproc
+//go:build linux
 
 package main
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,9 +17,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
-	astypes "github.com/aws/aws-sdk-go-v2/service/autoscaling/types"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
-	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -30,6 +27,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/caravan-gitops/caravan/agent/nodes"
+	"github.com/caravan-gitops/caravan/pkg/api"
 	"github.com/caravan-gitops/caravan/test/bench/host"
 	"github.com/caravan-gitops/caravan/test/cloudbridge"
 	"github.com/caravan-gitops/caravan/test/controlplane"
@@ -112,17 +110,18 @@ type world struct {
 	facts       *facts
 	stopFacts   context.CancelFunc
 
+	fleet *fleet
+	agent *agent
+
 	setupAWS aws.Config // uncounted: the bench's own calls
 	ec2      *ec2.Client
 	asg      *autoscaling.Client
-	template string
-	group    string
 
 	kubeVersion, motoVersion string
 }
 
-// startWorld starts moto and the control plane side by side, then the fact
-// recorder's watches.
+// startWorld starts moto and the control plane side by side, the git
+// server and the registry, then the fact recorder's watches.
 func startWorld(ctx context.Context, o options, dir string) (*world, error) {
 	w := &world{opts: o, dir: dir}
 	host.Progress("starting moto_server and a control plane")
@@ -145,6 +144,11 @@ func startWorld(ctx context.Context, o options, dir string) (*world, error) {
 		}
 		return nil, err
 	}
+	var err error
+	if w.fleet, err = startFleet(ctx, dir, o.poll); err != nil {
+		_ = w.stop()
+		return nil, err
+	}
 	w.motoVersion = motoVersion()
 	if v, err := w.cp.Client.Discovery().ServerVersion(); err == nil {
 		w.kubeVersion = v.GitVersion
@@ -157,7 +161,6 @@ func startWorld(ctx context.Context, o options, dir string) (*world, error) {
 	w.ec2, w.asg = ec2.NewFromConfig(w.setupAWS), autoscaling.NewFromConfig(w.setupAWS)
 	var factsCtx context.Context
 	factsCtx, w.stopFacts = context.WithCancel(ctx)
-	var err error
 	if w.facts, err = startFacts(factsCtx, w.cp.Client); err != nil {
 		_ = w.stop()
 		return nil, err
@@ -166,6 +169,13 @@ func startWorld(ctx context.Context, o options, dir string) (*world, error) {
 }
 
 func (w *world) stop() error {
+	var errs []error
+	if w.agent != nil {
+		errs = append(errs, w.agent.stop())
+	}
+	if w.fleet != nil {
+		errs = append(errs, w.fleet.stop())
+	}
 	if w.stopFacts != nil {
 		w.stopFacts()
 	}
@@ -181,18 +191,16 @@ func (w *world) stop() error {
 	if w.moto != nil {
 		w.moto.Stop()
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
-// setUp creates the group, waits for its Nodes, runs the workloads and
-// waits until they and their budgets are settled, and until every pod is
-// older than the SLA's minimum pod lifetime: a steady cluster.
+// setUp starts the cloud bridge and caravan-agent, which makes the pool's
+// group through its stacks, waits for the group's Nodes, runs the
+// workloads and waits until they and their budgets are settled, and until
+// every pod is older than the SLA's minimum pod lifetime: a steady
+// cluster.
 func (w *world) setUp(ctx context.Context, rep *report) error {
 	start := time.Now()
-	host.Progress("creating an auto scaling group of %d instances of revision %s", w.opts.nodes, oldRevision)
-	if err := w.createGroup(ctx); err != nil {
-		return err
-	}
 	cfg := w.moto.AWSConfig(region)
 	w.bridgeCalls = moto.CountCalls(&cfg)
 	var err error
@@ -204,6 +212,14 @@ func (w *world) setUp(ctx context.Context, rep *report) error {
 		Log: func(format string, args ...any) { logger.Info(fmt.Sprintf(format, args...)) }})
 	if err != nil {
 		return fmt.Errorf("starting the cloud bridge: %w", err)
+	}
+	host.Progress("starting caravan-agent, whose stacks make the pool's group of %d instances", w.opts.nodes)
+	if err := w.startAgent(ctx); err != nil {
+		return fmt.Errorf("starting caravan-agent: %w", err)
+	}
+	if _, _, err := w.fleet.admin.CreateNodePool(ctx, clusterID, &api.NodePool{Name: pool, Profile: "worker-default",
+		InstanceTypes: []string{instanceType}, MinSize: w.opts.nodes, MaxSize: w.opts.nodes + surgeRoom, DiscountStrategy: api.DiscountNone}); err != nil {
+		return fmt.Errorf("registering the node pool: %w", err)
 	}
 	if err := w.waitNodes(ctx, w.opts.nodes); err != nil {
 		return err
@@ -229,91 +245,6 @@ func (w *world) setUp(ctx context.Context, rep *report) error {
 			return ctx.Err()
 		case <-time.After(wait):
 		}
-	}
-	return nil
-}
-
-const userData = `#!/bin/bash
-CARAVAN_NODE_LABELS=caravan.io/node-pool=workers,caravan.io/profile=worker-default
-CARAVAN_NODE_TAINTS=
-`
-
-// launchData is the launch template's data of a revision: the revision
-// reaches each instance through the template's TagSpecifications, as in
-// the reference node-pool.yaml.
-func launchData(revision string) *ec2types.RequestLaunchTemplateData {
-	return &ec2types.RequestLaunchTemplateData{
-		ImageId:      aws.String("ami-04681a1dbd79675a5"),
-		InstanceType: ec2types.InstanceType(instanceType),
-		UserData:     aws.String(base64.StdEncoding.EncodeToString([]byte(userData))),
-		TagSpecifications: []ec2types.LaunchTemplateTagSpecificationRequest{{
-			ResourceType: ec2types.ResourceTypeInstance,
-			Tags: []ec2types.Tag{
-				{Key: aws.String("Name"), Value: aws.String(groupName())},
-				{Key: aws.String(nodes.TagClusterID), Value: aws.String(clusterID)},
-				{Key: aws.String(nodes.TagNodePool), Value: aws.String(pool)},
-				{Key: aws.String(nodes.TagRevision), Value: aws.String(revision)},
-			},
-		}},
-	}
-}
-
-// groupName names the launch template and the group, as the reference
-// node-pool.yaml would for this pool.
-func groupName() string { return "nodepool-" + pool + "-bench-roll" }
-
-// createGroup makes a VPC with a subnet in each of three zones, the launch
-// template, and the group tagged as the reference node-pool.yaml's.
-func (w *world) createGroup(ctx context.Context) error {
-	vpc, err := w.ec2.CreateVpc(ctx, &ec2.CreateVpcInput{CidrBlock: aws.String("10.1.0.0/16")})
-	if err != nil {
-		return fmt.Errorf("creating the VPC: %w", err)
-	}
-	var subnets []string
-	for i, zone := range []string{region + "a", region + "b", region + "c"} {
-		s, err := w.ec2.CreateSubnet(ctx, &ec2.CreateSubnetInput{VpcId: vpc.Vpc.VpcId,
-			CidrBlock: aws.String(fmt.Sprintf("10.1.%d.0/20", 16*i)), AvailabilityZone: aws.String(zone)})
-		if err != nil {
-			return fmt.Errorf("creating a subnet: %w", err)
-		}
-		subnets = append(subnets, aws.ToString(s.Subnet.SubnetId))
-	}
-	lt, err := w.ec2.CreateLaunchTemplate(ctx, &ec2.CreateLaunchTemplateInput{LaunchTemplateName: aws.String(groupName()), LaunchTemplateData: launchData(oldRevision)})
-	if err != nil {
-		return fmt.Errorf("creating the launch template: %w", err)
-	}
-	w.template, w.group = aws.ToString(lt.LaunchTemplate.LaunchTemplateId), groupName()
-	n := int32(w.opts.nodes)
-	_, err = w.asg.CreateAutoScalingGroup(ctx, &autoscaling.CreateAutoScalingGroupInput{
-		AutoScalingGroupName: aws.String(w.group),
-		MinSize:              aws.Int32(n), MaxSize: aws.Int32(n + surgeRoom), DesiredCapacity: aws.Int32(n),
-		VPCZoneIdentifier: aws.String(strings.Join(subnets, ",")),
-		LaunchTemplate:    &astypes.LaunchTemplateSpecification{LaunchTemplateId: aws.String(w.template), Version: aws.String("$Latest")},
-		Tags: []astypes.Tag{
-			{Key: aws.String(nodes.TagClusterID), Value: aws.String(clusterID), PropagateAtLaunch: aws.Bool(false)},
-			{Key: aws.String(nodes.TagNodePool), Value: aws.String(pool), PropagateAtLaunch: aws.Bool(false)},
-		},
-	})
-	if err != nil {
-		return fmt.Errorf("creating the auto scaling group: %w", err)
-	}
-	return nil
-}
-
-// outdate makes every node of the pool outdated: a new version of the
-// launch template, with the new revision, which the group launches from
-// now on ($Latest).
-func (w *world) outdate(ctx context.Context) error {
-	// Without the user data: moto 5.2.5 stores a new version's UserData
-	// unencoded and then fails every launch from it (an AssertionError in
-	// launch_templates.py, a 500 to SetDesiredCapacity). The bridge then
-	// reads the new nodes' pool from the group's tags.
-	data := launchData(newRevision)
-	data.UserData = nil
-	_, err := w.ec2.CreateLaunchTemplateVersion(ctx, &ec2.CreateLaunchTemplateVersionInput{
-		LaunchTemplateId: aws.String(w.template), LaunchTemplateData: data})
-	if err != nil {
-		return fmt.Errorf("creating the launch template's version of revision %s: %w", newRevision, err)
 	}
 	return nil
 }
@@ -450,7 +381,7 @@ func (w *world) waitWorkloads(ctx context.Context, rep *report) error {
 	slices.Sort(counts)
 	rep.pods, rep.podsPerNode = total, counts
 	return poll(ctx, 2*time.Minute, "the PodDisruptionBudgets to count their pods", func() (bool, error) {
-		pdbs, err := w.cp.Client.PolicyV1().PodDisruptionBudgets("").List(ctx, metav1.ListOptions{})
+		pdbs, err := w.cp.Client.PolicyV1().PodDisruptionBudgets("").List(ctx, metav1.ListOptions{LabelSelector: "kind"})
 		if err != nil {
 			return false, err
 		}
