@@ -226,7 +226,7 @@ func (r *Roller) force(ctx context.Context, scope string, c Command) error {
 		return nil
 	case err != nil:
 		// The API server may still make a deletion whose answer failed.
-		r.forces.made(recorded, r.now().Add(forceSettle-forceTimeout))
+		r.forces.made(recorded, r.now().Add(apiServerTimeout))
 		return fmt.Errorf("deleting pod %s/%s: %w", pod.Namespace, pod.Name, err)
 	}
 	r.forces.made(recorded, r.now())

@@ -21,12 +21,12 @@ type ForceLog struct {
 }
 
 // forceSettle bounds the time from a force's record to its deletion on
-// the API server: the force's own timeout (forceTimeout) and the API
-// server's for a request it received (its --request-timeout, 1m by
-// default).
+// the API server: the force's own timeout, then the API server's for a
+// request it received, which it may carry out after its client gave up.
 const (
-	forceTimeout = time.Minute
-	forceSettle  = forceTimeout + time.Minute
+	forceTimeout     = time.Minute
+	apiServerTimeout = time.Minute // kube-apiserver's --request-timeout default
+	forceSettle      = forceTimeout + apiServerTimeout
 )
 
 // forceLogRetention is how long a deletion's instant is kept: beyond it an
