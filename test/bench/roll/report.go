@@ -256,7 +256,7 @@ func (r *report) writeRequests(b *strings.Builder) {
 	rr := r.roll
 	wall := rr.wall()
 	b.WriteString("### Requests\n\n")
-	fmt.Fprintf(b, "caravan-agent's API requests during the roll, all of them (its roller's, its reconciler's, its registry status's Events), through a counting proxy "+
+	fmt.Fprintf(b, "caravan-agent's API requests during the roll, all of them (its roller's, its reconciler's ClusterConfig reads and writes, its Events), through a counting proxy "+
 		"in front of the API server that its kubeconfig points at (test/apicount; %s, %.1f/s):\n\n",
 		host.Thousands(rr.requests.total), float64(rr.requests.total)/wall.Seconds())
 	b.WriteString("| Request | Count | Per second |\n|---|---:|---:|\n")
