@@ -7,26 +7,21 @@ import "time"
 // its deletion is made (an agent killed between the two must not forget
 // it), so the deletion comes later than the time recorded, by as long as
 // the writes before it took. The drain SLA's intervals count from the
-// deletion: from when it was made, for this Roller's own forces, and
-// from the latest it could have been made, for those of an agent before.
+// deletion for this Roller's own forces, and from the time recorded for
+// those of an agent before it, which it cannot tell: a force whose agent
+// was killed while deleting may be followed that much early.
 type ForceLog struct {
-	// Started is when this Roller started. A force recorded before it was
-	// made by an earlier agent, whose deletion, if it was sent, reached
-	// the API server before this Roller started or within forceSettle of
-	// the time recorded.
-	Started time.Time
 	// Made is when each of this Roller's deletions was made at the
 	// latest, by the time recorded for it (the annotation's value).
 	Made map[string]time.Time
 }
 
-// forceSettle bounds the time from a force's record to its deletion on
-// the API server: the force's own timeout, then the API server's for a
-// request it received, which it may carry out after its client gave up.
+// forceTimeout bounds a force's writes and deletion; apiServerTimeout is
+// how long the API server may still carry out a request whose client gave
+// up (kube-apiserver's --request-timeout default).
 const (
 	forceTimeout     = time.Minute
-	apiServerTimeout = time.Minute // kube-apiserver's --request-timeout default
-	forceSettle      = forceTimeout + apiServerTimeout
+	apiServerTimeout = time.Minute
 )
 
 // forceLogRetention is how long a deletion's instant is kept: beyond it an
@@ -35,21 +30,18 @@ const (
 const forceLogRetention = 24 * time.Hour
 
 // Instant is when the force recorded in annotations (LastForcedAnnotation)
-// was made at the latest; zero when none is recorded.
+// was made, as far as this Roller knows; zero when none is recorded.
 func (l ForceLog) Instant(annotations map[string]string) time.Time {
 	raw := annotations[LastForcedAnnotation]
 	if made, ok := l.Made[raw]; ok {
 		return made
 	}
-	recorded, err := time.Parse(time.RFC3339, raw)
-	if err != nil || !recorded.Before(l.Started) {
-		return recorded
-	}
-	return laterTime(recorded, earlierTime(l.Started, recorded.Add(forceSettle)))
+	recorded, _ := time.Parse(time.RFC3339, raw)
+	return recorded
 }
 
 func (l ForceLog) clone() ForceLog {
-	out := ForceLog{Started: l.Started, Made: make(map[string]time.Time, len(l.Made))}
+	out := ForceLog{Made: make(map[string]time.Time, len(l.Made))}
 	for k, v := range l.Made {
 		out.Made[k] = v
 	}
@@ -68,11 +60,4 @@ func (l *ForceLog) made(recorded string, at time.Time) {
 			delete(l.Made, k)
 		}
 	}
-}
-
-func earlierTime(a, b time.Time) time.Time {
-	if b.Before(a) {
-		return b
-	}
-	return a
 }

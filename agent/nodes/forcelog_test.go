@@ -9,12 +9,11 @@ import (
 )
 
 func TestAForceCountsFromWhenItsDeletionWasMade(t *testing.T) {
-	started := t0.Add(-time.Hour)
 	recorded := func(at time.Time) map[string]string {
 		return map[string]string{LastForcedAnnotation: at.Format(time.RFC3339Nano)}
 	}
 	ours := t0.Add(-time.Minute)
-	log := ForceLog{Started: started, Made: map[string]time.Time{ours.Format(time.RFC3339Nano): ours.Add(700 * time.Millisecond)}}
+	log := ForceLog{Made: map[string]time.Time{ours.Format(time.RFC3339Nano): ours.Add(700 * time.Millisecond)}}
 	for _, c := range []struct {
 		name        string
 		log         ForceLog
@@ -24,13 +23,8 @@ func TestAForceCountsFromWhenItsDeletionWasMade(t *testing.T) {
 		{"none recorded", log, nil, time.Time{}},
 		{"unreadable", log, map[string]string{LastForcedAnnotation: "yesterday"}, time.Time{}},
 		{"made by this roller: when its deletion was made", log, recorded(ours), ours.Add(700 * time.Millisecond)},
-		{"recorded by this roller, its deletion not made", log, recorded(t0), t0},
-		{"recorded by an agent before, just before this one started: when it started",
-			log, recorded(started.Add(-10 * time.Second)), started},
-		{"recorded by an agent before, long before this one started: the bound on a deletion",
-			log, recorded(started.Add(-time.Hour)), started.Add(-time.Hour).Add(forceSettle)},
-		{"seconds-only times are read", log, map[string]string{LastForcedAnnotation: started.Add(-time.Hour).Format(time.RFC3339)},
-			started.Add(-time.Hour).Truncate(time.Second).Add(forceSettle)},
+		{"recorded by an agent before: the time recorded", log, recorded(t0.Add(-10 * time.Second)), t0.Add(-10 * time.Second)},
+		{"seconds-only times are read", log, map[string]string{LastForcedAnnotation: t0.Format(time.RFC3339)}, t0},
 		{"no log: the time recorded", ForceLog{}, recorded(ours), ours},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -69,7 +63,7 @@ func TestAPlanCountsTheForceIntervalFromTheDeletion(t *testing.T) {
 			cmds, _ := Plan(w.s, rollConfig("workers"))
 			require.Equal(t, []string{"force team/workers-0-p0"}, names(cmds), "a minute after the time recorded: %v", cmds[0].Decision)
 
-			w.s.Forces = ForceLog{Started: t0.Add(-time.Hour), Made: map[string]time.Time{raw: recorded.Add(2 * time.Second)}}
+			w.s.Forces = ForceLog{Made: map[string]time.Time{raw: recorded.Add(2 * time.Second)}}
 			cmds, _ = Plan(w.s, rollConfig("workers"))
 			require.Equal(t, []string{"forecast team/workers-0-p0"}, names(cmds), "not a minute after the deletion")
 			assert.True(t, recorded.Add(62*time.Second).Equal(cmds[0].Decision.At), "a minute after the deletion: %s", cmds[0].Decision.At)

@@ -24,9 +24,6 @@ func randomSnapshot(r *rand.Rand) (Snapshot, RollConfig) {
 	cfg.Surge = r.IntN(3)
 	cfg.HardBlock = r.IntN(2) == 0
 	ago := func(max time.Duration) time.Time { return w.s.Now.Add(-time.Duration(r.Int64N(int64(max)))) }
-	if r.IntN(2) == 0 {
-		w.s.Forces.Started = ago(15 * time.Minute)
-	}
 	for pi := range 1 + r.IntN(2) {
 		pool := fmt.Sprintf("pool%d", pi)
 		cfg.Pools = append(cfg.Pools, spec(pool))
@@ -102,7 +99,7 @@ func randomSnapshot(r *rand.Rand) (Snapshot, RollConfig) {
 func randomForce(r *rand.Rand, log *ForceLog, annotations map[string]string, ago func(time.Duration) time.Time) {
 	recorded := ago(10 * time.Minute)
 	annotations[LastForcedAnnotation] = recorded.Format(time.RFC3339Nano)
-	if r.IntN(2) == 0 && !recorded.Before(log.Started) {
+	if r.IntN(2) == 0 {
 		log.made(annotations[LastForcedAnnotation], recorded.Add(time.Duration(r.Int64N(int64(5*time.Second)))))
 	}
 }
@@ -301,20 +298,13 @@ func poolSLA(cfg RollConfig, pool string) SLA {
 	return SLA{}
 }
 
-// deletedBy is the latest a recorded force's deletion can have been made:
-// when this Roller made it, or, for an earlier agent's, when this Roller
-// started, unless forceSettle after the record came first.
+// deletedBy is when a recorded force's deletion was made, as the Roller
+// knows it: when it made it, or the time recorded.
 func deletedBy(log ForceLog, annotations map[string]string) time.Time {
 	raw := annotations[LastForcedAnnotation]
 	if made, ok := log.Made[raw]; ok {
 		return made
 	}
 	recorded, _ := time.Parse(time.RFC3339Nano, raw)
-	if recorded.Before(log.Started) && log.Started.Sub(recorded) < forceSettle {
-		return log.Started
-	}
-	if recorded.Before(log.Started) {
-		return recorded.Add(forceSettle)
-	}
 	return recorded
 }

@@ -95,8 +95,7 @@ func (r *Roller) WatchedBy(t *Trigger) *Roller {
 
 // NewRoller returns a Roller.
 func NewRoller(kube client.Client, fleet *Fleet, recorder events.Recorder, log logr.Logger, metrics *Metrics) *Roller {
-	return &Roller{kube: kube, fleet: fleet, events: recorder, log: log, metrics: metrics, now: time.Now, memories: map[string]Memory{},
-		forces: ForceLog{Started: time.Now()}}
+	return &Roller{kube: kube, fleet: fleet, events: recorder, log: log, metrics: metrics, now: time.Now, memories: map[string]Memory{}}
 }
 
 // Wake is the rule of a roll's passes (Trigger.Wake), with the trigger

@@ -103,6 +103,17 @@ func (o *Operations) SetHold(hold time.Duration) {
 	o.hold = hold
 }
 
+// Finish ends the operation under way on a stack now, as CloudFormation
+// does when it completes, whatever its hold.
+func (o *Operations) Finish(stack string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if r, ok := o.running[stack]; ok && !r.sent {
+		r.until = time.Now()
+		o.running[stack] = r
+	}
+}
+
 // Taken lists the operations moto carried out, in the order they were sent.
 func (o *Operations) Taken() []StackOperation {
 	o.mu.Lock()
