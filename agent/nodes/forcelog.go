@@ -25,8 +25,8 @@ const (
 )
 
 // forceLogRetention is how long a deletion's instant is kept: beyond it an
-// interval counts from the time recorded, up to forceTimeout early, which
-// only a drain_force_evict_interval over a day would notice.
+// interval counts from the time recorded, early by the force's writes,
+// which only a drain_force_evict_interval over a day would notice.
 const forceLogRetention = 24 * time.Hour
 
 // Instant is when the force recorded in annotations (LastForcedAnnotation)

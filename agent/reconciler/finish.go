@@ -77,12 +77,11 @@ func (r *Reconciler) finish(ctx context.Context, cc *clusterconfig.ClusterConfig
 	r.setConditions(cc, o)
 	r.config = nil
 	held := progressHeld(before.Status, cc.Status, r.statusWritten, now)
-	switch err := r.writeStatus(ctx, before, cc, held); {
-	case err != nil:
-		r.log.Error(err, "writing the ClusterConfig status")
-	case held:
+	if held {
 		r.config = before
-	default:
+	} else if err := r.writeStatus(ctx, before, cc); err != nil {
+		r.log.Error(err, "writing the ClusterConfig status")
+	} else {
 		r.config = cc
 	}
 	r.emit(before, cc, o)
@@ -107,10 +106,10 @@ func (r *Reconciler) finish(ctx context.Context, cc *clusterconfig.ClusterConfig
 	}
 }
 
-// writeStatus patches the status when it changed and is not held; a
-// steady-state reconcile changes nothing and so writes nothing.
-func (r *Reconciler) writeStatus(ctx context.Context, before, cc *clusterconfig.ClusterConfig, held bool) error {
-	if held || sameJSON(before.Status, cc.Status) {
+// writeStatus patches the status when it changed; a steady-state reconcile
+// changes nothing and so writes nothing.
+func (r *Reconciler) writeStatus(ctx context.Context, before, cc *clusterconfig.ClusterConfig) error {
+	if sameJSON(before.Status, cc.Status) {
 		return nil
 	}
 	if err := r.kube.Status().Patch(ctx, cc, client.MergeFrom(before)); err != nil {

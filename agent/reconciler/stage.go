@@ -61,7 +61,7 @@ func (r *Reconciler) begin(ctx context.Context, cc *clusterconfig.ClusterConfig,
 	}
 	next.Status.ObservedGeneration = next.Generation
 	s.mark(next, version)
-	if err := r.writeStatus(ctx, cc, next, false); err != nil {
+	if err := r.writeStatus(ctx, cc, next); err != nil {
 		return fmt.Errorf("writing the conditions of stage %s: %w", s.reason, err)
 	}
 	*cc = *next
