@@ -260,9 +260,10 @@ func (r *report) writeRequests(b *strings.Builder) {
 		"in front of the API server that its kubeconfig points at (test/apicount; %s, %.1f/s):\n\n",
 		host.Thousands(rr.requests.total), float64(rr.requests.total)/wall.Seconds())
 	b.WriteString("| Request | Count | Per second |\n|---|---:|---:|\n")
-	keys := slices.SortedFunc(maps.Keys(rr.kinds), func(a, c string) int { return rr.kinds[c] - rr.kinds[a] })
+	kinds := rr.requests.counts
+	keys := slices.SortedFunc(maps.Keys(kinds), func(a, c string) int { return kinds[c] - kinds[a] })
 	for _, k := range keys {
-		fmt.Fprintf(b, "| %s | %s | %.1f |\n", k, host.Thousands(rr.kinds[k]), float64(rr.kinds[k])/wall.Seconds())
+		fmt.Fprintf(b, "| %s | %s | %.1f |\n", k, host.Thousands(kinds[k]), float64(kinds[k])/wall.Seconds())
 	}
 	awsTotal := 0
 	for _, v := range rr.aws {

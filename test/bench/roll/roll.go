@@ -42,7 +42,6 @@ type rollResult struct {
 	oldRevision string
 	counter     *requestCounter
 	requests    requests
-	kinds       map[string]int // the agent's API requests during the roll, by kind
 	aws         map[string]int // the agent's AWS calls during the roll, by operation
 	bridge      map[string]int // the bridge's AWS calls during the roll
 	timeline    []awsCall
@@ -114,7 +113,6 @@ func (w *world) roll(ctx context.Context) (*rollResult, error) {
 	}
 	res.counter = countRequests(w.agent.kube.Requests(res.changed, time.Time{}))
 	res.requests = res.counter.between(res.start, res.end)
-	res.kinds = res.requests.counts
 	res.timeline = w.agent.aws.between(res.changed, res.end)
 	res.aws = map[string]int{}
 	for _, c := range w.agent.aws.between(res.start, res.end) {
@@ -249,9 +247,13 @@ func (w *world) rollFailures(ctx context.Context, from time.Time) (int, string, 
 		if !strings.HasPrefix(e.Note, rollFailed) || eventTime(e).Before(from) {
 			continue
 		}
-		n++
-		if e.Series != nil {
-			n += int(e.Series.Count) - 1
+		// A core/v1 Event counts its repeats in count, an events/v1 one
+		// in its series.
+		switch {
+		case e.Series != nil:
+			n += int(e.Series.Count)
+		default:
+			n += max(int(e.DeprecatedCount), 1)
 		}
 		if firstAt.IsZero() || eventTime(e).Before(firstAt) {
 			first, firstAt = e.Note, eventTime(e)
