@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fluxcd/pkg/runtime/conditions"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -173,7 +174,12 @@ func problemSince(previous []api.StatusProblem, p api.StatusProblem, now time.Ti
 	return now
 }
 
+// setConditions sets the conditions for an outcome from none, keeping the
+// transition time of each whose status did not change: kstatus and alerts
+// read it as how long a condition has held, and a time that moved at each
+// reconcile would also make each one write the status.
 func (r *Reconciler) setConditions(cc *clusterconfig.ClusterConfig, o *outcome) {
+	previous := slices.Clone(cc.Status.Conditions)
 	conditions.Delete(cc, ReconcilingCondition)
 	conditions.Delete(cc, StalledCondition)
 	switch {
@@ -202,6 +208,17 @@ func (r *Reconciler) setConditions(cc *clusterconfig.ClusterConfig, o *outcome) 
 		conditions.MarkTrue(cc, ReadyCondition, string(ReasonWaitingForWindow), "at version %s; %s", o.status.CurrentVersion, o.waiting.Reason)
 	case o.status.CurrentVersion != "":
 		conditions.MarkTrue(cc, ReadyCondition, string(ReasonUpToDate), "at version %s", o.status.CurrentVersion)
+	}
+	keepTransitionTimes(cc.Status.Conditions, previous)
+}
+
+// keepTransitionTimes gives each condition whose status is the one it had
+// before that condition's transition time.
+func keepTransitionTimes(now, before []metav1.Condition) {
+	for i := range now {
+		if old := apimeta.FindStatusCondition(before, now[i].Type); old != nil && old.Status == now[i].Status {
+			now[i].LastTransitionTime = old.LastTransitionTime
+		}
 	}
 }
 

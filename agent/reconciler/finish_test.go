@@ -47,6 +47,39 @@ func TestConditionsSayWhatTheClusterIsDoing(t *testing.T) {
 	}
 }
 
+// A condition's transition time is when its status last changed: a new
+// reason or message leaves it, a new status moves it.
+func TestAConditionKeepsItsTransitionTimeWhileItsStatusHolds(t *testing.T) {
+	hourAgo := metav1.NewTime(time.Now().Add(-time.Hour).Truncate(time.Second))
+	cc := &clusterconfig.ClusterConfig{}
+	cc.Status.Conditions = []metav1.Condition{
+		{Type: ReconcilingCondition, Status: metav1.ConditionTrue, Reason: string(ReasonProgressing), Message: "applying", LastTransitionTime: hourAgo},
+		{Type: ReadyCondition, Status: metav1.ConditionUnknown, Reason: string(ReasonProgressing), Message: "applying", LastTransitionTime: hourAgo},
+	}
+	held := func(reason Reason) {
+		t.Helper()
+		for _, typ := range []string{ReconcilingCondition, ReadyCondition} {
+			if c := conditions.Get(cc, typ); assert.NotNil(t, c, typ) {
+				assert.Equal(t, string(reason), c.Reason, typ)
+				assert.Equal(t, hourAgo, c.LastTransitionTime, "%s changed its reason, not its status", typ)
+			}
+		}
+	}
+	stageHealth.mark(cc, "abc#1")
+	held(ReasonWaitingForHealth)
+	r := &Reconciler{}
+	r.setConditions(cc, &outcome{phase: api.PhaseRollingNodes, status: clusterconfig.Status{CurrentVersion: "abc#1"}})
+	held(ReasonRollingNodes)
+
+	r.setConditions(cc, &outcome{appliedNow: true, status: clusterconfig.Status{CurrentVersion: "abc#1"}})
+	ready := conditions.Get(cc, ReadyCondition)
+	if assert.NotNil(t, ready) {
+		assert.Equal(t, metav1.ConditionTrue, ready.Status)
+		assert.True(t, ready.LastTransitionTime.After(hourAgo.Time), "Ready became True: its transition time moves")
+	}
+	assert.Nil(t, conditions.Get(cc, ReconcilingCondition))
+}
+
 func TestOnlyTheProgressOfARollWaitsToBeWritten(t *testing.T) {
 	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
 	next := time.Date(2026, 12, 7, 12, 5, 0, 0, time.UTC)

@@ -3,6 +3,7 @@ package reconciler
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/fluxcd/pkg/runtime/conditions"
 
@@ -32,9 +33,11 @@ var (
 // Reconciling=True as InProgress, and Ready is Unknown until the version is
 // applied and healthy.
 func (s stage) mark(cc *clusterconfig.ClusterConfig, version string) {
+	previous := slices.Clone(cc.Status.Conditions)
 	message := fmt.Sprintf("%s version %s", s.doing, version)
 	conditions.MarkReconciling(cc, string(s.reason), "%s", message)
 	conditions.MarkUnknown(cc, ReadyCondition, string(s.reason), "%s", message)
+	keepTransitionTimes(cc.Status.Conditions, previous)
 }
 
 // enter starts a stage whose only record is its conditions. A status that
