@@ -261,3 +261,28 @@ func ForecastAnnotation(d Decision) (string, bool) {
 	}
 	return d.At.UTC().Format(time.RFC3339Nano), true
 }
+
+// forecastSlack is how much later than the time a pod carries its force
+// may come before the annotation is rewritten: the API keeps the pod's own
+// times to the second, and most moves of a forecast are smaller (the force
+// interval counted from a deletion's answer rather than from its request).
+const forecastSlack = time.Second
+
+// ForecastHolds says whether the forecast a pod carries (written, "" for
+// none) still tells a decision's (value, "" for no time known): the same,
+// or an instant less than forecastSlack before it. A forecast later than
+// the decision's would announce a force after it comes, so it never holds.
+func ForecastHolds(written, value string) bool {
+	if written == value {
+		return true
+	}
+	if written == "" || value == "" {
+		return false
+	}
+	w, errW := time.Parse(time.RFC3339Nano, written)
+	v, errV := time.Parse(time.RFC3339Nano, value)
+	if errW != nil || errV != nil {
+		return false
+	}
+	return !w.After(v) && v.Sub(w) < forecastSlack
+}

@@ -222,6 +222,28 @@ func TestForecastAnnotation(t *testing.T) {
 	}
 }
 
+func TestAForecastHoldsUntilItMovesEarlierOrASecondLater(t *testing.T) {
+	at := func(d time.Duration) string { return base.Add(d).UTC().Format(time.RFC3339Nano) }
+	for name, c := range map[string]struct {
+		written, value string
+		holds          bool
+	}{
+		"the same":                          {at(0), at(0), true},
+		"none written, none to write":       {"", "", true},
+		"later by the deletion's answer":    {at(0), at(35 * time.Millisecond), true},
+		"later by just under a second":      {at(0), at(time.Second - time.Nanosecond), true},
+		"later by a second":                 {at(0), at(time.Second), false},
+		"later by a force interval":         {at(0), at(5 * time.Minute), false},
+		"earlier by a millisecond":          {at(time.Millisecond), at(0), false},
+		"none written yet":                  {"", at(0), false},
+		"no time known any more":            {at(0), "", false},
+		"written by hand, not a time":       {"soon", at(0), false},
+		"in another zone, the same instant": {base.In(time.FixedZone("x", 3600)).Format(time.RFC3339Nano), at(0), true},
+	} {
+		assert.Equal(t, c.holds, ForecastHolds(c.written, c.value), name)
+	}
+}
+
 func TestParseSLA(t *testing.T) {
 	prod, err := ParseSLA(api.DefaultDrainSLA(api.EnvironmentProduction))
 	require.NoError(t, err)

@@ -803,6 +803,50 @@ func TestTheForceIntervalCountsFromTheDeletion(t *testing.T) {
 	assert.GreaterOrEqual(t, gap, interval, "the second force came %s after the first deletion", gap)
 }
 
+// A forecast that moves later by less than a second is left as written.
+// Here the node's force interval holds the second pod: its forecast is
+// counted first from the pass that forced the other pod, then from when
+// that deletion was answered, a few milliseconds later.
+func TestAForecastMovedLessThanASecondIsNotWrittenAgain(t *testing.T) {
+	const interval = 2 * time.Second
+	r := newRig(t)
+	node := r.pool("workers")
+	guarded := map[string]string{"role": "guarded"}
+	for _, name := range []string{"one", "two"} {
+		r.podOn(node.Name, name, map[string]string{"role": "guarded", "app": name})
+		r.budget(name, map[string]string{"app": name}, 1)
+	}
+	kube := &podPatchCounter{Client: r.kube, patches: map[string]int{}}
+	roller, reg := r.roller(kube)
+	rollUntilGone(t, r, roller, rollOf(nodes.SLA{ForceEvictInterval: interval}, "workers"), guarded)
+
+	assert.Equal(t, 2.0, counter(t, reg, "caravan_agent_forced_deletions_total", "", ""), "both pods were forced")
+	assert.GreaterOrEqual(t, counter(t, reg, "caravan_agent_force_waits_total", "rule", nodes.RuleForceEvictInterval), 2.0,
+		"the second pod was decided on again after the first deletion was answered")
+	kube.mu.Lock()
+	defer kube.mu.Unlock()
+	assert.Len(t, kube.patches, 1, "the pod forced first had no forecast, the other one: %v", kube.patches)
+	for pod, n := range kube.patches {
+		assert.Equal(t, 1, n, "pod %s's forecast was written once", pod)
+	}
+}
+
+// podPatchCounter counts the roller's patches of each pod: its forecasts.
+type podPatchCounter struct {
+	client.Client
+	mu      sync.Mutex
+	patches map[string]int
+}
+
+func (c *podPatchCounter) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+	if _, isPod := obj.(*corev1.Pod); isPod {
+		c.mu.Lock()
+		c.patches[obj.GetName()]++
+		c.mu.Unlock()
+	}
+	return c.Client.Patch(ctx, obj, patch, opts...)
+}
+
 // forceRecord is the forces on each node, as the cluster shows them: each
 // value its last-forced annotation took.
 type forceRecord struct {

@@ -330,13 +330,14 @@ func sameSiblings(decided, now []Sibling, pod string) bool {
 
 // forecast writes on the pod when it may be forced, and says so once in an
 // Event, so that its owners see it coming; the annotation follows the
-// forecast as it moves, the Event does not repeat. A decision with no time
-// known removes a forecast written before.
+// forecast as it moves (unless it holds: later by less than a second), the
+// Event does not repeat. A decision with no time known removes a forecast
+// written before.
 func (r *Roller) forecast(ctx context.Context, pod *corev1.Pod, d Decision) error {
 	r.metrics.waits.WithLabelValues(d.Rule).Inc()
 	value, known := ForecastAnnotation(d)
 	before, had := pod.Annotations[ForceEvictAfterAnnotation]
-	if before == value {
+	if ForecastHolds(before, value) {
 		return nil
 	}
 	patch := client.MergeFrom(pod.DeepCopy())
