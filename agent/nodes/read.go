@@ -136,7 +136,9 @@ const perNodeListings = 1
 const podPage = 500
 
 // readAllPods lists every pod, a page at a time, and keeps those that must
-// leave the nodes named.
+// leave the nodes named, trimmed as the cache keeps them: the pods of a
+// pool's candidates, whole, were the agent's peak of memory when a roll
+// began, before its cache had synced.
 func (r *Roller) readAllPods(ctx context.Context, src source, snap *Snapshot, nodes []string) error {
 	snap.Pods = make(map[string][]corev1.Pod, len(nodes))
 	for _, n := range nodes {
@@ -150,6 +152,7 @@ func (r *Roller) readAllPods(ctx context.Context, src source, snap *Snapshot, no
 		}
 		for _, p := range list.Items {
 			if pods, wanted := snap.Pods[p.Spec.NodeName]; wanted && MustLeave(&p) {
+				trimPod(&p)
 				snap.Pods[p.Spec.NodeName] = append(pods, p)
 			}
 		}
@@ -168,6 +171,7 @@ func podsToMove(ctx context.Context, src source, node string) ([]corev1.Pod, err
 	out := list.Items[:0]
 	for _, p := range list.Items {
 		if MustLeave(&p) {
+			trimPod(&p)
 			out = append(out, p)
 		}
 	}

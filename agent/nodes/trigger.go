@@ -449,17 +449,27 @@ func kindOf(obj client.Object) string {
 }
 
 // keepOfPod keeps of a cached pod what a pass reads (its metadata, its
-// node, its phase and conditions), so that the cache of a cluster's pods
-// stays small: a force reads the whole pod from the API server.
+// node, its phase and Ready condition), so that the cache of a cluster's
+// pods stays small: a force reads the whole pod from the API server.
 func keepOfPod(obj any) (any, error) {
-	pod, ok := obj.(*corev1.Pod)
-	if !ok {
-		return obj, nil
+	if pod, ok := obj.(*corev1.Pod); ok {
+		trimPod(pod)
 	}
+	return obj, nil
+}
+
+// trimPod drops from a pod what a pass does not read, as the cache does:
+// a pass that reads the API server keeps its pods the same size.
+func trimPod(pod *corev1.Pod) {
 	pod.ManagedFields = nil
 	pod.Spec = corev1.PodSpec{NodeName: pod.Spec.NodeName}
-	pod.Status = corev1.PodStatus{Phase: pod.Status.Phase, Conditions: pod.Status.Conditions}
-	return pod, nil
+	var ready []corev1.PodCondition
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			ready = []corev1.PodCondition{c}
+		}
+	}
+	pod.Status = corev1.PodStatus{Phase: pod.Status.Phase, Conditions: ready}
 }
 
 // keepOfNode keeps of a cached Node what a pass reads and writes: its
