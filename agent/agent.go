@@ -53,6 +53,9 @@ type Config struct {
 	LeaderElection leaderelection.Options
 	MetricsAddr    string
 	HealthAddr     string
+	// PprofAddr serves Go's profiles (/debug/pprof/); "0" or empty
+	// disables it.
+	PprofAddr string
 	// AWSEndpoint overrides the AWS endpoints, for emulators.
 	AWSEndpoint string
 	Version     string
@@ -99,6 +102,7 @@ func Run(ctx context.Context, cfg Config) error {
 		RetryPeriod:                   &cfg.LeaderElection.RetryPeriod,
 		Metrics:                       metricsserver.Options{BindAddress: cfg.MetricsAddr},
 		HealthProbeBindAddress:        cfg.HealthAddr,
+		PprofBindAddress:              cfg.PprofAddr,
 	})
 	if err != nil {
 		return fmt.Errorf("building the manager: %w", err)

@@ -89,6 +89,7 @@ for a little CPU in the agent's short bursts of work.`,
 	fs.DurationVar(&cfg.HealthTimeout, "health-timeout", 10*time.Minute, "longest wait for applied objects to become healthy, unless the config item health_timeout says otherwise")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", ":8080", "address of the Prometheus metrics endpoint; 0 disables it")
 	fs.StringVar(&cfg.HealthAddr, "health-addr", ":9440", "address of /healthz and /readyz; 0 disables them")
+	fs.StringVar(&cfg.PprofAddr, "pprof-addr", "0", "address of Go's profiles (/debug/pprof/), for finding where time and memory go; 0 disables it")
 	fs.StringVar(&cfg.AWSEndpoint, "aws-endpoint", "", "endpoint of every AWS service, for an emulator; AWS's own endpoints when empty (credentials come from the SDK's default chain: IRSA, pod identity, environment)")
 	cfg.LeaderElection.BindFlags(fs)
 	logOpts.BindFlags(fs)

@@ -44,6 +44,8 @@ type agentProcess struct {
 	done chan struct{}
 	// logPath is the file of the process's log.
 	logPath string
+	// pprofAddr is where the process serves Go's profiles.
+	pprofAddr string
 }
 
 // startAgentProcess runs caravan-agent as the fleet's in-process agent is
@@ -59,13 +61,14 @@ func (f *fleet) startAgentProcess() *agentProcess {
 	}
 	log, err := os.CreateTemp(dir, "agent-*.log")
 	require.NoError(f.t, err)
+	pprof := metricsAddr(f.t)
 	cmd := exec.Command(bin, "--cluster-id", clusterID, "--registry-url", f.central.URL, "--kubeconfig", f.cp.Kubeconfig,
 		"--namespace", "caravan-system", "--git-secret", "git", "--interval", "2s", "--health-timeout", "1m",
-		"--metrics-addr", "0", "--health-addr", "0", "--aws-endpoint", f.awsEndpoint, "--log-level", "debug")
+		"--metrics-addr", "0", "--health-addr", "0", "--pprof-addr", pprof, "--aws-endpoint", f.awsEndpoint, "--log-level", "debug")
 	cmd.Env = append(os.Environ(), "CARAVAN_REGISTRY_TOKEN="+f.token)
 	cmd.Stdout, cmd.Stderr = log, log
 	require.NoError(f.t, cmd.Start())
-	p := &agentProcess{t: f.t, cmd: cmd, done: make(chan struct{}), logPath: log.Name()}
+	p := &agentProcess{t: f.t, cmd: cmd, done: make(chan struct{}), logPath: log.Name(), pprofAddr: pprof}
 	go func() {
 		_ = cmd.Wait()
 		_ = log.Close()

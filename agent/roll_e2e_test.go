@@ -1,14 +1,18 @@
 package agent_test
 
 import (
+	"io"
+	"net/http"
 	"sort"
+
+	"strings"
+	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/autoscaling"
 	kstatus "github.com/fluxcd/cli-utils/pkg/kstatus/status"
-	"strings"
-	"testing"
-	"time"
+	"github.com/fluxcd/pkg/runtime/conditions"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -22,6 +26,7 @@ import (
 
 	"github.com/caravan-gitops/caravan/agent/clusterconfig"
 	"github.com/caravan-gitops/caravan/agent/nodes"
+	"github.com/caravan-gitops/caravan/agent/reconciler"
 	"github.com/caravan-gitops/caravan/pkg/api"
 	"github.com/caravan-gitops/caravan/pkg/registry"
 	"github.com/caravan-gitops/caravan/test/cloudbridge"
@@ -80,10 +85,15 @@ func TestOutdatedNodesRollUnderTheDrainSLA(t *testing.T) {
 	})
 	forecast, sawProgress, sawSuspended, sawInProgress := false, false, false, false
 	drainStarts := map[string]time.Time{}
+	reconcilingSince := map[time.Time]bool{}
 	asg := autoscaling.NewFromConfig(f.aws.AWSConfig("eu-central-1"))
 	require.Eventually(t, func() bool {
-		for _, p := range f.clusterConfig().Status.NodePools {
+		cc := f.clusterConfig()
+		for _, p := range cc.Status.NodePools {
 			sawProgress = sawProgress || (p.Name == "workers" && p.NextForcedEviction != nil && p.HeldBy != "")
+		}
+		if c := conditions.Get(cc, reconciler.ReconcilingCondition); c != nil && c.Reason == string(reconciler.ReasonRollingNodes) {
+			reconcilingSince[c.LastTransitionTime.Time] = true
 		}
 		sawInProgress = sawInProgress || f.kstatus() == kstatus.InProgressStatus
 		if groups, err := asg.DescribeAutoScalingGroups(f.ctx, &autoscaling.DescribeAutoScalingGroupsInput{}); err == nil {
@@ -120,6 +130,7 @@ func TestOutdatedNodesRollUnderTheDrainSLA(t *testing.T) {
 	assert.True(t, sawProgress, "the ClusterConfig showed the pool's progress with the next forced eviction")
 	assert.True(t, sawSuspended, "AZRebalance was suspended during the roll")
 	assert.True(t, sawInProgress, "kstatus read the ClusterConfig as InProgress during the roll")
+	assert.Len(t, reconcilingSince, 1, "Reconciling kept the time it became True while the roll's counts moved")
 	f.eventually("kstatus reads the ClusterConfig as Current after the roll", func() bool { return f.kstatus() == kstatus.CurrentStatus })
 	groups, err := autoscaling.NewFromConfig(f.aws.AWSConfig("eu-central-1")).DescribeAutoScalingGroups(f.ctx, &autoscaling.DescribeAutoScalingGroupsInput{})
 	require.NoError(t, err)
@@ -274,6 +285,12 @@ func TestARollResumesAfterAKillAndStopsForABlock(t *testing.T) {
 	require.True(t, ok)
 	start := draining.Annotations[nodes.DrainStartAnnotation]
 	require.NotEmpty(t, start)
+	resp, err := http.Get("http://" + first.pprofAddr + "/debug/pprof/cmdline")
+	require.NoError(t, err)
+	cmdline, err := io.ReadAll(resp.Body)
+	require.NoError(t, resp.Body.Close())
+	require.NoError(t, err)
+	assert.Contains(t, string(cmdline), "--pprof-addr", "the process serves its profiles where --pprof-addr says")
 
 	first.kill()
 	block, _, err := f.reg.CreateBlock(f.ctx, clusterID, registry.BlockRequest{Reason: "incident"})
