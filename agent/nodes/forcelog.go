@@ -1,6 +1,9 @@
 package nodes
 
-import "time"
+import (
+	"maps"
+	"time"
+)
 
 // ForceLog is what a Roller knows of the forced deletions behind the
 // times recorded on Nodes and budgets. A force's time is recorded before
@@ -41,11 +44,7 @@ func (l ForceLog) Instant(annotations map[string]string) time.Time {
 }
 
 func (l ForceLog) clone() ForceLog {
-	out := ForceLog{Made: make(map[string]time.Time, len(l.Made))}
-	for k, v := range l.Made {
-		out.Made[k] = v
-	}
-	return out
+	return ForceLog{Made: maps.Clone(l.Made)}
 }
 
 // made notes a deletion recorded at recorded and made by at, and forgets
