@@ -163,6 +163,8 @@ func (r *Roller) readAllPods(ctx context.Context, src source, snap *Snapshot, no
 	}
 }
 
+// podsToMove lists the pods that must leave a node, trimmed as the cache
+// keeps them (the cache's own are already).
 func podsToMove(ctx context.Context, src source, node string) ([]corev1.Pod, error) {
 	list := &corev1.PodList{}
 	if err := src.List(ctx, list, client.MatchingFields{podNodeField: node}); err != nil {
@@ -171,7 +173,9 @@ func podsToMove(ctx context.Context, src source, node string) ([]corev1.Pod, err
 	out := list.Items[:0]
 	for _, p := range list.Items {
 		if MustLeave(&p) {
-			trimPod(&p)
+			if !src.cached {
+				trimPod(&p)
+			}
 			out = append(out, p)
 		}
 	}
